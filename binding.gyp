@@ -1,0 +1,23 @@
+{
+  "targets": [
+    {
+      "target_name": "tapas",
+      "sources": [
+        "native/addon.cc",
+        "native/engine.cc",
+        "native/frame.cc",
+        "native/iface.cc",
+        "native/netns.cc",
+        "native/ring_rx.cc",
+        "native/sink_port.cc",
+        "native/worker.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
+      "cflags_cc": ["-std=c++20", "-fexceptions", "-O2", "-Wall", "-Wextra"],
+      "cflags": ["-fexceptions"]
+    }
+  ]
+}

@@ -1,0 +1,74 @@
+#include "iface.h"
+
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "netns.h"
+
+namespace tapas {
+
+static bool fill_ifreq(ifreq& req, const std::string& ifname) {
+  std::memset(&req, 0, sizeof req);
+  if (ifname.empty() || ifname.size() >= IFNAMSIZ) return false;
+  std::memcpy(req.ifr_name, ifname.data(), ifname.size());
+  return true;
+}
+
+std::string query_interface(int fd, const std::string& ifname, InterfaceInfo& info) {
+  ifreq req;
+  if (!fill_ifreq(req, ifname)) return "invalid interface name '" + ifname + "'";
+  if (ioctl(fd, SIOCGIFINDEX, &req) != 0) {
+    return errno == ENODEV ? "interface '" + ifname + "' does not exist"
+                           : "cannot look up interface '" + ifname + "': " + errno_text(errno);
+  }
+  info.ifindex = req.ifr_ifindex;
+  if (ioctl(fd, SIOCGIFMTU, &req) != 0) return "cannot read the MTU of '" + ifname + "': " + errno_text(errno);
+  info.mtu = static_cast<uint32_t>(req.ifr_mtu);
+  if (ioctl(fd, SIOCGIFFLAGS, &req) != 0) return "cannot read the flags of '" + ifname + "': " + errno_text(errno);
+  info.up = (req.ifr_flags & IFF_UP) != 0;
+  if (ioctl(fd, SIOCGIFHWADDR, &req) == 0) {
+    const auto* m = reinterpret_cast<const uint8_t*>(req.ifr_hwaddr.sa_data);
+    char text[18];
+    std::snprintf(text, sizeof text, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+    info.mac = text;
+  }
+  return "";
+}
+
+LinkState bound_link_state(int fd, int ifindex) {
+  // The kernel sets a packet socket's ifindex to -1 when its interface is unregistered.
+  sockaddr_ll address{};
+  socklen_t length = sizeof address;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0 || address.sll_ifindex != ifindex) {
+    return LinkState::Removed;
+  }
+  ifreq req;
+  std::memset(&req, 0, sizeof req);
+  req.ifr_ifindex = ifindex;
+  if (ioctl(fd, SIOCGIFNAME, &req) != 0) return LinkState::Removed;
+  if (ioctl(fd, SIOCGIFFLAGS, &req) != 0) return LinkState::Removed;
+  return (req.ifr_flags & IFF_UP) != 0 ? LinkState::Up : LinkState::Down;
+}
+
+std::string probe_interface(const std::string& ifname, const std::string& netns, InterfaceInfo& info) {
+  NetnsScope scope(netns);
+  if (!scope.ok()) return scope.error();
+  int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return errno == EPERM ? "opening a packet socket needs CAP_NET_RAW (run as root)"
+                          : "cannot open a packet socket: " + errno_text(errno);
+  }
+  std::string error = query_interface(fd, ifname, info);
+  close(fd);
+  return error;
+}
+
+}  // namespace tapas

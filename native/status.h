@@ -1,0 +1,69 @@
+// Counters and health shared between a worker (writer) and stats readers.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+namespace tapas {
+
+// One writer (the owning worker), any number of readers: a relaxed
+// load+store avoids a locked instruction per packet.
+class Counter {
+ public:
+  void add(uint64_t n) { value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  uint64_t get() const { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> value_{0};
+};
+
+// Whether a source or sink is working, and why not. Written on state changes
+// only, so a mutex is fine.
+class Health {
+ public:
+  void set_ok() {
+    std::lock_guard<std::mutex> lock(mu_);
+    ok_ = true;
+    reason_.clear();
+  }
+  void set_failed(std::string reason) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ok_ = false;
+    reason_ = std::move(reason);
+  }
+  bool ok() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return ok_;
+  }
+  std::string reason() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return reason_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  bool ok_ = false;
+  std::string reason_ = "not opened yet";
+};
+
+struct SourceCounters {
+  Counter packets, bytes;
+  Counter ring_drops;  // PACKET_STATISTICS tp_drops, summed (the kernel resets on read)
+  Counter ring_freezes;
+  Counter truncated;  // captured shorter than on the wire (tp_snaplen < tp_len)
+};
+
+struct SinkCounters {
+  Counter packets, bytes;
+  Counter errors;  // rejected by the kernel on send
+};
+
+struct RuleCounters {
+  Counter packets, bytes;  // frames matched and handed to the sink
+  Counter oversize;        // larger than the sink can carry: dropped, counted
+  Counter unavailable;     // matched while the sink was failed
+};
+
+}  // namespace tapas
