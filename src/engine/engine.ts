@@ -1,0 +1,55 @@
+import { loadAddon, type EngineStats, type InterfaceInfo, type NativeEngine } from './native.js';
+import type { Plan } from './plan.js';
+
+export interface EngineOptions {
+  /** Worker threads; more than one spreads each source over a PACKET_FANOUT_HASH group. */
+  workers?: number;
+}
+
+/**
+ * The data path seen from JavaScript: `apply` a plan, read `stats`, `close`.
+ * Packets never touch this thread; the native workers own every socket.
+ */
+export class Engine {
+  private readonly native: NativeEngine;
+  private closed = false;
+  private applying: Promise<void> = Promise.resolve();
+
+  constructor(options: EngineOptions = {}) {
+    this.native = new (loadAddon().NativeEngine)({ workers: options.workers ?? 1 });
+  }
+
+  /**
+   * Makes the data path match the plan: opens what is new, closes what is gone,
+   * re-opens what changed and leaves everything else running without loss.
+   * Idempotent. Returns the stats right after, so failures show at once.
+   */
+  async apply(plan: Plan): Promise<EngineStats> {
+    if (this.closed) throw new Error('the engine is closed');
+    const run = this.applying.then(() => this.native.apply(plan));
+    this.applying = run.catch(() => undefined);
+    await run;
+    return this.native.stats();
+  }
+
+  stats(): EngineStats {
+    return this.native.stats();
+  }
+
+  /** Stops every worker; stats() keeps returning the final counters. */
+  async close(): Promise<EngineStats> {
+    if (!this.closed) {
+      this.closed = true;
+      await this.applying;
+      this.native.close();
+    }
+    return this.native.stats();
+  }
+}
+
+export function probeInterface(ifname: string, netns?: string): InterfaceInfo {
+  return loadAddon().probeInterface(ifname, netns);
+}
+
+export type { EngineStats, InterfaceInfo } from './native.js';
+export type * from './plan.js';

@@ -1,0 +1,54 @@
+/**
+ * The plan: a complete, declarative description of what must be mirrored right
+ * now. It is the one object that crosses from the control plane to the data
+ * path; `Engine.apply` diffs it against what runs.
+ */
+
+/** TaaS direction, from the workload's point of view: IN = into it, OUT = from it. */
+export type Direction = 'IN' | 'OUT' | 'BOTH';
+export const DIRECTIONS: readonly Direction[] = ['IN', 'OUT', 'BOTH'];
+
+export interface RingSettings {
+  /** Bytes per block: a power of two, at least 64 KiB (a GRO super-packet must fit). */
+  blockSize?: number;
+  blockCount?: number;
+  /** How long a partly filled block waits before the kernel hands it over. */
+  blockTimeoutMs?: number;
+}
+
+/** An interface whose traffic is captured once and offered to every rule naming it. */
+export interface SourcePlan {
+  id: string;
+  ifname: string;
+  /** Name under /run/netns or a path such as /proc/PID/ns/net; omitted: the engine's own. */
+  netns?: string;
+  ring?: RingSettings;
+}
+
+/** A local interface that receives the copies (a tap service port). */
+export interface PortSinkPlan {
+  id: string;
+  kind: 'port';
+  ifname: string;
+  netns?: string;
+}
+
+export type SinkPlan = PortSinkPlan;
+
+/** Frames of one source, in one direction, optionally of some VLANs, to one sink. */
+export interface RulePlan {
+  id: string;
+  sourceId: string;
+  sinkId: string;
+  direction: Direction;
+  /** Inclusive VLAN id ranges; omitted or empty: every frame. Untagged frames never match a filter. */
+  vlans?: Array<[number, number]>;
+}
+
+export interface Plan {
+  sources: SourcePlan[];
+  sinks: SinkPlan[];
+  rules: RulePlan[];
+}
+
+export const EMPTY_PLAN: Plan = { sources: [], sinks: [], rules: [] };

@@ -1,0 +1,58 @@
+/** Frames of known origin: each carries a marker and a sequence number in its payload. */
+
+export const TEST_ETHERTYPE = 0x88b5; // IEEE local experimental
+const MARKER = Buffer.from('tapas-test');
+
+export interface FrameOptions {
+  dst: string;
+  src: string;
+  /** A label written into the payload, to tell streams apart in a capture. */
+  stream: string;
+  sequence: number;
+  vlan?: number;
+  /** Total frame length without FCS; at least 60. */
+  length?: number;
+}
+
+function mac(text: string): Buffer {
+  return Buffer.from(text.split(':').map((part) => parseInt(part, 16)));
+}
+
+export function makeFrame(options: FrameOptions): Buffer {
+  const header = [mac(options.dst), mac(options.src)];
+  if (options.vlan !== undefined) {
+    const tag = Buffer.alloc(4);
+    tag.writeUInt16BE(0x8100, 0);
+    tag.writeUInt16BE(options.vlan & 0x0fff, 2);
+    header.push(tag);
+  }
+  const type = Buffer.alloc(2);
+  type.writeUInt16BE(TEST_ETHERTYPE, 0);
+  const sequence = Buffer.alloc(4);
+  sequence.writeUInt32BE(options.sequence, 0);
+  const label = Buffer.from(options.stream.padEnd(8, ' ').slice(0, 8));
+  const body = Buffer.concat([...header, type, MARKER, label, sequence]);
+  const length = Math.max(options.length ?? 60, body.length);
+  return Buffer.concat([body, Buffer.alloc(length - body.length, 0xab)]);
+}
+
+/** The stream label and sequence number of a test frame, or undefined for any other frame. */
+export function parseTestFrame(frame: Buffer): { stream: string; sequence: number; vlan?: number } | undefined {
+  let offset = 12;
+  let vlan: number | undefined;
+  if (frame.length >= 16 && frame.readUInt16BE(12) === 0x8100) {
+    vlan = frame.readUInt16BE(14) & 0x0fff;
+    offset = 16;
+  }
+  if (frame.length < offset + 2 + MARKER.length + 12) return undefined;
+  if (frame.readUInt16BE(offset) !== TEST_ETHERTYPE) return undefined;
+  const at = offset + 2;
+  if (!frame.subarray(at, at + MARKER.length).equals(MARKER)) return undefined;
+  const stream = frame.subarray(at + MARKER.length, at + MARKER.length + 8).toString().trimEnd();
+  const sequence = frame.readUInt32BE(at + MARKER.length + 8);
+  return vlan === undefined ? { stream, sequence } : { stream, sequence, vlan };
+}
+
+export function testFramesOf(frames: Buffer[]): Buffer[] {
+  return frames.filter((frame) => parseTestFrame(frame) !== undefined);
+}
