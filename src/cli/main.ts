@@ -1,0 +1,32 @@
+/**
+ * The `tapas` command line. Each command lives in its own file and registers
+ * itself here. Exit codes: 0 ok, 1 error (the server's or the system's
+ * message is printed), 2 usage error.
+ */
+import { Command, CommanderError } from 'commander';
+
+import { registerMirror } from './mirror.js';
+import { EXIT_USAGE, UsageError } from './errors.js';
+
+const program = new Command('tapas')
+  .description('Tap-as-a-Service for a plain Linux host: mirror the traffic of a VM or container port')
+  .version('0.1.0')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+registerMirror(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    // Help and version are "errors" to commander; everything else is a usage error.
+    process.exit(error.exitCode === 0 ? 0 : EXIT_USAGE);
+  }
+  if (error instanceof UsageError) {
+    console.error(`tapas: ${error.message}`);
+    process.exit(EXIT_USAGE);
+  }
+  console.error(`tapas: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
+}

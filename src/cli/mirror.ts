@@ -1,0 +1,221 @@
+/**
+ * `tapas mirror`: a one-shot soft tap that needs no daemon. Builds a plan from
+ * the command line, runs the engine until SIGINT/SIGTERM or --duration, and
+ * prints the counters.
+ */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Command, Option } from 'commander';
+
+import { Engine, probeInterface, type EngineStats, type Plan, type Direction } from '../engine/engine.js';
+import { parseVlanFilter, VlanFilterError } from '../model/vlan-filter.js';
+import { UsageError } from './errors.js';
+
+interface InterfaceRef {
+  ifname: string;
+  netns?: string;
+}
+
+interface MirrorOptions {
+  source: string[];
+  direction: Direction;
+  vlanFilter?: string;
+  to: string;
+  duration?: number;
+  format: 'table' | 'json';
+  workers: number;
+  ringBlockSize: number;
+  ringBlocks: number;
+  ringTimeoutMs: number;
+}
+
+export function parseInterfaceRef(text: string): InterfaceRef {
+  const at = text.indexOf('@');
+  const ifname = at < 0 ? text : text.slice(0, at);
+  const netns = at < 0 ? undefined : text.slice(at + 1);
+  if (ifname === '' || ifname.length > 15 || /[\s/]/.test(ifname)) {
+    throw new UsageError(`invalid interface '${text}': expected IF or IF@NETNS (interface names have at most 15 characters)`);
+  }
+  if (netns === '') throw new UsageError(`invalid interface '${text}': the network namespace after '@' is empty`);
+  return netns === undefined ? { ifname } : { ifname, netns };
+}
+
+const label = (ref: InterfaceRef) => (ref.netns ? `${ref.ifname}@${ref.netns}` : ref.ifname);
+
+function positiveInteger(name: string) {
+  return (text: string) => {
+    const value = Number(text);
+    if (!Number.isInteger(value) || value <= 0) throw new UsageError(`${name} must be a positive integer, not '${text}'`);
+    return value;
+  };
+}
+
+export function buildMirrorPlan(sources: InterfaceRef[], destination: InterfaceRef, direction: Direction,
+  vlans: Array<[number, number]> | undefined, ring: Plan['sources'][number]['ring']): Plan {
+  return {
+    sources: sources.map((source, index) => ({ id: `source-${index}`, ...source, ring })),
+    sinks: [{ id: 'destination', kind: 'port', ...destination }],
+    rules: sources.map((_, index) => ({
+      id: `rule-${index}`, sourceId: `source-${index}`, sinkId: 'destination', direction, ...(vlans ? { vlans } : {}),
+    })),
+  };
+}
+
+function checkInterface(ref: InterfaceRef, role: string): void {
+  try {
+    probeInterface(ref.ifname, ref.netns);
+  } catch (error) {
+    throw new Error(`${role} ${label(ref)}: ${(error as Error).message}`);
+  }
+}
+
+interface Report {
+  elapsedSeconds: number;
+  cpuSeconds: { user: number; system: number };
+  eventLoopLagMs: { p50: number; p99: number; max: number };
+  mirrored: { packets: number; bytes: number };
+  stats: EngineStats;
+}
+
+function summary(report: Report, names: Map<string, string>): string {
+  const { stats } = report;
+  const lines = [
+    `mirrored ${report.mirrored.packets} packets (${report.mirrored.bytes} bytes) in ${report.elapsedSeconds.toFixed(1)} s`,
+  ];
+  for (const source of stats.sources) {
+    lines.push(`  source ${names.get(source.id)}: ${source.packets} packets seen, ${source.ringDrops} ring drops` +
+      (source.truncated ? `, ${source.truncated} truncated` : '') + (source.ok ? '' : ` — FAILED: ${source.reason}`));
+  }
+  for (const sink of stats.sinks) {
+    lines.push(`  destination ${names.get(sink.id)}: ${sink.packets} sent, ${sink.errors} send errors` +
+      (sink.ok ? '' : ` — FAILED: ${sink.reason}`));
+  }
+  const oversize = stats.rules.reduce((n, r) => n + r.oversize, 0);
+  const unavailable = stats.rules.reduce((n, r) => n + r.unavailable, 0);
+  if (oversize || unavailable) lines.push(`  dropped: ${oversize} oversize, ${unavailable} while the destination was down`);
+  lines.push(`  cpu ${(report.cpuSeconds.user + report.cpuSeconds.system).toFixed(2)} s` +
+    `, event loop lag p99 ${report.eventLoopLagMs.p99.toFixed(1)} ms`);
+  return lines.join('\n');
+}
+
+async function runMirror(options: MirrorOptions): Promise<void> {
+  const sources = options.source.map(parseInterfaceRef);
+  const destination = parseInterfaceRef(options.to);
+  for (const source of sources) {
+    if (source.ifname === destination.ifname && (source.netns ?? '') === (destination.netns ?? '')) {
+      throw new UsageError(`destination ${label(destination)} is also a source: its copies would be mirrored again`);
+    }
+  }
+  let vlans: Array<[number, number]> | undefined;
+  try {
+    vlans = options.vlanFilter === undefined ? undefined : parseVlanFilter(options.vlanFilter);
+  } catch (error) {
+    if (error instanceof VlanFilterError) throw new UsageError(error.message);
+    throw error;
+  }
+  sources.forEach((source) => checkInterface(source, 'source'));
+  checkInterface(destination, 'destination');
+
+  const ring = { blockSize: options.ringBlockSize, blockCount: options.ringBlocks, blockTimeoutMs: options.ringTimeoutMs };
+  const plan = buildMirrorPlan(sources, destination, options.direction, vlans, ring);
+  const names = new Map<string, string>([
+    ...sources.map((source, index) => [`source-${index}`, label(source)] as [string, string]),
+    ['destination', label(destination)],
+  ]);
+
+  const engine = new Engine({ workers: options.workers });
+  const lag = monitorEventLoopDelay({ resolution: 10 });
+  const started = process.hrtime.bigint();
+  const cpuStart = process.cpuUsage();
+  const initial = await engine.apply(plan);
+  const failed = [...initial.sources, ...initial.sinks].find((endpoint) => !endpoint.ok);
+  if (failed) {
+    await engine.close();
+    throw new Error(`${names.get(failed.id)}: ${failed.reason}`);
+  }
+  lag.enable();
+
+  const live = options.format === 'table' && process.stdout.isTTY;
+  let previous = { packets: 0, at: Date.now() };
+  const ticker = live ? setInterval(() => {
+    const stats = engine.stats();
+    const mirrored = stats.sinks.reduce((n, s) => n + s.packets, 0);
+    const drops = stats.sources.reduce((n, s) => n + s.ringDrops, 0);
+    const errors = stats.sinks.reduce((n, s) => n + s.errors, 0);
+    const now = Date.now();
+    const rate = ((mirrored - previous.packets) * 1000) / Math.max(1, now - previous.at);
+    previous = { packets: mirrored, at: now };
+    const down = [...stats.sources, ...stats.sinks].filter((e) => !e.ok).map((e) => `${names.get(e.id)}: ${e.reason}`);
+    process.stdout.write(`\r\x1b[2Kmirrored ${mirrored} packets  ${Math.round(rate)} pkt/s  ring drops ${drops}  send errors ${errors}` +
+      (down.length ? `  [${down.join('; ')}]` : ''));
+  }, 1000) : undefined;
+
+  await new Promise<void>((resolve) => {
+    const done = () => resolve();
+    process.once('SIGINT', done);
+    process.once('SIGTERM', done);
+    if (options.duration !== undefined) setTimeout(done, options.duration * 1000).unref();
+  });
+
+  if (ticker) {
+    clearInterval(ticker);
+    process.stdout.write('\r\x1b[2K');
+  }
+  lag.disable();
+  const stats = await engine.close();
+  const cpu = process.cpuUsage(cpuStart);
+  const report: Report = {
+    elapsedSeconds: Number(process.hrtime.bigint() - started) / 1e9,
+    cpuSeconds: { user: cpu.user / 1e6, system: cpu.system / 1e6 },
+    eventLoopLagMs: {
+      p50: lag.percentile(50) / 1e6, p99: lag.percentile(99) / 1e6, max: lag.max / 1e6,
+    },
+    mirrored: {
+      packets: stats.sinks.reduce((n, s) => n + s.packets, 0),
+      bytes: stats.sinks.reduce((n, s) => n + s.bytes, 0),
+    },
+    stats,
+  };
+  if (options.format === 'json') {
+    const named = {
+      ...report,
+      stats: {
+        sources: stats.sources.map((s) => ({ ...s, interface: names.get(s.id) })),
+        sinks: stats.sinks.map((s) => ({ ...s, interface: names.get(s.id) })),
+        rules: stats.rules,
+      },
+    };
+    process.stdout.write(`${JSON.stringify(named, null, 2)}\n`);
+  } else {
+    process.stdout.write(`${summary(report, names)}\n`);
+  }
+}
+
+export function registerMirror(program: Command): void {
+  program
+    .command('mirror')
+    .summary('mirror interfaces to a local port, without a daemon')
+    .description(
+      'Mirror the traffic of one or more source interfaces to a destination interface until ' +
+        'interrupted (Ctrl-C, SIGTERM) or --duration has passed, then print the counters.\n\n' +
+        'Directions are the workload\'s, as in OpenStack TaaS: a source is the host side of a VM\'s ' +
+        'tap or a container\'s veth, so IN is what the workload receives and OUT what it sends.',
+    )
+    .requiredOption('-s, --source <IF[@NETNS]...>', 'source interface, optionally inside a network namespace (repeatable)',
+      (value: string, previous: string[] = []) => [...previous, value])
+    .addOption(new Option('-d, --direction <DIR>', 'which traffic to mirror').choices(['IN', 'OUT', 'BOTH']).makeOptionMandatory())
+    .option('--vlan-filter <LIST>', 'only frames of these VLAN ids, e.g. 1-5,9 (untagged frames never match)')
+    .requiredOption('-t, --to <IF[@NETNS]>', 'destination interface that receives the copies')
+    .option('--duration <SECONDS>', 'stop after this many seconds', positiveInteger('--duration'))
+    .addOption(new Option('-f, --format <FORMAT>', 'output of the final counters').choices(['table', 'json']).default('table'))
+    .option('--workers <N>', 'capture threads (more than one uses PACKET_FANOUT_HASH)', positiveInteger('--workers'), 1)
+    .option('--ring-block-size <BYTES>', 'ring block size, a power of two >= 65536', positiveInteger('--ring-block-size'), 131072)
+    .option('--ring-blocks <N>', 'ring blocks per source', positiveInteger('--ring-blocks'), 16)
+    .option('--ring-timeout-ms <MS>', 'how long a partly filled block waits', positiveInteger('--ring-timeout-ms'), 1)
+    .addHelpText('after', `
+Examples:
+  tapas mirror --source tap-vm1 --direction BOTH --to tap-ids
+  tapas mirror -s veth-a@ns1 -s veth-b@ns1 -d IN --vlan-filter 10-20,30 -t mon0@ns1 --duration 60 -f json
+
+Needs CAP_NET_RAW (and CAP_SYS_ADMIN to enter network namespaces): run as root.`)
+    .action(runMirror);
+}
