@@ -2,96 +2,394 @@
 
 #include <unistd.h>
 
-#include <set>
+#include <atomic>
+#include <functional>
 
 namespace tapas {
 
-std::string validate_plan(const Plan& plan) {
-  std::set<std::string> sources, sinks, rules;
-  std::set<std::pair<std::string, std::string>> source_interfaces;
-  for (const SourceSpec& source : plan.sources) {
-    if (source.id.empty()) return "a source has an empty id";
-    if (!sources.insert(source.id).second) return "duplicate source id '" + source.id + "'";
-    if (source.ifname.empty()) return "source '" + source.id + "' names no interface";
-    source_interfaces.insert({source.netns, source.ifname});
+namespace {
+
+// Often enough that a vanished interface shows within a fraction of a second,
+// rarely enough to cost nothing next to the traffic.
+constexpr auto kHealthInterval = std::chrono::milliseconds(200);
+constexpr auto kRetryInterval = std::chrono::milliseconds(500);
+// Opening or closing a packet socket waits for an RCU grace period; done side
+// by side, many of them share one.
+constexpr size_t kMaxParallelSocketCalls = 32;
+
+void run_parallel(std::vector<std::function<void()>>& jobs) {
+  if (jobs.size() <= 1) {
+    for (auto& job : jobs) job();
+    return;
   }
-  for (const SinkSpec& sink : plan.sinks) {
-    if (sink.id.empty()) return "a sink has an empty id";
-    if (!sinks.insert(sink.id).second) return "duplicate sink id '" + sink.id + "'";
-    if (sink.kind == SinkKind::Port) {
-      if (sink.ifname.empty()) return "sink '" + sink.id + "' names no interface";
-      // Its copies would be captured again by the source and sent once more.
-      if (source_interfaces.count({sink.netns, sink.ifname}) != 0) {
-        return "destination '" + sink.ifname + "' is also a source";
-      }
-    }
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> threads;
+  size_t count = std::min(jobs.size(), kMaxParallelSocketCalls);
+  for (size_t t = 0; t < count; ++t) {
+    threads.emplace_back([&] {
+      for (size_t i = next++; i < jobs.size(); i = next++) jobs[i]();
+    });
   }
-  for (const RuleSpec& rule : plan.rules) {
-    if (rule.id.empty()) return "a rule has an empty id";
-    if (!rules.insert(rule.id).second) return "duplicate rule id '" + rule.id + "'";
-    if (sources.count(rule.source_id) == 0) return "rule '" + rule.id + "' names unknown source '" + rule.source_id + "'";
-    if (sinks.count(rule.sink_id) == 0) return "rule '" + rule.id + "' names unknown sink '" + rule.sink_id + "'";
-    for (const VlanRange& range : rule.vlans) {
-      if (range.low < 1 || range.high > 4094 || range.low > range.high) {
-        return "rule '" + rule.id + "' has an invalid VLAN range";
-      }
-    }
-  }
-  return "";
+  for (std::thread& thread : threads) thread.join();
 }
 
-Engine::Engine(const EngineOptions& options)
-    : next_fanout_group_(static_cast<uint16_t>(getpid() * 131)) {
+std::string where(const std::string& ifname, const std::string& netns) {
+  return "interface '" + ifname + "'" + (netns.empty() ? "" : " in network namespace '" + netns + "'");
+}
+
+template <typename Stat>
+Stat& entry(std::vector<Stat>& list, const std::string& id) {
+  list.emplace_back();
+  list.back().id = id;
+  return list.back();
+}
+
+}  // namespace
+
+Engine::Engine(const EngineOptions& options) : next_fanout_group_(static_cast<uint16_t>(getpid() * 131)) {
   unsigned count = options.workers == 0 ? 1 : options.workers;
   for (unsigned i = 0; i < count; ++i) workers_.push_back(std::make_unique<Worker>());
+  health_thread_ = std::thread([this] { health_loop(); });
 }
 
 Engine::~Engine() { close(); }
 
+template <typename Slot>
+std::unique_ptr<Slot> Engine::new_slot() const {
+  auto slot = std::make_unique<Slot>();
+  for (size_t w = 0; w < workers_.size(); ++w) slot->lanes.push_back(std::make_unique<typename decltype(slot->lanes)::value_type::element_type>());
+  return slot;
+}
+
+void Engine::open_sources(const std::vector<SourceSlot*>& slots, Updates& updates) {
+  const size_t workers = workers_.size();
+  std::vector<std::unique_ptr<RxRing>> rings(slots.size() * workers);
+  std::vector<std::string> errors(rings.size());
+  std::vector<std::function<void()>> jobs;
+  for (size_t i = 0; i < rings.size(); ++i) {
+    jobs.emplace_back([&, i] {
+      const SourceSlot& slot = *slots[i / workers];
+      rings[i] = std::make_unique<RxRing>();
+      errors[i] = rings[i]->open(slot.spec, slot.fanout_group);
+    });
+  }
+  run_parallel(jobs);
+
+  std::vector<std::unique_ptr<RxRing>> failed;
+  for (size_t s = 0; s < slots.size(); ++s) {
+    SourceSlot& slot = *slots[s];
+    std::string error;
+    for (size_t w = 0; w < workers && error.empty(); ++w) error = errors[s * workers + w];
+    if (!error.empty()) {
+      for (size_t w = 0; w < workers; ++w) failed.push_back(std::move(rings[s * workers + w]));
+      slot.health.set_failed(error);
+      slot.retry_at = Clock::now() + kRetryInterval;
+      continue;
+    }
+    for (size_t w = 0; w < workers; ++w) {
+      slot.lanes[w]->blocks_per_wake = slot.spec.ring.block_count;
+      updates[w].rings.emplace_back(slot.lanes[w].get(), std::move(rings[s * workers + w]));
+    }
+    slot.open = true;
+    slot.health.set_ok();
+  }
+  std::vector<std::function<void()>> closes;
+  for (auto& ring : failed) closes.emplace_back([&ring] { ring.reset(); });
+  run_parallel(closes);
+}
+
+void Engine::open_sinks(const std::vector<SinkSlot*>& slots, Updates& updates) {
+  const size_t workers = workers_.size();
+  std::vector<std::unique_ptr<Sink>> sinks(slots.size() * workers);
+  std::vector<std::string> errors(sinks.size());
+  std::vector<std::function<void()>> jobs;
+  for (size_t i = 0; i < sinks.size(); ++i) {
+    jobs.emplace_back([&, i] {
+      SinkSlot& slot = *slots[i / workers];
+      sinks[i] = make_sink(slot.spec, slot.lanes[i % workers]->counters);
+      errors[i] = sinks[i] ? sinks[i]->open() : "unsupported sink kind";
+    });
+  }
+  run_parallel(jobs);
+
+  std::vector<std::unique_ptr<Sink>> failed;
+  for (size_t s = 0; s < slots.size(); ++s) {
+    SinkSlot& slot = *slots[s];
+    std::string error;
+    for (size_t w = 0; w < workers && error.empty(); ++w) error = errors[s * workers + w];
+    if (!error.empty()) {
+      for (size_t w = 0; w < workers; ++w) failed.push_back(std::move(sinks[s * workers + w]));
+      slot.health.set_failed(error);
+      slot.retry_at = Clock::now() + kRetryInterval;
+      continue;
+    }
+    for (size_t w = 0; w < workers; ++w) updates[w].sinks.emplace_back(slot.lanes[w].get(), std::move(sinks[s * workers + w]));
+    slot.open = true;
+    slot.health.set_ok();
+  }
+  std::vector<std::function<void()>> closes;
+  for (auto& sink : failed) closes.emplace_back([&sink] { sink.reset(); });
+  run_parallel(closes);
+}
+
+void Engine::unplug_source(SourceSlot& slot, Updates& updates) {
+  if (!slot.open) return;
+  for (size_t w = 0; w < workers_.size(); ++w) {
+    SourceLane& lane = *slot.lanes[w];
+    RingStatistics last = lane.ring->take_statistics();
+    lane.counters.ring_drops.add(last.drops);
+    lane.counters.ring_freezes.add(last.freezes);
+    updates[w].rings.emplace_back(&lane, nullptr);
+  }
+  slot.open = false;
+}
+
+void Engine::unplug_sink(SinkSlot& slot, Updates& updates) {
+  if (!slot.open) return;
+  for (size_t w = 0; w < workers_.size(); ++w) updates[w].sinks.emplace_back(slot.lanes[w].get(), nullptr);
+  slot.open = false;
+}
+
+void Engine::install(Updates& updates) {
+  for (size_t w = 0; w < workers_.size(); ++w) workers_[w]->install(updates[w]);
+  std::vector<std::function<void()>> closes;
+  for (WorkerUpdate& update : updates) {
+    for (auto& [lane, ring] : update.rings) {
+      if (ring) closes.emplace_back([&ring = ring] { ring.reset(); });
+    }
+    for (auto& [lane, sink] : update.sinks) {
+      if (sink) closes.emplace_back([&sink = sink] { sink.reset(); });
+    }
+  }
+  run_parallel(closes);
+}
+
 std::string Engine::apply(const Plan& plan) {
-  std::lock_guard<std::mutex> lock(apply_mu_);
+  std::lock_guard<std::mutex> control(control_mu_);
   if (closed_) return "the engine is closed";
   std::string error = validate_plan(plan);
   if (!error.empty()) return error;
 
-  WorkerPlan desired{plan, {}};
-  if (workers_.size() > 1) {
-    std::map<std::string, uint16_t> groups;
-    for (const SourceSpec& source : plan.sources) {
-      auto known = fanout_groups_.find(source.id);
-      uint16_t group;
-      if (known != fanout_groups_.end()) {
-        group = known->second;
-      } else {
-        do group = ++next_fanout_group_;
-        while (group == 0);
-      }
-      groups[source.id] = group;
-    }
-    fanout_groups_ = groups;
-    desired.fanout_groups = std::move(groups);
+  Updates updates(workers_.size());
+  std::map<std::string, std::unique_ptr<SourceSlot>> created_sources;
+  std::map<std::string, std::unique_ptr<SinkSlot>> created_sinks;
+  std::map<std::string, std::unique_ptr<RuleSlot>> created_rules;
+  auto find = [](auto& existing, auto& created, const std::string& id, auto make) {
+    auto it = existing.find(id);
+    if (it != existing.end()) return it->second.get();
+    auto& slot = created[id];
+    if (!slot) slot = make();
+    return slot.get();
+  };
+
+  std::vector<SinkSlot*> sinks_to_open;
+  std::map<std::string, SinkSlot*> sink_by_id;
+  for (const SinkSpec& spec : plan.sinks) {
+    SinkSlot* slot = find(sinks_, created_sinks, spec.id, [&] { return new_slot<SinkSlot>(); });
+    if (!(slot->spec == spec)) unplug_sink(*slot, updates);
+    slot->spec = spec;
+    if (!slot->open) sinks_to_open.push_back(slot);
+    sink_by_id[spec.id] = slot;
   }
-  for (auto& worker : workers_) worker->apply(desired);
+  std::vector<SourceSlot*> sources_to_open;
+  std::map<std::string, SourceSlot*> source_by_id;
+  for (const SourceSpec& spec : plan.sources) {
+    SourceSlot* slot = find(sources_, created_sources, spec.id, [&] {
+      auto made = new_slot<SourceSlot>();
+      // With several workers, each opens the source in one fanout group.
+      if (workers_.size() > 1) {
+        do made->fanout_group = ++next_fanout_group_;
+        while (made->fanout_group == 0);
+      }
+      return made;
+    });
+    if (!(slot->spec == spec)) unplug_source(*slot, updates);
+    slot->spec = spec;
+    if (!slot->open) sources_to_open.push_back(slot);
+    source_by_id[spec.id] = slot;
+  }
+  for (auto& [id, slot] : sources_) {
+    if (source_by_id.count(id) == 0) unplug_source(*slot, updates);
+  }
+  for (auto& [id, slot] : sinks_) {
+    if (sink_by_id.count(id) == 0) unplug_sink(*slot, updates);
+  }
+
+  std::map<SourceSlot*, std::vector<std::vector<RuleLane*>>> rule_lists;
+  for (auto& [id, slot] : source_by_id) rule_lists[slot].resize(workers_.size());
+  for (const RuleSpec& spec : plan.rules) {
+    RuleSlot* slot = find(rules_, created_rules, spec.id, [&] { return new_slot<RuleSlot>(); });
+    SourceSlot* source = source_by_id.at(spec.source_id);
+    SinkSlot* sink = sink_by_id.at(spec.sink_id);
+    for (size_t w = 0; w < workers_.size(); ++w) {
+      updates[w].rules.push_back({slot->lanes[w].get(), spec, sink->lanes[w].get()});
+      rule_lists[source][w].push_back(slot->lanes[w].get());
+    }
+  }
+  for (auto& [source, lists] : rule_lists) {
+    for (size_t w = 0; w < workers_.size(); ++w) updates[w].rule_lists.emplace_back(source->lanes[w].get(), std::move(lists[w]));
+  }
+
+  open_sinks(sinks_to_open, updates);
+  open_sources(sources_to_open, updates);
+  install(updates);
+
+  // Workers no longer see anything left out of the plan: swap the maps and let it go.
+  std::map<std::string, std::unique_ptr<SourceSlot>> sources;
+  std::map<std::string, std::unique_ptr<SinkSlot>> sinks;
+  std::map<std::string, std::unique_ptr<RuleSlot>> rules;
+  {
+    std::lock_guard<std::mutex> registry(registry_mu_);
+    auto take = [](auto& existing, auto& created, const std::string& id) {
+      auto it = existing.find(id);
+      return it != existing.end() ? std::move(it->second) : std::move(created.at(id));
+    };
+    for (const SourceSpec& spec : plan.sources) sources[spec.id] = take(sources_, created_sources, spec.id);
+    for (const SinkSpec& spec : plan.sinks) sinks[spec.id] = take(sinks_, created_sinks, spec.id);
+    for (const RuleSpec& spec : plan.rules) rules[spec.id] = take(rules_, created_rules, spec.id);
+    sources_.swap(sources);
+    sinks_.swap(sinks);
+    rules_.swap(rules);
+  }
   return "";
 }
 
+void Engine::health_loop() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(health_mu_);
+      if (health_cv_.wait_for(lock, kHealthInterval, [this] { return stopping_; })) return;
+    }
+    std::lock_guard<std::mutex> control(control_mu_);
+    if (closed_) return;
+    check_health();
+  }
+}
+
+void Engine::check_health() {
+  const auto now = Clock::now();
+  Updates updates(workers_.size());
+  std::vector<SourceSlot*> sources_to_open;
+  std::vector<SinkSlot*> sinks_to_open;
+  for (auto& [id, slot] : sources_) {
+    if (!slot->open) {
+      if (now >= slot->retry_at) sources_to_open.push_back(slot.get());
+      continue;
+    }
+    for (auto& lane : slot->lanes) {
+      RingStatistics stats = lane->ring->take_statistics();
+      lane->counters.ring_drops.add(stats.drops);
+      lane->counters.ring_freezes.add(stats.freezes);
+    }
+    switch (slot->lanes[0]->ring->link_state()) {
+      case LinkState::Removed:
+        unplug_source(*slot, updates);
+        slot->health.set_failed(where(slot->spec.ifname, slot->spec.netns) + " was removed");
+        slot->retry_at = now + kRetryInterval;
+        break;
+      case LinkState::Down:
+        // The kernel re-attaches the socket when the link comes back up.
+        slot->health.set_failed(where(slot->spec.ifname, slot->spec.netns) + " is down");
+        break;
+      case LinkState::Up:
+        slot->health.set_ok();
+        break;
+    }
+  }
+  for (auto& [id, slot] : sinks_) {
+    if (!slot->open) {
+      if (now >= slot->retry_at) sinks_to_open.push_back(slot.get());
+      continue;
+    }
+    const std::string name = slot->spec.kind == SinkKind::Port ? where(slot->spec.ifname, slot->spec.netns)
+                                                                : "the route to " + slot->spec.remote_ip;
+    switch (slot->lanes[0]->sink->link_state()) {
+      case LinkState::Removed:
+        unplug_sink(*slot, updates);
+        slot->health.set_failed(name + (slot->spec.kind == SinkKind::Port ? " was removed" : " is gone"));
+        slot->retry_at = now + kRetryInterval;
+        break;
+      case LinkState::Down:
+        slot->health.set_failed(name + " is down");
+        break;
+      case LinkState::Up:
+        slot->health.set_ok();
+        break;
+    }
+  }
+  open_sinks(sinks_to_open, updates);
+  open_sources(sources_to_open, updates);
+  bool changed = false;
+  for (const WorkerUpdate& update : updates) changed = changed || !update.rings.empty() || !update.sinks.empty();
+  if (changed) install(updates);
+}
+
+void Engine::collect(EngineStats& stats) const {
+  for (const auto& [id, slot] : sources_) {
+    SourceStat& stat = entry(stats.sources, id);
+    stat.ok = slot->health.ok();
+    if (!stat.ok) stat.reason = slot->health.reason();
+    for (const auto& lane : slot->lanes) {
+      stat.packets += lane->counters.packets.get();
+      stat.bytes += lane->counters.bytes.get();
+      stat.ring_drops += lane->counters.ring_drops.get();
+      stat.ring_freezes += lane->counters.ring_freezes.get();
+      stat.truncated += lane->counters.truncated.get();
+    }
+  }
+  for (const auto& [id, slot] : sinks_) {
+    SinkStat& stat = entry(stats.sinks, id);
+    stat.ok = slot->health.ok();
+    if (!stat.ok) stat.reason = slot->health.reason();
+    for (const auto& lane : slot->lanes) {
+      stat.packets += lane->counters.packets.get();
+      stat.bytes += lane->counters.bytes.get();
+      stat.errors += lane->counters.errors.get();
+      stat.truncated += lane->counters.truncated.get();
+      stat.fragmented += lane->counters.fragmented.get();
+    }
+  }
+  for (const auto& [id, slot] : rules_) {
+    RuleStat& stat = entry(stats.rules, id);
+    for (const auto& lane : slot->lanes) {
+      stat.packets += lane->counters.packets.get();
+      stat.bytes += lane->counters.bytes.get();
+      stat.oversize += lane->counters.oversize.get();
+      stat.unavailable += lane->counters.unavailable.get();
+    }
+  }
+}
+
 EngineStats Engine::stats() const {
-  std::lock_guard<std::mutex> lock(workers_mu_);
+  std::lock_guard<std::mutex> registry(registry_mu_);
   if (closed_) return final_stats_;
   EngineStats stats;
-  for (const auto& worker : workers_) worker->collect(stats);
+  collect(stats);
   return stats;
 }
 
 void Engine::close() {
-  std::lock_guard<std::mutex> apply_lock(apply_mu_);
-  std::lock_guard<std::mutex> lock(workers_mu_);
+  {
+    std::lock_guard<std::mutex> lock(health_mu_);
+    stopping_ = true;
+  }
+  health_cv_.notify_all();
+  if (health_thread_.joinable()) health_thread_.join();
+
+  std::lock_guard<std::mutex> control(control_mu_);
   if (closed_) return;
-  // Stopping a worker reads the last ring statistics; keep them for stats() after close.
   for (auto& worker : workers_) worker->stop();
-  for (const auto& worker : workers_) worker->collect(final_stats_);
-  workers_.clear();
+  Updates updates(workers_.size());
+  for (auto& [id, slot] : sources_) unplug_source(*slot, updates);  // reads the last ring statistics
+  for (auto& [id, slot] : sinks_) unplug_sink(*slot, updates);
+  install(updates);
+  std::lock_guard<std::mutex> registry(registry_mu_);
+  collect(final_stats_);
   closed_ = true;
+  sources_.clear();
+  sinks_.clear();
+  rules_.clear();
+  workers_.clear();
 }
 
 }  // namespace tapas

@@ -1,19 +1,27 @@
-// The engine: validates a plan, hands it to every worker, and sums their
-// counters. With more than one worker each source is opened once per worker
-// in a fanout group, and the kernel spreads flows across them.
+// The engine turns a plan into lanes on its workers. It does every slow thing
+// itself, off the packet path: opening sockets (in parallel, since each waits
+// for an RCU grace period), closing them, health checks and re-opening what
+// failed. Workers only ever see ready sockets handed over between two blocks.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "lanes.h"
 #include "plan.h"
 #include "stats.h"
+#include "status.h"
 #include "worker.h"
 
 namespace tapas {
+
+using Clock = std::chrono::steady_clock;
 
 struct EngineOptions {
   unsigned workers = 1;
@@ -23,20 +31,63 @@ class Engine {
  public:
   explicit Engine(const EngineOptions& options);
   ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
 
   // "" once every worker runs the plan, or why the plan was refused (nothing changed then).
   std::string apply(const Plan& plan);
   EngineStats stats() const;
+  // Stops the workers; stats() keeps returning the final counters.
   void close();
 
  private:
-  std::mutex apply_mu_;          // one plan at a time
-  mutable std::mutex workers_mu_;  // stats() must not wait for an apply to finish
+  struct SourceSlot {
+    SourceSpec spec;
+    uint16_t fanout_group = 0;
+    bool open = false;
+    Health health;
+    Clock::time_point retry_at;
+    std::vector<std::unique_ptr<SourceLane>> lanes;  // one per worker
+  };
+  struct SinkSlot {
+    SinkSpec spec;
+    bool open = false;
+    Health health;
+    Clock::time_point retry_at;
+    std::vector<std::unique_ptr<SinkLane>> lanes;
+  };
+  struct RuleSlot {
+    std::vector<std::unique_ptr<RuleLane>> lanes;
+  };
+  using Updates = std::vector<WorkerUpdate>;
+
+  template <typename Slot>
+  std::unique_ptr<Slot> new_slot() const;
+  void open_sources(const std::vector<SourceSlot*>& slots, Updates& updates);
+  void open_sinks(const std::vector<SinkSlot*>& slots, Updates& updates);
+  void unplug_source(SourceSlot& slot, Updates& updates);
+  void unplug_sink(SinkSlot& slot, Updates& updates);
+  // Hands the updates to the workers, then closes what they gave back.
+  void install(Updates& updates);
+  void health_loop();
+  void check_health();
+  void collect(EngineStats& stats) const;
+
   std::vector<std::unique_ptr<Worker>> workers_;
-  std::map<std::string, uint16_t> fanout_groups_;
   uint16_t next_fanout_group_;
+
+  std::mutex control_mu_;           // one apply or health check at a time
+  mutable std::mutex registry_mu_;  // the maps below, as stats() walks them
+  std::map<std::string, std::unique_ptr<SourceSlot>> sources_;
+  std::map<std::string, std::unique_ptr<SinkSlot>> sinks_;
+  std::map<std::string, std::unique_ptr<RuleSlot>> rules_;
   EngineStats final_stats_;
   bool closed_ = false;
+
+  std::mutex health_mu_;
+  std::condition_variable health_cv_;
+  bool stopping_ = false;
+  std::thread health_thread_;
 };
 
 }  // namespace tapas

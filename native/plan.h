@@ -36,13 +36,20 @@ struct SourceSpec {
   bool operator==(const SourceSpec&) const = default;
 };
 
-enum class SinkKind : uint8_t { Port = 1 };
+// Port: a local interface. Gre, Erspan: a tunnel to remote_ip (design.md §4).
+enum class SinkKind : uint8_t { Port = 1, Gre = 2, Erspan = 3 };
 
 struct SinkSpec {
   std::string id;
   SinkKind kind = SinkKind::Port;
-  std::string ifname;
-  std::string netns;
+  std::string ifname;  // Port only
+  std::string netns;   // tunnels: the namespace whose routing carries the underlay
+  // Tunnels only.
+  std::string remote_ip;         // IPv4 or IPv6 literal
+  uint32_t key = 0;              // Gre: the GRE key (the direction's tunnel id)
+  uint16_t session = 0;          // Erspan: session id, 0-1023
+  uint32_t erspan_index = 0;     // Erspan: 20-bit index
+  bool gre_truncate = false;     // Gre: truncate to the path MTU instead of letting the kernel fragment
   bool operator==(const SinkSpec&) const = default;
 };
 

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "netns.h"
+#include "own_traffic.h"
 
 namespace tapas {
 
@@ -69,6 +70,10 @@ std::string RxRing::open(const SourceSpec& spec, uint16_t fanout_group) {
     return "cannot map the receive ring: " + errno_text(errno);
   }
   map_ = static_cast<uint8_t*>(map);
+
+  // Before bind: our own tunnel packets must never reach the ring.
+  error = ignore_own_traffic(fd_);
+  if (!error.empty()) return error;
 
   sockaddr_ll address{};
   address.sll_family = AF_PACKET;

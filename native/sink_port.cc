@@ -12,14 +12,6 @@
 
 namespace tapas {
 
-std::unique_ptr<Sink> make_sink(const SinkSpec& spec, SinkCounters& counters) {
-  switch (spec.kind) {
-    case SinkKind::Port:
-      return std::make_unique<PortSink>(spec, counters);
-  }
-  return nullptr;
-}
-
 PortSink::~PortSink() {
   if (fd_ >= 0) close(fd_);
 }
@@ -59,7 +51,7 @@ std::string PortSink::open() {
 Enqueued PortSink::enqueue(const Frame& frame) {
   // The kernel allows 4 more bytes for an 802.1Q-tagged frame.
   const bool tagged = frame.has_stripped_tag || frame.vlan_id() >= 0;
-  if (frame.original_length() > max_frame_ + (tagged ? kVlanTagLength : 0)) return Enqueued::Oversize;
+  if (frame.original_length() > max_frame_.load(std::memory_order_relaxed) + (tagged ? kVlanTagLength : 0)) return Enqueued::Oversize;
 
   std::array<iovec, 3>& iov = pieces_[queued_];
   msghdr& header = messages_[queued_].msg_hdr;
@@ -104,7 +96,7 @@ LinkState PortSink::link_state() {
     ifreq req{};
     req.ifr_ifindex = ifindex_;
     if (ioctl(fd_, SIOCGIFNAME, &req) == 0 && ioctl(fd_, SIOCGIFMTU, &req) == 0) {
-      max_frame_ = static_cast<uint32_t>(req.ifr_mtu) + ETH_HLEN;
+      max_frame_.store(static_cast<uint32_t>(req.ifr_mtu) + ETH_HLEN, std::memory_order_relaxed);
     }
   }
   return state;

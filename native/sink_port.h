@@ -7,6 +7,7 @@
 #include <sys/uio.h>
 
 #include <array>
+#include <atomic>
 
 #include "sink.h"
 
@@ -29,7 +30,8 @@ class PortSink final : public Sink {
   SinkCounters& counters_;
   int fd_ = -1;
   int ifindex_ = 0;
-  uint32_t max_frame_ = 0;  // MTU plus the Ethernet header
+  // MTU plus the Ethernet header; the engine's health check refreshes it while a worker reads it.
+  std::atomic<uint32_t> max_frame_{0};
   int queued_ = 0;
   std::array<mmsghdr, kBatch> messages_{};
   std::array<std::array<iovec, 3>, kBatch> pieces_{};

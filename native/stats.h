@@ -18,7 +18,7 @@ struct SourceStat : EndpointHealth {
 };
 
 struct SinkStat : EndpointHealth {
-  uint64_t packets = 0, bytes = 0, errors = 0;
+  uint64_t packets = 0, bytes = 0, errors = 0, truncated = 0, fragmented = 0;
 };
 
 struct RuleStat {

@@ -58,6 +58,8 @@ struct SourceCounters {
 struct SinkCounters {
   Counter packets, bytes;
   Counter errors;  // rejected by the kernel on send
+  Counter truncated;   // tunnels: cut to fit the path MTU (ERSPAN sets T)
+  Counter fragmented;  // GRE: larger than the path MTU, sent in IP fragments
 };
 
 struct RuleCounters {

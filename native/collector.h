@@ -1,0 +1,68 @@
+// The collector: terminates GRE and ERSPAN type II tunnels in user space, for
+// hosts whose kernel cannot. A raw socket of protocol 47 (IPv4 and IPv6) in a
+// network namespace receives tunnel packets; the encap parsers validate them;
+// the inner frames of the selected tunnels go to a pcap file or out of a
+// local interface (through the port sink).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "encap.h"
+#include "status.h"
+
+namespace tapas {
+
+struct CollectorSpec {
+  std::string netns;      // where to listen; empty: the current namespace
+  std::string listen_ip;  // one local address; empty: any, IPv4 and IPv6
+  // Which tunnels to accept. Neither: every GRE and ERSPAN II packet. Only
+  // key: GRE with that key. Only session: ERSPAN with that session. Both: either.
+  std::optional<uint32_t> key;
+  std::optional<uint16_t> session;
+  std::string pcap_path;  // write inner frames here, or
+  std::string to_ifname;  // send them out of this interface
+  std::string to_netns;   // the interface's namespace; empty: netns
+};
+
+struct CollectorCounters {
+  Counter received;  // every packet the raw sockets delivered
+  Counter accepted;  // well-formed and of a selected tunnel
+  Counter filtered;  // well-formed, another tunnel
+  Counter malformed;
+  std::array<Counter, static_cast<size_t>(encap::ParseStatus::Count)> malformed_by_reason;
+  Counter truncated;  // accepted ERSPAN frames whose T bit says they were cut
+  Counter written;    // frames written to the pcap file or sent out of the interface
+  Counter output_errors;
+  Counter oversize;  // too large for the output interface's MTU
+};
+
+class Collector {
+ public:
+  Collector() = default;
+  ~Collector();
+  Collector(const Collector&) = delete;
+  Collector& operator=(const Collector&) = delete;
+
+  // Opens every socket (inside the namespaces) and starts receiving. "" or why not.
+  std::string start(const CollectorSpec& spec);
+  // Stops receiving and flushes the output. Counters stay readable.
+  void stop();
+  const CollectorCounters& counters() const { return counters_; }
+
+ private:
+  struct Runtime;
+  void run();
+  bool selected(const encap::TunnelPacket& packet) const;
+
+  CollectorSpec spec_;
+  CollectorCounters counters_;
+  std::unique_ptr<Runtime> runtime_;
+  std::thread thread_;
+};
+
+}  // namespace tapas

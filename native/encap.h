@@ -1,0 +1,125 @@
+// Tunnel headers on the wire: pure builders and parsers for GRE (RFC 2784,
+// RFC 2890 key and sequence number) and ERSPAN type II, with no sockets, so
+// that the sink, the collector, the checks and the fuzz target share them.
+//
+// Room for later: ERSPAN type III is another GRE protocol (0x22EB) with a
+// 12-byte header; VXLAN is a UDP payload with an 8-byte header. Both would add
+// a TunnelType and a header struct here, and a case to the parser.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+
+namespace tapas::encap {
+
+constexpr uint16_t kGreFlagChecksum = 0x8000;
+constexpr uint16_t kGreFlagRouting = 0x4000;
+constexpr uint16_t kGreFlagKey = 0x2000;
+constexpr uint16_t kGreFlagSequence = 0x1000;
+constexpr uint16_t kGreVersionMask = 0x0007;
+// Everything RFC 2784 reserves (strict source route, recursion, flags) must be zero.
+constexpr uint16_t kGreReservedMask = 0x0ff8;
+
+constexpr uint16_t kGreProtocolTransparentEthernet = 0x6558;
+constexpr uint16_t kGreProtocolErspanII = 0x88be;
+constexpr uint16_t kGreProtocolErspanIII = 0x22eb;
+
+constexpr uint8_t kIpProtocolGre = 47;
+constexpr size_t kGreBaseLength = 4;
+constexpr size_t kGreMaxLength = 16;  // base + checksum + key + sequence
+constexpr size_t kErspanIIHeaderLength = 8;
+constexpr size_t kEthernetHeaderLength = 14;
+
+constexpr uint32_t kErspanVersionII = 1;  // the version field of type II is 1
+constexpr uint32_t kErspanVersionIII = 2;
+constexpr uint16_t kErspanMaxSession = 1023;
+constexpr uint32_t kErspanMaxIndex = 0xfffff;
+// en: how the original frame carried its VLAN.
+constexpr uint8_t kErspanEncapUntagged = 0;
+constexpr uint8_t kErspanEncapTagInFrame = 3;
+
+struct GreHeader {
+  uint16_t protocol = 0;
+  std::optional<uint32_t> key;
+  std::optional<uint32_t> sequence;
+  // Only the parser sets it: tapas never sends checksums, but accepts them.
+  bool checksum_present = false;
+
+  size_t length() const { return kGreBaseLength + (checksum_present ? 4 : 0) + (key ? 4 : 0) + (sequence ? 4 : 0); }
+  // Where the sequence number sits in the header, so a batch can number its
+  // messages just before sending. Only meaningful when sequence is set.
+  size_t sequence_offset() const { return kGreBaseLength + (checksum_present ? 4 : 0) + (key ? 4 : 0); }
+};
+
+struct ErspanIIHeader {
+  uint16_t vlan = 0;    // 12 bits
+  uint8_t cos = 0;      // 3 bits
+  uint8_t encap = 0;    // 2 bits ("en")
+  bool truncated = false;
+  uint16_t session = 0;  // 10 bits
+  uint32_t index = 0;    // 20 bits
+};
+
+// Writes the header (without a checksum) to out, which must hold kGreMaxLength
+// bytes; returns its length.
+size_t write_gre_header(const GreHeader& header, uint8_t* out);
+void put_gre_sequence(uint8_t* header, const GreHeader& layout, uint32_t sequence);
+
+// Writes the 8 bytes of an ERSPAN type II header; fields wider than theirs are cut.
+void write_erspan_ii_header(const ErspanIIHeader& header, uint8_t* out);
+void set_erspan_truncated(uint8_t* erspan_header, bool truncated);
+
+// VLAN and class of service of an Ethernet frame, as ERSPAN reports them:
+// vlan/encap from an 802.1Q or 802.1ad tag in the frame, cos from the inner
+// IPv4/IPv6 DSCP (its three class-selector bits), 0 for anything else.
+struct FrameClass {
+  uint16_t vlan = 0;
+  uint8_t encap = kErspanEncapUntagged;
+  uint8_t cos = 0;
+};
+FrameClass classify_frame(const uint8_t* frame, size_t length);
+// Same, for a frame whose tag the kernel moved into ring metadata.
+FrameClass classify_frame_with_tag(const uint8_t* frame, size_t length, uint16_t tci);
+
+// OpenStack's OVS and OVN drivers put the tunnel id into the ERSPAN index read
+// as hexadecimal digits (tunnel id 102 gives index 0x102); tapas does the same
+// so that existing collectors see identical headers. Ids whose decimal digits
+// do not fit 20 bits as hex are cut to the field's width.
+uint32_t openstack_erspan_index(uint32_t tunnel_id);
+
+enum class TunnelType : uint8_t { Gre = 1, ErspanII = 2 };
+
+// Why a packet is not a tunnel packet tapas can decapsulate. The order is the
+// order of the checks; names() gives the counter names.
+enum class ParseStatus : uint8_t {
+  Ok = 0,
+  Short,              // ends inside a header
+  NotGre,             // outer IP header says another protocol, or is inconsistent
+  GreVersion,         // GRE version other than 0 (e.g. PPTP's enhanced GRE)
+  GreFlags,           // routing or reserved bits set
+  GreChecksum,        // checksum present and wrong
+  UnknownProtocol,    // neither Ethernet bridging nor ERSPAN
+  ErspanVersion,      // ERSPAN version field not type II (type III: not yet)
+  InnerShort,         // inner frame shorter than an Ethernet header
+  Count,
+};
+const char* parse_status_name(ParseStatus status);
+
+struct TunnelPacket {
+  TunnelType type = TunnelType::Gre;
+  GreHeader gre;
+  ErspanIIHeader erspan;  // only for ErspanII
+  const uint8_t* inner = nullptr;
+  size_t inner_length = 0;
+};
+
+// Parses a GRE packet (the IP payload). Never reads outside [data, data+length).
+ParseStatus parse_gre_packet(const uint8_t* data, size_t length, TunnelPacket& out);
+// Parses an IPv4 packet carrying GRE, as an IPv4 raw socket delivers it (IP header included).
+ParseStatus parse_ipv4_gre_packet(const uint8_t* data, size_t length, TunnelPacket& out);
+
+// The 16-bit one's complement sum of RFC 1071, for the optional GRE checksum.
+uint16_t internet_checksum(const uint8_t* data, size_t length);
+
+}  // namespace tapas::encap

@@ -1,0 +1,48 @@
+// libFuzzer target: the tunnel parsers take bytes from the network, so no
+// input may make them read out of bounds, crash or accept something they
+// cannot rebuild. Run: native/fuzz/run.sh SECONDS.
+#include <cstdlib>
+#include <cstring>
+
+#include "encap.h"
+
+using namespace tapas::encap;
+
+static void check_accepted(const uint8_t* data, size_t size, const TunnelPacket& packet) {
+  // The inner frame lies inside the input, after the headers.
+  if (packet.inner < data || packet.inner + packet.inner_length > data + size) std::abort();
+  if (packet.inner_length < kEthernetHeaderLength) std::abort();
+  // Rebuilding the headers from the parsed fields and parsing again gives the same fields.
+  uint8_t rebuilt[kGreMaxLength + kErspanIIHeaderLength + kEthernetHeaderLength];
+  GreHeader gre = packet.gre;
+  gre.checksum_present = false;  // the builder never writes checksums
+  size_t n = write_gre_header(gre, rebuilt);
+  if (packet.type == TunnelType::ErspanII) {
+    write_erspan_ii_header(packet.erspan, rebuilt + n);
+    n += kErspanIIHeaderLength;
+  }
+  std::memcpy(rebuilt + n, packet.inner, kEthernetHeaderLength);
+  n += kEthernetHeaderLength;
+  TunnelPacket again;
+  if (parse_gre_packet(rebuilt, n, again) != ParseStatus::Ok) std::abort();
+  if (again.type != packet.type || again.gre.key != packet.gre.key || again.gre.sequence != packet.gre.sequence ||
+      again.gre.protocol != packet.gre.protocol) {
+    std::abort();
+  }
+  if (packet.type == TunnelType::ErspanII &&
+      (again.erspan.session != packet.erspan.session || again.erspan.index != packet.erspan.index ||
+       again.erspan.vlan != packet.erspan.vlan || again.erspan.cos != packet.erspan.cos ||
+       again.erspan.encap != packet.erspan.encap || again.erspan.truncated != packet.erspan.truncated)) {
+    std::abort();
+  }
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  TunnelPacket packet;
+  if (parse_gre_packet(data, size, packet) == ParseStatus::Ok) check_accepted(data, size, packet);
+  if (parse_ipv4_gre_packet(data, size, packet) == ParseStatus::Ok) check_accepted(data, size, packet);
+  // The frame classifier reads captured frames of any length.
+  FrameClass frame_class = classify_frame(data, size);
+  if (frame_class.cos > 7 || frame_class.vlan > 4095) std::abort();
+  return 0;
+}

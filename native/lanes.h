@@ -1,0 +1,39 @@
+// A lane is one worker's share of a source, sink or rule: its own socket and
+// its own counters, so workers never share a cache line on the packet path.
+// The engine owns lanes; a worker reads them, and their pointers change only
+// when the worker installs an update between two ring blocks.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "plan.h"
+#include "ring_rx.h"
+#include "sink.h"
+#include "status.h"
+
+namespace tapas {
+
+struct SinkLane {
+  std::unique_ptr<Sink> sink;  // null while the sink is failed
+  SinkCounters counters;
+  // Worker-only scratch: a frame goes to a sink once even if several rules match,
+  // and a sink is flushed once per block.
+  uint64_t last_frame = 0;
+  bool dirty = false;
+};
+
+struct RuleLane {
+  RuleSpec spec;
+  SinkLane* sink = nullptr;
+  RuleCounters counters;
+};
+
+struct SourceLane {
+  std::unique_ptr<RxRing> ring;  // null while the source is failed
+  uint32_t blocks_per_wake = 1;
+  SourceCounters counters;
+  std::vector<RuleLane*> rules;
+};
+
+}  // namespace tapas

@@ -1,0 +1,23 @@
+// Tunnel sinks send through the kernel's IP stack, so their packets pass every
+// packet socket on the underlay interface, including a capture ring of ours
+// when that interface is itself a mirrored source: each copy would be
+// mirrored again, without end. Sending sockets mark what they send; capture
+// sockets drop marked packets in a socket filter, before the ring.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace tapas {
+
+// Chosen to be unlikely to collide with fwmark-based policy routing. A host
+// with a routing rule for this mark would route tunnel traffic by that rule.
+constexpr uint32_t kOwnTrafficMark = 0x7a9a5000;
+
+// SO_MARK on a sending socket (needs CAP_NET_ADMIN). "" or why not.
+std::string mark_own_traffic(int fd);
+// A classic BPF socket filter that drops marked packets and passes the rest
+// whole. Attach before bind, so nothing unfiltered reaches the ring. "" or why not.
+std::string ignore_own_traffic(int fd);
+
+}  // namespace tapas
