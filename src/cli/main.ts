@@ -6,6 +6,7 @@
 import { Command, CommanderError } from 'commander';
 
 import { registerMirror } from './mirror.js';
+import { registerServe } from './serve.js';
 import { EXIT_USAGE, UsageError } from './errors.js';
 
 const program = new Command('tapas')
@@ -15,6 +16,7 @@ const program = new Command('tapas')
   .exitOverride();
 
 registerMirror(program);
+registerServe(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,0 +1,147 @@
+/**
+ * The agent: makes the data path match the store and reports back what it
+ * does. One reconcile reads a snapshot, looks at every port's interface,
+ * applies the plan, writes statuses, and removes the rows whose delete the
+ * data path has now carried out. It runs after every change (coalesced) and
+ * on a timer, so an interface that vanishes or comes back shows in the
+ * statuses without anyone asking.
+ */
+import type { Logger } from 'pino';
+
+import type { EngineStats, InterfaceInfo, Plan } from '../engine/engine.js';
+import type { ResourceKind } from '../model/resources.js';
+import type { Snapshot, Store } from '../store/store.js';
+import { buildPlan, deriveStatuses, type InterfaceObservation } from './plan-builder.js';
+
+/** What the agent needs from the data path: the Engine fits it. */
+export interface DataPath {
+  apply(plan: Plan): Promise<EngineStats>;
+  stats(): EngineStats;
+}
+
+export type InterfaceProbe = (ifname: string, netns?: string) => InterfaceInfo;
+
+export interface AgentOptions {
+  store: Store;
+  dataPath: DataPath;
+  probe: InterfaceProbe;
+  logger: Logger;
+  /** How often to look again without being asked (interfaces come and go). */
+  intervalMs?: number;
+}
+
+// Children before parents, so a purge never leaves a row pointing at nothing.
+const PURGE_ORDER: ReadonlyArray<[ResourceKind, keyof Snapshot]> = [
+  ['tap_flow', 'tapFlows'], ['tap_mirror', 'tapMirrors'], ['tap_service', 'tapServices'], ['port', 'ports'],
+];
+
+export class Agent {
+  private readonly options: Required<AgentOptions>;
+  private running: Promise<void> | undefined;
+  private queued: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private lastSnapshot: Snapshot = { ports: [], tapServices: [], tapFlows: [], tapMirrors: [] };
+  reconciles = 0;
+
+  constructor(options: AgentOptions) {
+    this.options = { intervalMs: 1000, ...options };
+  }
+
+  start(): Promise<void> {
+    const first = this.trigger();
+    this.timer = setInterval(() => void this.trigger(), this.options.intervalMs);
+    this.timer.unref();
+    return first;
+  }
+
+  /**
+   * Asks for a reconcile that starts after this call. Calls that arrive while
+   * one runs share the next one. Resolves once that reconcile has finished.
+   */
+  trigger(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    if (this.queued) return this.queued;
+    const previous = this.running ?? Promise.resolve();
+    const next = previous.then(() => {
+      this.queued = undefined;
+      const run = this.reconcile();
+      this.running = run;
+      return run;
+    });
+    this.queued = next;
+    return next;
+  }
+
+  /** Stops the timer and waits for the reconcile in progress, if any. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.queued;
+    await this.running;
+  }
+
+  /** The state the last reconcile worked from: labels for the metrics. */
+  get snapshot(): Snapshot {
+    return this.lastSnapshot;
+  }
+
+  private async reconcile(): Promise<void> {
+    const { store, dataPath, logger } = this.options;
+    try {
+      const snapshot = store.snapshot();
+      const interfaces = this.observeInterfaces(snapshot);
+      const plan = buildPlan(snapshot);
+      let stats: EngineStats | { failure: string };
+      let applied = false;
+      try {
+        stats = await dataPath.apply(plan);
+        applied = true;
+      } catch (error) {
+        const failure = `the data path refused the plan: ${(error as Error).message}`;
+        logger.error({ err: error, plan }, 'apply failed');
+        stats = { failure };
+      }
+      const updates = deriveStatuses(snapshot, stats, interfaces);
+      if (updates.length > 0) {
+        store.setStatuses(updates);
+        for (const update of updates) {
+          logger.info({ kind: update.kind, id: update.id, status: update.status, reason: update.reason ?? undefined }, 'status');
+        }
+      }
+      if (applied) this.purgeReleased(snapshot);
+      this.lastSnapshot = snapshot;
+      this.reconciles += 1;
+    } catch (error) {
+      // The store is closing or broken: log and let the next tick try again.
+      logger.error({ err: error }, 'reconcile failed');
+    }
+  }
+
+  private observeInterfaces(snapshot: Snapshot): Map<string, InterfaceObservation> {
+    const seen = new Map<string, InterfaceObservation>();
+    for (const port of snapshot.ports) {
+      if (port.status === 'PENDING_DELETE') continue;
+      try {
+        const info = this.options.probe(port.interface, port.netns ?? undefined);
+        seen.set(port.id, { ok: true, up: info.up, mac: info.mac });
+      } catch (error) {
+        seen.set(port.id, { ok: false, reason: (error as Error).message });
+      }
+    }
+    return seen;
+  }
+
+  /** The plan just applied left out every PENDING_DELETE row of the snapshot: the data path has let go of them. */
+  private purgeReleased(snapshot: Snapshot): void {
+    const { store, logger } = this.options;
+    store.transaction(() => {
+      for (const [kind, key] of PURGE_ORDER) {
+        const ids = snapshot[key].filter((row) => row.status === 'PENDING_DELETE').map((row) => row.id);
+        if (ids.length === 0) continue;
+        const removed = store.purge(kind, ids);
+        if (removed > 0) logger.info({ kind, ids }, 'deleted');
+      }
+    });
+  }
+}

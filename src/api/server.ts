@@ -1,0 +1,240 @@
+/**
+ * The HTTP API: Neutron's URLs, bodies, status codes and errors for ports,
+ * tap services, tap flows and tap mirrors (plus quotas, versions and
+ * extensions), and /metrics. Routes parse and authenticate, the service
+ * decides, views shape the answer.
+ */
+import Fastify, {
+  type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest,
+} from 'fastify';
+import type { Logger } from 'pino';
+
+import type { ResourceKind } from '../model/resources.js';
+import type { RequestContext } from '../service/context.js';
+import type { TaasService } from '../service/taas-service.js';
+import type { Authenticate } from './auth.js';
+import { classify, errorBody, sendError, type RouteMeta } from './errors.js';
+import type { Metrics } from './metrics.js';
+import {
+  createBodySchema, itemReplySchema, listReplySchema, neutronErrorSchema, updateBodySchema,
+} from './schemas.js';
+import { queryViews, selectFields, toView, type Query } from './views.js';
+
+export interface ApiOptions {
+  service: TaasService;
+  authenticate: Authenticate;
+  metrics: Metrics;
+  logger: Logger;
+  /** Resolves once the agent has applied the current desired state (deletes wait for it, bounded). */
+  settle: () => Promise<void>;
+  /** Whether /metrics needs a token too (token mode: it names every project's resources). */
+  metricsNeedAuth: boolean;
+  bodyLimit?: number;
+  settleTimeoutMs?: number;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    context: RequestContext;
+  }
+}
+
+const COLLECTIONS: ReadonlyArray<{ kind: ResourceKind; paths: string[] }> = [
+  { kind: 'port', paths: ['/v2.0/ports'] },
+  { kind: 'tap_service', paths: ['/v2.0/taas/tap_services', '/v2.0/taas/tap-services'] },
+  { kind: 'tap_flow', paths: ['/v2.0/taas/tap_flows', '/v2.0/taas/tap-flows'] },
+  { kind: 'tap_mirror', paths: ['/v2.0/taas/tap_mirrors', '/v2.0/taas/tap-mirrors'] },
+];
+
+export const EXTENSIONS = [
+  { alias: 'taas', name: 'Neutron Tap as a Service', description: 'Neutron Tap as a Service Extension.', updated: '2015-01-14T10:00:00-00:00' },
+  { alias: 'taas-vlan-filter', name: 'VLAN filtering for Neutron Tap as a Service', description: 'Neutron Tap as a Service Extension for filtering VLANs.', updated: '2019-01-14T00:00:00-00:00' },
+  { alias: 'tap-mirror', name: 'Tap as a Service GRE or ERSPAN mirror', description: 'Neutron Tap as a Service extension for GRE or ERSPAN mirroring.', updated: '2023-05-05T11:45:00-00:00' },
+  { alias: 'quotas', name: 'Quota management support', description: 'Expose functions for quotas management per project', updated: '2012-07-29T10:00:00-00:00' },
+  { alias: 'binding', name: 'Port Binding', description: 'Expose port bindings of a virtual port to external application', updated: '2014-02-03T10:00:00-00:00' },
+  { alias: 'tapas-status-reason', name: 'Status reasons', description: 'Every resource carries status_reason: why it is in ERROR (or DOWN), null otherwise.', updated: '2026-01-01T00:00:00-00:00' },
+].map((extension) => ({ ...extension, links: [] }));
+
+const DEFAULT_BODY_LIMIT = 64 * 1024;
+
+export function buildApi(options: ApiOptions): FastifyInstance {
+  const { service, metrics } = options;
+  const app = Fastify({
+    loggerInstance: options.logger as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
+    // Clients of the Neutron v2 API may still ask for "/ports.json".
+    rewriteUrl: (request) => (request.url ?? '/').replace(/\.json(?=$|\?)/, ''),
+    ajv: {
+      customOptions: {
+        // Unknown attributes are an error (400), never silently dropped; types are not coerced.
+        removeAdditional: false,
+        coerceTypes: false,
+        useDefaults: false,
+        allErrors: false,
+        verbose: true,
+      },
+    },
+  });
+
+  // Only JSON bodies: anything else is 415, not parsed text.
+  app.removeContentTypeParser('text/plain');
+  app.decorateRequest('context', undefined as unknown as RequestContext);
+
+  app.addHook('onRequest', async (request) => {
+    const authenticated = (request.routeOptions.config as { authenticated?: boolean } | undefined)?.authenticated;
+    if (authenticated) request.context = options.authenticate(request);
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    metrics.httpRequests.inc({ method: request.method, route, status: String(reply.statusCode) });
+    request.log.info({ method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const { status, type, message } = classify(error, request);
+    if (status >= 500) request.log.error({ err: error }, 'request failed');
+    return sendError(reply, status, type, message);
+  });
+  app.setNotFoundHandler((request, reply) => sendError(reply, 404, 'HTTPNotFound', `The resource could not be found: ${request.method} ${request.url.split('?')[0]}`));
+
+  const replyErrors = { 400: neutronErrorSchema, 401: neutronErrorSchema, 403: neutronErrorSchema, 404: neutronErrorSchema, 409: neutronErrorSchema };
+  const authenticated = { authenticated: true };
+
+  app.get('/', async (request) => ({
+    versions: [{ id: 'v2.0', status: 'CURRENT', links: [{ href: `${baseUrl(request)}/v2.0/`, rel: 'self' }] }],
+  }));
+  app.get('/v2.0', { config: authenticated }, async (request) => ({
+    resources: COLLECTIONS.map(({ kind, paths }) => ({
+      name: kind, collection: `${kind}s`, links: [{ href: `${baseUrl(request)}${paths[0]}`, rel: 'self' }],
+    })),
+  }));
+  app.get('/v2.0/extensions', { config: authenticated }, async () => ({ extensions: EXTENSIONS }));
+  app.get<{ Params: { alias: string } }>('/v2.0/extensions/:alias', { config: authenticated }, async (request, reply) => {
+    const extension = EXTENSIONS.find((e) => e.alias === request.params.alias);
+    if (!extension) return sendError(reply, 404, 'ExtensionNotFound', `Extension with alias ${request.params.alias} does not exist`);
+    return { extension };
+  });
+
+  for (const { kind, paths } of COLLECTIONS) {
+    const plural = `${kind}s`;
+    for (const path of paths) {
+      app.get<{ Querystring: Query }>(path, {
+        config: authenticated,
+        schema: { response: { 200: listReplySchema(kind), ...replyErrors } },
+      }, async (request) => {
+        const views = service.list(kind, request.context).map((resource) => toView(kind, resource));
+        const page = queryViews(kind, views, request.query);
+        if (page.nextMarker === undefined) return { [plural]: page.items };
+        const next = new URL(`${baseUrl(request)}${request.url}`);
+        next.searchParams.set('marker', page.nextMarker);
+        return { [plural]: page.items, [`${plural}_links`]: [{ rel: 'next', href: next.toString() }] };
+      });
+
+      app.post<{ Body: Record<string, Record<string, unknown>> }>(path, {
+        config: { ...authenticated, kind, action: 'create' } satisfies RouteMeta & object,
+        schema: { body: createBodySchema(kind), response: { 201: itemReplySchema(kind), ...replyErrors } },
+      }, async (request, reply) => {
+        const created = create(service, kind, request.context, request.body[kind]!);
+        return reply.code(201).send({ [kind]: toView(kind, created) });
+      });
+
+      app.get<{ Params: { id: string }; Querystring: Query }>(`${path}/:id`, {
+        config: authenticated,
+        schema: { response: { 200: itemReplySchema(kind), ...replyErrors } },
+      }, async (request) => {
+        const view = toView(kind, service.get(kind, request.context, request.params.id));
+        const fields = fieldsOf(request.query);
+        return { [kind]: fields.length > 0 ? selectFields(view, fields) : view };
+      });
+
+      app.put<{ Params: { id: string }; Body: Record<string, { name?: string; description?: string }> }>(`${path}/:id`, {
+        config: { ...authenticated, kind, action: 'update' },
+        schema: { body: updateBodySchema(kind), response: { 200: itemReplySchema(kind), ...replyErrors } },
+      }, async (request) => {
+        const updated = service.update(kind, request.context, request.params.id, request.body[kind]!);
+        return { [kind]: toView(kind, updated) };
+      });
+
+      app.delete<{ Params: { id: string } }>(`${path}/:id`, { config: authenticated }, async (request, reply) => {
+        const outcome = service.delete(kind, request.context, request.params.id);
+        // The row stays PENDING_DELETE until the data path let go of it: give the agent a moment so
+        // that, usually, the answer comes once it is really gone.
+        if (outcome.pending) await settleWithin(options.settle(), options.settleTimeoutMs ?? 5000);
+        return reply.code(204).send();
+      });
+
+      methodNotAllowed(app, path, ['PUT', 'DELETE', 'PATCH']);
+      methodNotAllowed(app, `${path}/:id`, ['POST', 'PATCH']);
+    }
+  }
+
+  app.get('/v2.0/quotas', { config: authenticated }, async (request) => ({
+    quotas: service.quotaProjects(request.context).map(({ project_id: projectId, limits }) => ({ project_id: projectId, tenant_id: projectId, ...limits })),
+  }));
+  app.get<{ Params: { project: string } }>('/v2.0/quotas/:project', { config: authenticated }, async (request) => ({
+    quota: service.quotaLimits(request.context, request.params.project),
+  }));
+  app.put<{ Params: { project: string }; Body: { quota: Record<string, unknown> } }>('/v2.0/quotas/:project', {
+    config: { ...authenticated, action: 'update' },
+    schema: { body: { type: 'object', required: ['quota'], additionalProperties: false, properties: { quota: { type: 'object' } } } },
+  }, async (request) => ({
+    quota: service.setQuotaLimits(request.context, request.params.project, request.body.quota),
+  }));
+  app.delete<{ Params: { project: string } }>('/v2.0/quotas/:project', { config: authenticated }, async (request, reply) => {
+    service.resetQuotaLimits(request.context, request.params.project);
+    return reply.code(204).send();
+  });
+
+  app.get('/metrics', { config: { authenticated: options.metricsNeedAuth } }, async (request, reply) => {
+    if (options.metricsNeedAuth && !request.context.roles.includes('admin')) {
+      return sendError(reply, 403, 'PolicyNotAuthorized', 'rule:get_metrics is disallowed by policy (admin only)');
+    }
+    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+
+  return app;
+}
+
+function create(service: TaasService, kind: ResourceKind, context: RequestContext, body: Record<string, unknown>) {
+  switch (kind) {
+    case 'port': {
+      const { 'binding:profile': profile, 'binding:host_id': hostId, admin_state_up: _up, ...owned } = body as {
+        'binding:profile': { interface: string; netns?: string | null }; 'binding:host_id'?: string; admin_state_up?: boolean;
+      } & Record<string, string>;
+      return service.createPort(context, { ...owned, interface: profile.interface, netns: profile.netns ?? null, ...(hostId === undefined ? {} : { host_id: hostId }) });
+    }
+    case 'tap_service':
+      return service.createTapService(context, body as never);
+    case 'tap_flow':
+      return service.createTapFlow(context, body as never);
+    case 'tap_mirror':
+      return service.createTapMirror(context, body as never);
+  }
+}
+
+function fieldsOf(query: Query): string[] {
+  const value = query.fields;
+  const values = value === undefined ? [] : Array.isArray(value) ? value : [value];
+  return values.flatMap((text) => text.split(',')).filter((field) => field !== '');
+}
+
+function methodNotAllowed(app: FastifyInstance, path: string, methods: Array<'PUT' | 'DELETE' | 'POST' | 'PATCH'>): void {
+  app.route({
+    method: methods,
+    url: path,
+    handler: async (request: FastifyRequest, reply: FastifyReply) =>
+      reply.code(405).header('allow', path.endsWith('/:id') ? 'GET, PUT, DELETE' : 'GET, POST')
+        .send(errorBody('HTTPMethodNotAllowed', `The method ${request.method} is not allowed for this resource.`)),
+  });
+}
+
+function baseUrl(request: FastifyRequest): string {
+  return `${request.protocol}://${request.host}`;
+}
+
+async function settleWithin(settled: Promise<void>, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([settled, new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs); })]);
+  clearTimeout(timer);
+}

@@ -1,0 +1,145 @@
+/**
+ * What the API shows of each resource (Neutron's attribute names, project_id
+ * echoed as tenant_id), and Neutron's list semantics over those views:
+ * filters on any attribute, `fields`, `limit`/`marker` pagination, sorting.
+ */
+import type { Port, ResourceKind, ResourceOf, TapFlow, TapMirror, TapService } from '../model/resources.js';
+import { BadRequest } from '../service/errors.js';
+
+export type View = Record<string, unknown>;
+
+const COMMON = ['id', 'project_id', 'tenant_id', 'name', 'description', 'status', 'status_reason', 'created_at', 'updated_at'];
+
+/** Every attribute a view has, per kind. */
+export const ATTRIBUTES: Record<ResourceKind, readonly string[]> = {
+  port: [...COMMON, 'mac_address', 'admin_state_up', 'binding:host_id', 'binding:profile'],
+  tap_service: [...COMMON, 'port_id'],
+  tap_flow: [...COMMON, 'tap_service_id', 'source_port', 'direction', 'vlan_filter'],
+  tap_mirror: [...COMMON, 'port_id', 'directions', 'remote_ip', 'mirror_type'],
+};
+
+/** Attributes whose values are objects: not usable as list filters. */
+const NOT_FILTERABLE = new Set(['binding:profile', 'directions']);
+
+export function toView<K extends ResourceKind>(kind: K, resource: ResourceOf[K]): View {
+  const common = {
+    id: resource.id,
+    project_id: resource.project_id,
+    tenant_id: resource.project_id,
+    name: resource.name,
+    description: resource.description,
+    status: resource.status,
+    status_reason: resource.status_reason,
+    created_at: resource.created_at,
+    updated_at: resource.updated_at,
+  };
+  switch (kind) {
+    case 'port': {
+      const port = resource as Port;
+      return {
+        ...common,
+        mac_address: port.mac_address,
+        admin_state_up: true,
+        'binding:host_id': port.host_id,
+        'binding:profile': port.netns === null ? { interface: port.interface } : { interface: port.interface, netns: port.netns },
+      };
+    }
+    case 'tap_service':
+      return { ...common, port_id: (resource as TapService).port_id };
+    case 'tap_flow': {
+      const flow = resource as TapFlow;
+      return { ...common, tap_service_id: flow.tap_service_id, source_port: flow.source_port, direction: flow.direction, vlan_filter: flow.vlan_filter };
+    }
+    case 'tap_mirror': {
+      const mirror = resource as TapMirror;
+      return { ...common, port_id: mirror.port_id, directions: mirror.directions, remote_ip: mirror.remote_ip, mirror_type: mirror.mirror_type };
+    }
+  }
+  throw new Error(`unknown kind ${String(kind)}`);
+}
+
+const PAGING = new Set(['fields', 'limit', 'marker', 'sort_key', 'sort_dir', 'page_reverse']);
+const MAX_QUERY_VALUES = 500;
+
+export type Query = Record<string, string | string[] | undefined>;
+
+const valuesOf = (value: string | string[] | undefined): string[] => (value === undefined ? [] : Array.isArray(value) ? value : [value]);
+
+function filterText(value: unknown): string {
+  if (value === null || value === undefined) return '';
+  return String(value);
+}
+
+export interface ListPage {
+  items: View[];
+  /** The marker of the next page, when a limit cut the list short. */
+  nextMarker?: string;
+}
+
+/**
+ * Applies a Neutron list query to views. Repeated values of one filter are
+ * alternatives (`?status=ACTIVE&status=DOWN`); different filters all apply.
+ */
+export function queryViews(kind: ResourceKind, views: View[], query: Query): ListPage {
+  const attributes = ATTRIBUTES[kind];
+  const total = Object.values(query).reduce((n, value) => n + valuesOf(value).length, 0);
+  if (total > MAX_QUERY_VALUES) throw new BadRequest(`Too many query parameters (${total}); at most ${MAX_QUERY_VALUES} are accepted.`);
+
+  let items = views;
+  for (const [key, value] of Object.entries(query)) {
+    if (PAGING.has(key)) continue;
+    if (!attributes.includes(key) || NOT_FILTERABLE.has(key)) {
+      throw new BadRequest(`${key} is an invalid filter for ${kind}s`, 'HTTPBadRequest');
+    }
+    const wanted = new Set(valuesOf(value));
+    items = items.filter((view) => wanted.has(filterText(view[key])));
+  }
+
+  const sortKeys = valuesOf(query.sort_key);
+  const sortDirs = valuesOf(query.sort_dir);
+  if (sortDirs.length > sortKeys.length) throw new BadRequest('The number of sort_keys and sort_dirs must be the same');
+  for (const key of sortKeys) {
+    if (!attributes.includes(key) || NOT_FILTERABLE.has(key)) throw new BadRequest(`${key} is an invalid attribute for sort_key`);
+  }
+  for (const dir of sortDirs) {
+    if (dir !== 'asc' && dir !== 'desc') throw new BadRequest(`${dir} is an invalid value for sort_dir, valid values are 'asc' and 'desc'`);
+  }
+  if (sortKeys.length > 0) {
+    items = [...items].sort((a, b) => {
+      for (const [index, key] of sortKeys.entries()) {
+        const order = filterText(a[key]).localeCompare(filterText(b[key]));
+        if (order !== 0) return sortDirs[index] === 'desc' ? -order : order;
+      }
+      return 0;
+    });
+  }
+  if (valuesOf(query.page_reverse).some((value) => value.toLowerCase() === 'true')) {
+    throw new BadRequest('page_reverse is not supported');
+  }
+
+  const marker = valuesOf(query.marker)[0];
+  if (marker !== undefined) {
+    const at = items.findIndex((view) => view.id === marker);
+    if (at < 0) throw new BadRequest(`Marker ${marker} could not be found`);
+    items = items.slice(at + 1);
+  }
+  let nextMarker: string | undefined;
+  const limitText = valuesOf(query.limit)[0];
+  if (limitText !== undefined) {
+    const limit = Number(limitText);
+    if (!/^\d+$/.test(limitText) || limit < 0) throw new BadRequest(`Invalid input for limit. Reason: '${limitText}' is not a valid non-negative integer.`);
+    // Neutron: limit=0 means no limit.
+    if (limit > 0 && items.length > limit) {
+      items = items.slice(0, limit);
+      nextMarker = String(items[items.length - 1]!.id);
+    }
+  }
+
+  const fields = valuesOf(query.fields).flatMap((value) => value.split(',')).filter((field) => attributes.includes(field));
+  if (fields.length > 0) items = items.map((view) => selectFields(view, fields));
+  return nextMarker === undefined ? { items } : { items, nextMarker };
+}
+
+export function selectFields(view: View, fields: readonly string[]): View {
+  return Object.fromEntries(fields.filter((field) => field in view).map((field) => [field, view[field]]));
+}

@@ -1,0 +1,196 @@
+/**
+ * `tapas serve`: the daemon. Opens the store, restores the data path from it
+ * (the agent applies the stored state before the API accepts requests), then
+ * serves the TaaS API. SIGTERM/SIGINT drain in-flight requests, stop the
+ * agent and the engine, and close the store.
+ */
+import { hostname } from 'node:os';
+import { isIP } from 'node:net';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+
+import { Command, Option } from 'commander';
+import pino, { type Logger } from 'pino';
+
+import { Agent } from '../agent/agent.js';
+import { loadTokens, noauth, tokenAuth, tokensFileIsShared, TokensFileError, type AuthMode } from '../api/auth.js';
+import { Metrics } from '../api/metrics.js';
+import { buildApi } from '../api/server.js';
+import { Engine, probeInterface } from '../engine/engine.js';
+import { RESOURCE_KINDS, type ResourceKind } from '../model/resources.js';
+import { DEFAULT_QUOTAS, UNLIMITED, type QuotaLimits } from '../service/quotas.js';
+import { TaasService } from '../service/taas-service.js';
+import { Store, StoreError } from '../store/store.js';
+import { UsageError } from './errors.js';
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export interface DaemonOptions {
+  listen: ListenAddress;
+  stateDir: string;
+  auth: AuthMode;
+  tokensFile?: string;
+  hostId: string;
+  quotas: QuotaLimits;
+  workers: number;
+  /** How often the agent looks at interfaces and engine health unasked. */
+  agentIntervalMs: number;
+  logger: Logger;
+}
+
+export interface Daemon {
+  /** The API's base URL (with the real port when listening on port 0). */
+  url: string;
+  close(): Promise<void>;
+}
+
+export function parseListen(text: string): ListenAddress {
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
+  const host = match?.[1] ?? match?.[2];
+  const port = Number(match?.[3]);
+  if (!match || !host || port > 65535) throw new UsageError(`invalid --listen '${text}': expected HOST:PORT or [IPv6]:PORT`);
+  return { host, port };
+}
+
+export function isLoopback(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  return host === '::1';
+}
+
+function defaultStateDir(): string {
+  return process.getuid?.() === 0 ? '/var/lib/tapas' : join(process.env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'tapas');
+}
+
+function parseQuota(text: string, previous: Partial<QuotaLimits>): Partial<QuotaLimits> {
+  const match = /^([a-z_]+)=(-?\d+)$/.exec(text);
+  const resource = match?.[1] as ResourceKind | undefined;
+  const limit = Number(match?.[2]);
+  if (!match || !RESOURCE_KINDS.includes(resource!) || limit < UNLIMITED) {
+    throw new UsageError(`invalid --quota '${text}': expected RESOURCE=N with RESOURCE one of ${RESOURCE_KINDS.join(', ')} and N >= -1`);
+  }
+  return { ...previous, [resource!]: limit };
+}
+
+export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
+  const { logger } = options;
+  if (options.auth === 'noauth' && !isLoopback(options.listen.host)) {
+    throw new UsageError(`refusing to listen on ${options.listen.host} without token auth: noauth makes every caller admin `
+      + '(use --auth token --tokens FILE, or a loopback address)');
+  }
+  let authenticate;
+  if (options.auth === 'token') {
+    if (!options.tokensFile) throw new UsageError('--auth token needs --tokens FILE');
+    authenticate = tokenAuth(loadTokens(options.tokensFile));
+    if (tokensFileIsShared(options.tokensFile)) {
+      logger.warn({ file: options.tokensFile }, 'the tokens file is readable by other users: chmod 600 it');
+    }
+  } else {
+    authenticate = noauth();
+  }
+
+  const store = new Store(options.stateDir);
+  store.resetStatusesAfterRestart();
+  const engine = new Engine({ workers: options.workers });
+  const agent = new Agent({ store, dataPath: engine, probe: probeInterface, logger: logger.child({ component: 'agent' }), intervalMs: options.agentIntervalMs });
+  const service = new TaasService(store, { hostId: options.hostId, quotas: options.quotas, onChange: () => void agent.trigger() });
+  const metrics = new Metrics({ stats: () => engine.stats(), snapshot: () => agent.snapshot });
+  const app = buildApi({
+    service, metrics, authenticate, logger: logger.child({ component: 'api' }),
+    settle: () => agent.trigger(),
+    metricsNeedAuth: options.auth === 'token',
+  });
+
+  const closeAll = async () => {
+    await app.close();
+    await agent.stop();
+    await engine.close();
+    store.close();
+  };
+  try {
+    // Restore the data path before taking requests: after a crash, mirroring resumes first.
+    await agent.start();
+    await app.listen({ host: options.listen.host, port: options.listen.port });
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : options.listen.port;
+  const host = options.listen.host.includes(':') ? `[${options.listen.host}]` : options.listen.host;
+  const url = `http://${host}:${port}`;
+  logger.info({ url, stateDir: options.stateDir, auth: options.auth, schemaVersion: store.schemaVersion }, 'listening');
+  return { url, close: closeAll };
+}
+
+interface ServeFlags {
+  listen: string;
+  stateDir: string;
+  auth?: AuthMode;
+  tokens?: string;
+  host: string;
+  quota: Partial<QuotaLimits>;
+  workers: string;
+  agentInterval: string;
+  logLevel: string;
+}
+
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .description('run the daemon: the TaaS API, its store and the agent driving the mirror engine')
+    .option('--listen <host:port>', 'address of the API', '127.0.0.1:9696')
+    .option('--state-dir <dir>', 'where the store lives', defaultStateDir())
+    .addOption(new Option('--auth <mode>', 'noauth (loopback only) or token (default when --tokens is given)').choices(['noauth', 'token']))
+    .option('--tokens <file>', 'static tokens: {"tokens": [{"token", "project_id", "roles": ["admin"|"member"|"reader"]}]}')
+    .option('--host <name>', 'this host\'s name (binding:host_id of its ports)', hostname())
+    .option('--quota <resource=N>', `default per-project quota, repeatable (${RESOURCE_KINDS.join(', ')}; -1 = unlimited)`, parseQuota, {})
+    .option('--workers <n>', 'engine worker threads', '1')
+    .option('--agent-interval <ms>', 'how often the agent re-checks interfaces and engine health', '1000')
+    .option('--log-level <level>', 'pino log level', 'info')
+    .action(async (flags: ServeFlags) => {
+      const workers = Number(flags.workers);
+      const interval = Number(flags.agentInterval);
+      if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new UsageError(`--workers must be 1 to 64, not '${flags.workers}'`);
+      if (!Number.isInteger(interval) || interval < 50) throw new UsageError(`--agent-interval must be an integer >= 50, not '${flags.agentInterval}'`);
+      const logger = pino({ level: flags.logLevel, base: { pid: process.pid } });
+      let daemon: Daemon;
+      try {
+        daemon = await startDaemon({
+          listen: parseListen(flags.listen),
+          stateDir: flags.stateDir,
+          auth: flags.auth ?? (flags.tokens ? 'token' : 'noauth'),
+          ...(flags.tokens ? { tokensFile: flags.tokens } : {}),
+          hostId: flags.host,
+          quotas: { ...DEFAULT_QUOTAS, ...flags.quota },
+          workers,
+          agentIntervalMs: interval,
+          logger,
+        });
+      } catch (error) {
+        if (error instanceof TokensFileError) throw new UsageError(error.message);
+        if (error instanceof StoreError) throw new Error(error.message);
+        throw error;
+      }
+      await new Promise<void>((resolve) => {
+        let stopping = false;
+        const stop = (signal: NodeJS.Signals) => {
+          if (stopping) process.exit(1); // a second signal: stop waiting
+          stopping = true;
+          logger.info({ signal }, 'stopping');
+          daemon.close().then(() => {
+            logger.info('stopped');
+            resolve();
+          }, (error: unknown) => {
+            logger.error({ err: error }, 'stop failed');
+            process.exit(1);
+          });
+        };
+        process.on('SIGTERM', stop);
+        process.on('SIGINT', stop);
+      });
+    });
+}

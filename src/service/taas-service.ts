@@ -1,0 +1,436 @@
+/**
+ * The service layer: what a request may do and what it means. Semantic
+ * validation (the API's schemas have already checked shapes and types),
+ * ownership, quotas, conflicts and loops, cascades and the delete half of the
+ * status lifecycle. Every change is one store transaction, committed before
+ * the method returns; the agent is then told that the desired state changed.
+ */
+import { randomUUID } from 'node:crypto';
+
+import { canonicalIpAddress, IpAddressError } from '../model/ip-address.js';
+import {
+  ERSPAN_MAX_SESSION_ID, GRE_MAX_KEY,
+  type Direction, type MirrorDirections, type MirrorType, type Port, type ResourceKind, type ResourceOf,
+  type TapFlow, type TapMirror, type TapService,
+} from '../model/resources.js';
+import { parseVlanFilter, VlanFilterError } from '../model/vlan-filter.js';
+import { timestamp, UniqueViolation, type Store } from '../store/store.js';
+import { canSee, canWrite, isAdmin, type RequestContext } from './context.js';
+import { BadRequest, Conflict, invalidInput, NotFound, PolicyNotAuthorized } from './errors.js';
+import { checkQuotaLimit, isQuotaResource, Quotas, type QuotaLimits } from './quotas.js';
+import { findLoop, findOverlappingFlow } from './topology.js';
+
+interface Owned {
+  name?: string;
+  description?: string;
+  project_id?: string;
+  tenant_id?: string;
+}
+
+export interface PortCreate extends Owned {
+  interface: string;
+  netns?: string | null;
+  host_id?: string;
+}
+
+export interface TapServiceCreate extends Owned {
+  port_id: string;
+}
+
+export interface TapFlowCreate extends Owned {
+  tap_service_id: string;
+  source_port: string;
+  direction: Direction;
+  vlan_filter?: string | null;
+}
+
+export interface TapMirrorCreate extends Owned {
+  port_id: string;
+  directions: Record<string, number>;
+  remote_ip: string;
+  mirror_type: MirrorType;
+}
+
+export interface AttributeChanges {
+  name?: string;
+  description?: string;
+}
+
+export interface DeleteOutcome {
+  /** True when the data path still runs something of it: the rows wait in PENDING_DELETE for the agent. */
+  pending: boolean;
+}
+
+const NOT_FOUND: Record<ResourceKind, { type: string; message: (id: string) => string }> = {
+  port: { type: 'PortNotFound', message: (id) => `Port ${id} could not be found.` },
+  tap_service: { type: 'TapServiceNotFound', message: (id) => `Tap Service ${id} does not exist` },
+  tap_flow: { type: 'TapFlowNotFound', message: (id) => `Tap Flow ${id} does not exist` },
+  tap_mirror: { type: 'TapMirrorNotFound', message: (id) => `Tap Mirror ${id} does not exist` },
+};
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export const isUuid = (text: string): boolean => UUID.test(text);
+
+// An interface name as the kernel accepts it (IFNAMSIZ 16 with the NUL; no '/', ':' or whitespace).
+const INTERFACE_NAME = /^[^\s/:]{1,15}$/;
+// A network namespace: a name under /run/netns, or an absolute path such as /proc/PID/ns/net.
+const NETNS_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$/;
+const NETNS_PATH = /^\/[A-Za-z0-9_./-]{1,4095}$/;
+
+export interface ServiceOptions {
+  /** This agent's host name: ports are bound to it. */
+  hostId: string;
+  quotas: QuotaLimits;
+  /** Called after every committed change of the desired state. */
+  onChange: () => void;
+}
+
+export class TaasService {
+  readonly quotas: Quotas;
+
+  constructor(
+    private readonly store: Store,
+    private readonly options: ServiceOptions,
+  ) {
+    this.quotas = new Quotas(store, options.quotas);
+  }
+
+  // ---- reads ----
+
+  /** Every resource of a kind the caller may see, oldest first. */
+  list<K extends ResourceKind>(kind: K, context: RequestContext): Array<ResourceOf[K]> {
+    const all = this.store.list(kind);
+    return isAdmin(context) ? all : all.filter((resource) => resource.project_id === context.projectId);
+  }
+
+  get<K extends ResourceKind>(kind: K, context: RequestContext, id: string): ResourceOf[K] {
+    return this.visible(kind, context, id);
+  }
+
+  // ---- creates ----
+
+  createPort(context: RequestContext, input: PortCreate): Port {
+    // Registering a host interface decides what the daemon (root) may capture:
+    // an operator's job, like binding a VM's port. Members use the ports given to them.
+    this.requireAdmin(context, 'create_port');
+    const projectId = this.owningProject(context, input);
+    if (!INTERFACE_NAME.test(input.interface)) {
+      throw invalidInput('binding:profile', `'${input.interface}' is not a valid interface name `
+        + '(1 to 15 characters, no whitespace, \'/\' or \':\')');
+    }
+    const netns = input.netns ?? null;
+    if (netns !== null && (netns.split('/').includes('..') || !(NETNS_NAME.test(netns) || NETNS_PATH.test(netns)))) {
+      throw invalidInput('binding:profile', `'${netns}' is not a valid network namespace `
+        + '(a name under /run/netns or an absolute path)');
+    }
+    if (input.host_id !== undefined && input.host_id !== this.options.hostId) {
+      throw invalidInput('binding:host_id', `this agent serves host '${this.options.hostId}', not '${input.host_id}'`);
+    }
+    const port: Port = {
+      ...this.ownedFields(projectId, input),
+      interface: input.interface,
+      netns,
+      host_id: this.options.hostId,
+      mac_address: null,
+    };
+    return this.insert('port', port, () => {
+      const existing = this.store.list('port').find((p) => p.interface === port.interface && p.netns === port.netns);
+      if (existing) {
+        throw new Conflict('PortInterfaceInUse', `Interface ${describeInterface(port)} is already registered as port ${existing.id}.`);
+      }
+    });
+  }
+
+  createTapService(context: RequestContext, input: TapServiceCreate): TapService {
+    this.requireWriter(context, 'create_tap_service');
+    const projectId = this.owningProject(context, input);
+    const portId = this.reference('port_id', input.port_id);
+    const service: TapService = { ...this.ownedFields(projectId, input), port_id: portId };
+    return this.insert('tap_service', service, () => {
+      const port = this.usablePort(context, portId, 'InvalidDestinationPort', 'Destination Port');
+      const existing = this.store.listWhere('tap_service', 'port_id', port.id)[0];
+      if (existing) {
+        throw new Conflict('TapServicePortInUse',
+          `Port ${port.id} is already the destination of tap service ${existing.id}; a port receives one service's copies.`);
+      }
+    });
+  }
+
+  createTapFlow(context: RequestContext, input: TapFlowCreate): TapFlow {
+    this.requireWriter(context, 'create_tap_flow');
+    const projectId = this.owningProject(context, input);
+    const serviceId = this.reference('tap_service_id', input.tap_service_id);
+    const sourcePortId = this.reference('source_port', input.source_port);
+    const vlanFilter = input.vlan_filter ?? null;
+    if (vlanFilter !== null) {
+      try {
+        parseVlanFilter(vlanFilter);
+      } catch (error) {
+        if (error instanceof VlanFilterError) throw invalidInput('vlan_filter', error.message);
+        throw error;
+      }
+    }
+    const flow: TapFlow = {
+      ...this.ownedFields(projectId, input),
+      tap_service_id: serviceId,
+      source_port: sourcePortId,
+      direction: input.direction,
+      vlan_filter: vlanFilter,
+    };
+    return this.insert('tap_flow', flow, () => {
+      const service = this.visibleOr404('tap_service', context, serviceId);
+      if (!isAdmin(context) && service.project_id !== context.projectId) {
+        throw new NotFound(NOT_FOUND.tap_service.type, NOT_FOUND.tap_service.message(serviceId));
+      }
+      if (service.status === 'PENDING_DELETE') {
+        throw new Conflict('TapServiceBeingDeleted', `Tap Service ${serviceId} is being deleted.`);
+      }
+      this.usablePort(context, sourcePortId, 'InvalidSourcePort', 'Source Port');
+      const services = this.store.list('tap_service');
+      const flows = this.store.list('tap_flow');
+      const loop = findLoop(sourcePortId, service.port_id, services, flows);
+      if (loop) {
+        const message = loop.length === 1
+          ? `Port ${sourcePortId} is the destination of tap service ${serviceId}: mirroring it into that service would copy the copies.`
+          : `Mirroring port ${sourcePortId} into tap service ${serviceId} closes a loop: the service's port `
+            + `${service.port_id} already reaches ${sourcePortId} through ports ${loop.join(' -> ')}.`;
+        throw new Conflict('TapFlowLoop', message);
+      }
+      const overlapping = findOverlappingFlow(flow, flows);
+      if (overlapping) {
+        throw new Conflict('TapFlowOverlap', `Tap flow ${overlapping.id} already mirrors port ${sourcePortId} into tap service `
+          + `${serviceId} for an overlapping direction and VLAN set: the same frames would arrive twice.`);
+      }
+    });
+  }
+
+  createTapMirror(context: RequestContext, input: TapMirrorCreate): TapMirror {
+    this.requireWriter(context, 'create_tap_mirror');
+    const projectId = this.owningProject(context, input);
+    const portId = this.reference('port_id', input.port_id);
+    let remoteIp: string;
+    try {
+      remoteIp = canonicalIpAddress(input.remote_ip).address;
+    } catch (error) {
+      if (error instanceof IpAddressError) throw invalidInput('remote_ip', error.message);
+      throw error;
+    }
+    const directions = this.mirrorDirections(input.directions, input.mirror_type);
+    const mirror: TapMirror = {
+      ...this.ownedFields(projectId, input),
+      port_id: portId,
+      directions,
+      remote_ip: remoteIp,
+      mirror_type: input.mirror_type,
+    };
+    return this.insert('tap_mirror', mirror, () => {
+      this.usablePort(context, portId, 'InvalidSourcePort', 'Source Port');
+      for (const [direction, tunnelId] of Object.entries(directions)) {
+        const owner = this.store.tunnelOwner(remoteIp, tunnelId);
+        if (owner) {
+          throw new Conflict('TapMirrorTunnelIdInUse', `Tunnel id ${tunnelId} (${direction}) toward ${remoteIp} is already `
+            + `used by tap mirror ${owner.tap_mirror_id} (${owner.direction}): the collector could not tell the sessions apart.`);
+        }
+      }
+    });
+  }
+
+  private mirrorDirections(input: Record<string, number>, mirrorType: MirrorType): MirrorDirections {
+    const max = mirrorType === 'erspanv1' ? ERSPAN_MAX_SESSION_ID : GRE_MAX_KEY;
+    const what = mirrorType === 'erspanv1' ? 'an ERSPAN session id' : 'a GRE key';
+    const directions: MirrorDirections = {};
+    for (const [direction, tunnelId] of Object.entries(input)) {
+      if (direction !== 'IN' && direction !== 'OUT') {
+        throw invalidInput('directions', `'${direction}' is not a direction: use IN and/or OUT, each with its own tunnel id`);
+      }
+      if (!Number.isInteger(tunnelId) || tunnelId < 0 || tunnelId > max) {
+        throw invalidInput('directions', `${direction} tunnel id ${tunnelId} is not ${what} (0 to ${max})`);
+      }
+      directions[direction] = tunnelId;
+    }
+    if (directions.IN === undefined && directions.OUT === undefined) {
+      throw invalidInput('directions', 'at least one of IN and OUT is required');
+    }
+    if (directions.IN !== undefined && directions.IN === directions.OUT) {
+      throw invalidInput('directions', `IN and OUT both use tunnel id ${directions.IN}: each direction needs its own`);
+    }
+    return directions;
+  }
+
+  // ---- updates and deletes ----
+
+  update<K extends ResourceKind>(kind: K, context: RequestContext, id: string, changes: AttributeChanges): ResourceOf[K] {
+    this.requireWriter(context, `update_${kind}`);
+    if (kind === 'port') this.requireAdmin(context, 'update_port');
+    this.store.transaction(() => {
+      this.visible(kind, context, id);
+      if (Object.keys(changes).length > 0) this.store.updateAttributes(kind, id, changes);
+    });
+    return this.store.get(kind, id)!;
+  }
+
+  delete(kind: ResourceKind, context: RequestContext, id: string): DeleteOutcome {
+    this.requireWriter(context, `delete_${kind}`);
+    if (kind === 'port') this.requireAdmin(context, 'delete_port');
+    const outcome = this.store.transaction(() => {
+      const resource = this.visible(kind, context, id);
+      if (resource.status === 'PENDING_DELETE') return { pending: true };
+      const affected = this.cascade(kind, id);
+      const runs = affected.some(([affectedKind, rows]) => affectedKind !== 'port' && rows.some((row) => row.status === 'ACTIVE'));
+      if (!runs) {
+        this.store.delete(kind, [id]);
+        return { pending: false };
+      }
+      for (const [affectedKind, rows] of affected) {
+        this.store.markPendingDelete(affectedKind, rows.filter((row) => row.status !== 'PENDING_DELETE').map((row) => row.id));
+      }
+      return { pending: true };
+    });
+    this.options.onChange();
+    return outcome;
+  }
+
+  /** The resource and everything deleting it takes along: service → flows; port → services, their flows, flows from it, mirrors. */
+  private cascade(kind: ResourceKind, id: string): Array<[ResourceKind, Array<{ id: string; status: string }>]> {
+    switch (kind) {
+      case 'tap_flow':
+        return [['tap_flow', [this.store.get('tap_flow', id)!]]];
+      case 'tap_mirror':
+        return [['tap_mirror', [this.store.get('tap_mirror', id)!]]];
+      case 'tap_service':
+        return [
+          ['tap_flow', this.store.listWhere('tap_flow', 'tap_service_id', id)],
+          ['tap_service', [this.store.get('tap_service', id)!]],
+        ];
+      case 'port': {
+        const services = this.store.listWhere('tap_service', 'port_id', id);
+        const flows = new Map<string, TapFlow>();
+        for (const flow of this.store.listWhere('tap_flow', 'source_port', id)) flows.set(flow.id, flow);
+        for (const service of services) {
+          for (const flow of this.store.listWhere('tap_flow', 'tap_service_id', service.id)) flows.set(flow.id, flow);
+        }
+        return [
+          ['tap_flow', [...flows.values()]],
+          ['tap_mirror', this.store.listWhere('tap_mirror', 'port_id', id)],
+          ['tap_service', services],
+          ['port', [this.store.get('port', id)!]],
+        ];
+      }
+    }
+  }
+
+  // ---- quotas (the Neutron quotas API) ----
+
+  quotaLimits(context: RequestContext, projectId: string): QuotaLimits {
+    if (!isAdmin(context) && projectId !== context.projectId) {
+      throw new PolicyNotAuthorized(`rule:get_quota is disallowed by policy for project ${projectId}`);
+    }
+    return this.quotas.limits(projectId);
+  }
+
+  quotaProjects(context: RequestContext): Array<{ project_id: string; limits: QuotaLimits }> {
+    this.requireAdmin(context, 'get_quota');
+    return this.store.quotaProjects().map((projectId) => ({ project_id: projectId, limits: this.quotas.limits(projectId) }));
+  }
+
+  setQuotaLimits(context: RequestContext, projectId: string, limits: Record<string, unknown>): QuotaLimits {
+    this.requireAdmin(context, 'update_quota');
+    const checked = Object.entries(limits).map(([resource, limit]) => {
+      if (!isQuotaResource(resource)) throw new BadRequest(`Unrecognized attribute(s) '${resource}'`);
+      return [resource, checkQuotaLimit(resource, limit)] as const;
+    });
+    this.store.transaction(() => {
+      for (const [resource, limit] of checked) this.store.setQuotaOverride(projectId, resource, limit);
+    });
+    return this.quotas.limits(projectId);
+  }
+
+  resetQuotaLimits(context: RequestContext, projectId: string): void {
+    this.requireAdmin(context, 'delete_quota');
+    this.store.clearQuotaOverrides(projectId);
+  }
+
+  // ---- helpers ----
+
+  private insert<K extends ResourceKind>(kind: K, resource: ResourceOf[K], checks: () => void): ResourceOf[K] {
+    try {
+      this.store.transaction(() => {
+        this.quotas.ensureRoomFor(kind, resource.project_id);
+        checks();
+        this.store.insert(kind, resource);
+      });
+    } catch (error) {
+      // Checks above should have caught every conflict; the schema's constraints are the backstop.
+      if (error instanceof UniqueViolation) throw new Conflict('Conflict', `The ${kind} conflicts with an existing one (${error.constraint}).`);
+      throw error;
+    }
+    this.options.onChange();
+    return this.store.get(kind, resource.id)!;
+  }
+
+  private ownedFields(projectId: string, input: Owned) {
+    const now = timestamp();
+    return {
+      id: randomUUID(),
+      project_id: projectId,
+      name: input.name ?? '',
+      description: input.description ?? '',
+      status: 'DOWN' as const,
+      status_reason: null,
+      created_at: now,
+      updated_at: now,
+    };
+  }
+
+  /** The project a new resource belongs to: the caller's, or (admin only) the one the body names. */
+  private owningProject(context: RequestContext, input: Owned): string {
+    const { project_id: projectId, tenant_id: tenantId } = input;
+    if (projectId !== undefined && tenantId !== undefined && projectId !== tenantId) {
+      throw new BadRequest(`project_id '${projectId}' and tenant_id '${tenantId}' differ`);
+    }
+    const named = projectId ?? tenantId;
+    if (named === undefined || named === context.projectId) return context.projectId;
+    if (named === '') throw invalidInput('project_id', 'the project id must not be empty');
+    if (!isAdmin(context)) {
+      throw new PolicyNotAuthorized("Specifying 'project_id' or 'tenant_id' other than the authenticated project in request requires admin privileges");
+    }
+    return named;
+  }
+
+  private reference(attribute: string, id: string): string {
+    if (!isUuid(id)) throw invalidInput(attribute, `'${id}' is not a valid UUID`);
+    return id.toLowerCase();
+  }
+
+  /** A port the caller may mirror from or to: it exists, is visible, is the caller's own (non-admin) and is not being deleted. */
+  private usablePort(context: RequestContext, id: string, notFoundType: string, role: string): Port {
+    const port = this.store.get('port', id);
+    if (!port || (!isAdmin(context) && port.project_id !== context.projectId)) {
+      throw new NotFound(notFoundType, `${role} ${id} does not exist`);
+    }
+    if (port.status === 'PENDING_DELETE') throw new Conflict('PortBeingDeleted', `Port ${id} is being deleted.`);
+    return port;
+  }
+
+  private visible<K extends ResourceKind>(kind: K, context: RequestContext, id: string): ResourceOf[K] {
+    return this.visibleOr404(kind, context, id);
+  }
+
+  private visibleOr404<K extends ResourceKind>(kind: K, context: RequestContext, id: string): ResourceOf[K] {
+    const resource = isUuid(id) ? this.store.get(kind, id.toLowerCase()) : undefined;
+    if (!resource || !canSee(context, resource)) throw new NotFound(NOT_FOUND[kind].type, NOT_FOUND[kind].message(id));
+    return resource;
+  }
+
+  private requireWriter(context: RequestContext, action: string): void {
+    if (!canWrite(context)) throw new PolicyNotAuthorized(`rule:${action} is disallowed by policy`);
+  }
+
+  private requireAdmin(context: RequestContext, action: string): void {
+    if (!isAdmin(context)) throw new PolicyNotAuthorized(`rule:${action} is disallowed by policy`);
+  }
+}
+
+export function describeInterface(port: Pick<Port, 'interface' | 'netns'>): string {
+  return port.netns ? `${port.interface}@${port.netns}` : port.interface;
+}

@@ -1,0 +1,90 @@
+/**
+ * Schema migrations, applied in order inside one transaction each. The
+ * database's `user_version` is the number of migrations applied. Append new
+ * migrations; never edit one that has shipped.
+ */
+export const MIGRATIONS: readonly string[] = [
+  // 1: the TaaS resources, ports they refer to, and per-project quota overrides.
+  `
+  CREATE TABLE ports (
+    id            TEXT PRIMARY KEY,
+    project_id    TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    description   TEXT NOT NULL,
+    interface     TEXT NOT NULL,
+    netns         TEXT,
+    host_id       TEXT NOT NULL,
+    mac_address   TEXT,
+    status        TEXT NOT NULL,
+    status_reason TEXT,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL
+  );
+  -- One port per interface: two would capture the same traffic twice.
+  CREATE UNIQUE INDEX ports_by_interface ON ports (interface, ifnull(netns, ''));
+
+  CREATE TABLE tap_services (
+    id            TEXT PRIMARY KEY,
+    project_id    TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    description   TEXT NOT NULL,
+    port_id       TEXT NOT NULL REFERENCES ports (id) ON DELETE CASCADE,
+    status        TEXT NOT NULL,
+    status_reason TEXT,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL
+  );
+  -- One tap service per port: the port is the single destination of its copies.
+  CREATE UNIQUE INDEX tap_services_by_port ON tap_services (port_id);
+
+  CREATE TABLE tap_flows (
+    id             TEXT PRIMARY KEY,
+    project_id     TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    description    TEXT NOT NULL,
+    tap_service_id TEXT NOT NULL REFERENCES tap_services (id) ON DELETE CASCADE,
+    source_port    TEXT NOT NULL REFERENCES ports (id) ON DELETE CASCADE,
+    direction      TEXT NOT NULL CHECK (direction IN ('IN', 'OUT', 'BOTH')),
+    vlan_filter    TEXT,
+    status         TEXT NOT NULL,
+    status_reason  TEXT,
+    created_at     TEXT NOT NULL,
+    updated_at     TEXT NOT NULL
+  );
+  CREATE INDEX tap_flows_by_service ON tap_flows (tap_service_id);
+  CREATE INDEX tap_flows_by_source ON tap_flows (source_port);
+
+  CREATE TABLE tap_mirrors (
+    id            TEXT PRIMARY KEY,
+    project_id    TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    description   TEXT NOT NULL,
+    port_id       TEXT NOT NULL REFERENCES ports (id) ON DELETE CASCADE,
+    remote_ip     TEXT NOT NULL,
+    mirror_type   TEXT NOT NULL CHECK (mirror_type IN ('gre', 'erspanv1')),
+    status        TEXT NOT NULL,
+    status_reason TEXT,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL
+  );
+  CREATE INDEX tap_mirrors_by_port ON tap_mirrors (port_id);
+
+  -- A tap mirror's directions, one row each, so that the database itself
+  -- refuses a tunnel id already used toward the same remote.
+  CREATE TABLE tap_mirror_tunnels (
+    tap_mirror_id TEXT NOT NULL REFERENCES tap_mirrors (id) ON DELETE CASCADE,
+    direction     TEXT NOT NULL CHECK (direction IN ('IN', 'OUT')),
+    tunnel_id     INTEGER NOT NULL,
+    remote_ip     TEXT NOT NULL,
+    PRIMARY KEY (tap_mirror_id, direction),
+    UNIQUE (remote_ip, tunnel_id)
+  );
+
+  CREATE TABLE quotas (
+    project_id TEXT NOT NULL,
+    resource   TEXT NOT NULL,
+    hard_limit INTEGER NOT NULL,
+    PRIMARY KEY (project_id, resource)
+  );
+  `,
+];

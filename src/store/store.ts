@@ -1,0 +1,290 @@
+/**
+ * The embedded store: one SQLite file in the state directory, WAL journal,
+ * full fsync on commit, so every change the API acknowledged survives a
+ * `kill -9` or a power cut. Only the daemon opens it: the file is locked
+ * exclusively for as long as the process lives, and the kernel drops that lock
+ * when the process dies, however it dies.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+import type {
+  MirrorDirections, Port, ResourceKind, ResourceOf, Status, TapFlow, TapMirror, TapService,
+} from '../model/resources.js';
+import { MIGRATIONS } from './migrations.js';
+
+export const STORE_FILE = 'tapas.sqlite';
+
+export class StoreError extends Error {}
+
+/** A write the database refused because it would break a UNIQUE constraint. */
+export class UniqueViolation extends StoreError {
+  constructor(readonly constraint: string) {
+    super(`UNIQUE constraint failed: ${constraint}`);
+  }
+}
+
+const TABLES: Record<ResourceKind, string> = {
+  port: 'ports',
+  tap_service: 'tap_services',
+  tap_flow: 'tap_flows',
+  tap_mirror: 'tap_mirrors',
+};
+
+/** Columns each kind stores directly (tap mirror directions live in their own table). */
+const COLUMNS: Record<ResourceKind, readonly string[]> = {
+  port: ['id', 'project_id', 'name', 'description', 'interface', 'netns', 'host_id', 'mac_address',
+    'status', 'status_reason', 'created_at', 'updated_at'],
+  tap_service: ['id', 'project_id', 'name', 'description', 'port_id', 'status', 'status_reason',
+    'created_at', 'updated_at'],
+  tap_flow: ['id', 'project_id', 'name', 'description', 'tap_service_id', 'source_port', 'direction',
+    'vlan_filter', 'status', 'status_reason', 'created_at', 'updated_at'],
+  tap_mirror: ['id', 'project_id', 'name', 'description', 'port_id', 'remote_ip', 'mirror_type',
+    'status', 'status_reason', 'created_at', 'updated_at'],
+};
+
+/** Everything the agent needs to compute a plan, read in one transaction. */
+export interface Snapshot {
+  ports: Port[];
+  tapServices: TapService[];
+  tapFlows: TapFlow[];
+  tapMirrors: TapMirror[];
+}
+
+export interface StatusUpdate {
+  kind: ResourceKind;
+  id: string;
+  status: Status;
+  reason: string | null;
+  /** Ports only: the MAC address read from the interface. */
+  macAddress?: string | null;
+}
+
+export function timestamp(date = new Date()): string {
+  // Neutron's format: seconds, UTC, no fraction.
+  return date.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+export class Store {
+  private readonly db: Database.Database;
+
+  /** Opens (creating if needed) the store in stateDir and brings its schema up to date. */
+  constructor(stateDir: string) {
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    const path = join(stateDir, STORE_FILE);
+    this.db = new Database(path);
+    try {
+      this.db.pragma('journal_mode = WAL');
+      // FULL: a commit reaches the disk before the API answers, not just the OS cache.
+      this.db.pragma('synchronous = FULL');
+      this.db.pragma('foreign_keys = ON');
+      // Exclusive: a second daemon on the same state directory fails here instead
+      // of both driving the data path from one store.
+      this.db.pragma('locking_mode = EXCLUSIVE');
+      this.db.prepare('BEGIN IMMEDIATE').run();
+      this.db.prepare('COMMIT').run();
+    } catch (error) {
+      this.db.close();
+      const code = (error as { code?: string }).code;
+      if (code === 'SQLITE_BUSY') {
+        throw new StoreError(`the store ${path} is in use by another tapas daemon`);
+      }
+      throw new StoreError(`cannot open the store ${path}: ${(error as Error).message}`);
+    }
+    this.migrate(path);
+  }
+
+  private migrate(path: string): void {
+    const current = this.db.pragma('user_version', { simple: true }) as number;
+    if (current > MIGRATIONS.length) {
+      this.db.close();
+      throw new StoreError(`the store ${path} has schema version ${current}, newer than this tapas `
+        + `(${MIGRATIONS.length}): upgrade tapas or use another state directory`);
+    }
+    MIGRATIONS.slice(current).forEach((sql, index) => {
+      this.db.transaction(() => {
+        this.db.exec(sql);
+        this.db.pragma(`user_version = ${current + index + 1}`);
+      })();
+    });
+  }
+
+  get schemaVersion(): number {
+    return this.db.pragma('user_version', { simple: true }) as number;
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  /** Runs fn in one transaction: all of its writes commit together or not at all. */
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
+  insert<K extends ResourceKind>(kind: K, resource: ResourceOf[K]): void {
+    const columns = COLUMNS[kind];
+    const sql = `INSERT INTO ${TABLES[kind]} (${columns.join(', ')}) VALUES (${columns.map((c) => `@${c}`).join(', ')})`;
+    this.write(() => {
+      this.db.prepare(sql).run(pick(resource, columns));
+      if (kind === 'tap_mirror') this.insertTunnels(resource as TapMirror);
+    });
+  }
+
+  private insertTunnels(mirror: TapMirror): void {
+    const statement = this.db.prepare(
+      'INSERT INTO tap_mirror_tunnels (tap_mirror_id, direction, tunnel_id, remote_ip) VALUES (?, ?, ?, ?)');
+    for (const [direction, tunnelId] of Object.entries(mirror.directions)) {
+      statement.run(mirror.id, direction, tunnelId, mirror.remote_ip);
+    }
+  }
+
+  get<K extends ResourceKind>(kind: K, id: string): ResourceOf[K] | undefined {
+    const row = this.db.prepare(`SELECT * FROM ${TABLES[kind]} WHERE id = ?`).get(id) as Record<string, unknown> | undefined;
+    return row ? this.fromRow(kind, row) : undefined;
+  }
+
+  /** Every resource of a kind, oldest first. */
+  list<K extends ResourceKind>(kind: K): Array<ResourceOf[K]> {
+    const rows = this.db.prepare(`SELECT * FROM ${TABLES[kind]} ORDER BY rowid`).all() as Array<Record<string, unknown>>;
+    return rows.map((row) => this.fromRow(kind, row));
+  }
+
+  /** Resources of a kind whose column equals value, oldest first. */
+  listWhere<K extends ResourceKind>(kind: K, column: string, value: string): Array<ResourceOf[K]> {
+    if (!COLUMNS[kind].includes(column)) throw new StoreError(`${TABLES[kind]} has no column ${column}`);
+    const rows = this.db.prepare(`SELECT * FROM ${TABLES[kind]} WHERE ${column} = ? ORDER BY rowid`)
+      .all(value) as Array<Record<string, unknown>>;
+    return rows.map((row) => this.fromRow(kind, row));
+  }
+
+  /** How many resources of a kind a project holds, not counting those being deleted. */
+  count(kind: ResourceKind, projectId: string): number {
+    const row = this.db.prepare(
+      `SELECT count(*) AS n FROM ${TABLES[kind]} WHERE project_id = ? AND status != 'PENDING_DELETE'`,
+    ).get(projectId) as { n: number };
+    return row.n;
+  }
+
+  /** Sets name and/or description; returns the updated resource. */
+  updateAttributes<K extends ResourceKind>(kind: K, id: string, changes: { name?: string; description?: string }): void {
+    const sets = Object.keys(changes).filter((key) => key === 'name' || key === 'description');
+    this.db.prepare(`UPDATE ${TABLES[kind]} SET ${[...sets, 'updated_at'].map((c) => `${c} = @${c}`).join(', ')} WHERE id = @id`)
+      .run({ ...changes, updated_at: timestamp(), id });
+  }
+
+  /**
+   * Writes what the agent observed. Never revives a row being deleted: a delete
+   * accepted after the agent read its snapshot wins over the agent's report.
+   */
+  setStatuses(updates: StatusUpdate[]): void {
+    this.transaction(() => {
+      for (const update of updates) {
+        const table = TABLES[update.kind];
+        if (update.kind === 'port' && update.macAddress !== undefined) {
+          this.db.prepare(`UPDATE ${table} SET status = ?, status_reason = ?, mac_address = ? WHERE id = ? AND status != 'PENDING_DELETE'`)
+            .run(update.status, update.reason, update.macAddress, update.id);
+        } else {
+          this.db.prepare(`UPDATE ${table} SET status = ?, status_reason = ? WHERE id = ? AND status != 'PENDING_DELETE'`)
+            .run(update.status, update.reason, update.id);
+        }
+      }
+    });
+  }
+
+  markPendingDelete(kind: ResourceKind, ids: string[]): void {
+    const statement = this.db.prepare(
+      `UPDATE ${TABLES[kind]} SET status = 'PENDING_DELETE', status_reason = NULL, updated_at = ? WHERE id = ?`);
+    const now = timestamp();
+    for (const id of ids) statement.run(now, id);
+  }
+
+  /** Deletes rows; the schema's ON DELETE CASCADE removes what depends on them. */
+  delete(kind: ResourceKind, ids: string[]): void {
+    const statement = this.db.prepare(`DELETE FROM ${TABLES[kind]} WHERE id = ?`);
+    for (const id of ids) statement.run(id);
+  }
+
+  /** Deletes the given rows only if they are still PENDING_DELETE (the agent released them). */
+  purge(kind: ResourceKind, ids: string[]): number {
+    const statement = this.db.prepare(`DELETE FROM ${TABLES[kind]} WHERE id = ? AND status = 'PENDING_DELETE'`);
+    let removed = 0;
+    for (const id of ids) removed += statement.run(id).changes;
+    return removed;
+  }
+
+  /**
+   * After a restart nothing runs yet: every status the previous process
+   * reported is stale until the agent has applied the plan again.
+   */
+  resetStatusesAfterRestart(): void {
+    this.transaction(() => {
+      for (const table of Object.values(TABLES)) {
+        this.db.prepare(`UPDATE ${table} SET status = 'DOWN', status_reason = NULL WHERE status != 'PENDING_DELETE'`).run();
+      }
+    });
+  }
+
+  snapshot(): Snapshot {
+    return this.db.transaction(() => ({
+      ports: this.list('port'),
+      tapServices: this.list('tap_service'),
+      tapFlows: this.list('tap_flow'),
+      tapMirrors: this.list('tap_mirror'),
+    }))();
+  }
+
+  /** The mirror (other than exceptId) already sending tunnelId to remoteIp, if any. */
+  tunnelOwner(remoteIp: string, tunnelId: number): { tap_mirror_id: string; direction: string } | undefined {
+    return this.db.prepare('SELECT tap_mirror_id, direction FROM tap_mirror_tunnels WHERE remote_ip = ? AND tunnel_id = ?')
+      .get(remoteIp, tunnelId) as { tap_mirror_id: string; direction: string } | undefined;
+  }
+
+  quotaOverrides(projectId: string): Record<string, number> {
+    const rows = this.db.prepare('SELECT resource, hard_limit FROM quotas WHERE project_id = ?')
+      .all(projectId) as Array<{ resource: string; hard_limit: number }>;
+    return Object.fromEntries(rows.map((row) => [row.resource, row.hard_limit]));
+  }
+
+  setQuotaOverride(projectId: string, resource: string, limit: number): void {
+    this.db.prepare('INSERT INTO quotas (project_id, resource, hard_limit) VALUES (?, ?, ?) '
+      + 'ON CONFLICT (project_id, resource) DO UPDATE SET hard_limit = excluded.hard_limit').run(projectId, resource, limit);
+  }
+
+  clearQuotaOverrides(projectId: string): void {
+    this.db.prepare('DELETE FROM quotas WHERE project_id = ?').run(projectId);
+  }
+
+  /** Projects with quota overrides. */
+  quotaProjects(): string[] {
+    return (this.db.prepare('SELECT DISTINCT project_id FROM quotas ORDER BY project_id').all() as Array<{ project_id: string }>)
+      .map((row) => row.project_id);
+  }
+
+  private write(fn: () => void): void {
+    try {
+      this.transaction(fn);
+    } catch (error) {
+      const { code, message } = error as { code?: string; message: string };
+      if (code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
+        throw new UniqueViolation(message.replace(/^UNIQUE constraint failed: /, ''));
+      }
+      throw error;
+    }
+  }
+
+  private fromRow<K extends ResourceKind>(kind: K, row: Record<string, unknown>): ResourceOf[K] {
+    if (kind !== 'tap_mirror') return row as unknown as ResourceOf[K];
+    const tunnels = this.db.prepare('SELECT direction, tunnel_id FROM tap_mirror_tunnels WHERE tap_mirror_id = ? ORDER BY direction')
+      .all(row.id) as Array<{ direction: 'IN' | 'OUT'; tunnel_id: number }>;
+    const directions: MirrorDirections = {};
+    for (const tunnel of tunnels) directions[tunnel.direction] = tunnel.tunnel_id;
+    return { ...row, directions } as unknown as ResourceOf[K];
+  }
+}
+
+function pick(resource: object, columns: readonly string[]): Record<string, unknown> {
+  const source = resource as Record<string, unknown>;
+  return Object.fromEntries(columns.map((column) => [column, source[column] ?? null]));
+}
