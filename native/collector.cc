@@ -42,6 +42,7 @@ struct Collector::Runtime {
   }
 };
 
+Collector::Collector() = default;
 Collector::~Collector() { stop(); }
 
 static std::string open_listener(int family, const std::string& listen_ip, int& fd, int& socket_errno) {

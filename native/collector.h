@@ -43,7 +43,7 @@ struct CollectorCounters {
 
 class Collector {
  public:
-  Collector() = default;
+  Collector();
   ~Collector();
   Collector(const Collector&) = delete;
   Collector& operator=(const Collector&) = delete;

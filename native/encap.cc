@@ -117,6 +117,41 @@ uint32_t openstack_erspan_index(uint32_t tunnel_id) {
   return index & kErspanMaxIndex;
 }
 
+GreHeader TunnelHeaders::gre_layout() const {
+  GreHeader gre;
+  if (type == TunnelType::ErspanII) {
+    gre.protocol = kGreProtocolErspanII;
+    gre.sequence = 0;
+  } else {
+    gre.protocol = kGreProtocolTransparentEthernet;
+    gre.key = key;
+  }
+  return gre;
+}
+
+size_t TunnelHeaders::length() const {
+  return gre_layout().length() + (type == TunnelType::ErspanII ? kErspanIIHeaderLength : 0);
+}
+
+size_t write_tunnel_headers(const TunnelHeaders& tunnel, const FrameClass& frame_class, uint32_t sequence,
+                            bool truncated, uint8_t* out) {
+  GreHeader gre = tunnel.gre_layout();
+  if (gre.sequence) gre.sequence = sequence;
+  size_t length = write_gre_header(gre, out);
+  if (tunnel.type == TunnelType::ErspanII) {
+    ErspanIIHeader erspan;
+    erspan.vlan = frame_class.vlan;
+    erspan.cos = frame_class.cos;
+    erspan.encap = frame_class.encap;
+    erspan.truncated = truncated;
+    erspan.session = tunnel.session;
+    erspan.index = tunnel.index;
+    write_erspan_ii_header(erspan, out + length);
+    length += kErspanIIHeaderLength;
+  }
+  return length;
+}
+
 const char* parse_status_name(ParseStatus status) {
   switch (status) {
     case ParseStatus::Ok: return "ok";

@@ -106,6 +106,21 @@ enum class ParseStatus : uint8_t {
 };
 const char* parse_status_name(ParseStatus status);
 
+// What identifies a tunnel in its headers. Gre: key; ErspanII: session and index.
+struct TunnelHeaders {
+  TunnelType type = TunnelType::Gre;
+  uint32_t key = 0;
+  uint16_t session = 0;
+  uint32_t index = 0;
+
+  GreHeader gre_layout() const;  // sequence present (as 0) for ERSPAN
+  size_t length() const;         // GRE plus ERSPAN header bytes
+};
+// Writes every header that precedes the frame: GRE, and for ERSPAN its type
+// II header with vlan/en/cos from frame_class. out holds TunnelHeaders::length().
+size_t write_tunnel_headers(const TunnelHeaders& tunnel, const FrameClass& frame_class, uint32_t sequence,
+                            bool truncated, uint8_t* out);
+
 struct TunnelPacket {
   TunnelType type = TunnelType::Gre;
   GreHeader gre;

@@ -48,17 +48,18 @@ bool is_erspan(const SinkSpec& spec) { return spec.kind == SinkKind::Erspan; }
 
 TunnelSink::TunnelSink(const SinkSpec& spec, SinkCounters& counters) : spec_(spec), counters_(counters) {
   if (is_erspan(spec_)) {
-    gre_.protocol = encap::kGreProtocolErspanII;
-    gre_.sequence = 0;  // numbered in flush()
-    encap_length_ = gre_.length() + encap::kErspanIIHeaderLength;
+    tunnel_.type = encap::TunnelType::ErspanII;
+    tunnel_.session = spec_.session;
+    tunnel_.index = spec_.erspan_index;
     truncate_ = true;
     sequence_ = tunnel_sequence(spec_.netns + "|" + spec_.remote_ip + "|erspan|" + std::to_string(spec_.session));
   } else {
-    gre_.protocol = encap::kGreProtocolTransparentEthernet;
-    gre_.key = spec_.key;
-    encap_length_ = gre_.length();
+    tunnel_.type = encap::TunnelType::Gre;
+    tunnel_.key = spec_.key;
     truncate_ = spec_.gre_truncate;
   }
+  gre_ = tunnel_.gre_layout();
+  encap_length_ = tunnel_.length();
 }
 
 TunnelSink::~TunnelSink() {
@@ -161,20 +162,14 @@ Enqueued TunnelSink::enqueue(const Frame& frame) {
   if (!truncate_ && inner_length > max_datagram_inner_) return Enqueued::Oversize;
 
   Message& message = batch_[queued_];
-  size_t header_length = encap::write_gre_header(gre_, message.header.data());
+  encap::FrameClass frame_class;
   if (is_erspan(spec_)) {
-    encap::FrameClass frame_class =
-        frame.has_stripped_tag ? encap::classify_frame_with_tag(frame.data, frame.captured_length, frame.stripped_tci)
-                               : encap::classify_frame(frame.data, frame.captured_length);
-    encap::ErspanIIHeader erspan;
-    erspan.vlan = frame_class.vlan;
-    erspan.cos = frame_class.cos;
-    erspan.encap = frame_class.encap;
-    erspan.session = spec_.session;
-    erspan.index = spec_.erspan_index;
-    encap::write_erspan_ii_header(erspan, message.header.data() + header_length);
-    header_length += encap::kErspanIIHeaderLength;
+    frame_class = frame.has_stripped_tag
+                      ? encap::classify_frame_with_tag(frame.data, frame.captured_length, frame.stripped_tci)
+                      : encap::classify_frame(frame.data, frame.captured_length);
   }
+  // Sequence number and T bit are filled in by flush() and fit().
+  const size_t header_length = encap::write_tunnel_headers(tunnel_, frame_class, 0, false, message.header.data());
 
   message.iov[0] = {message.header.data(), header_length};
   if (frame.has_stripped_tag && frame.captured_length >= kMacAddressesLength) {

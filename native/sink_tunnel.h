@@ -57,6 +57,7 @@ class TunnelSink final : public Sink {
   int fd_ = -1;
   int family_ = 0;
   bool truncate_ = false;      // ERSPAN always; GRE when configured
+  encap::TunnelHeaders tunnel_;
   encap::GreHeader gre_;       // this tunnel's GRE header layout
   size_t encap_length_ = 0;    // GRE (+ ERSPAN) header bytes
   uint32_t ip_header_length_ = 0;
