@@ -133,10 +133,14 @@ async function runMirror(options: MirrorOptions): Promise<void> {
     throw new Error(`${names.get(failed.id)}: ${failed.reason}`);
   }
   lag.enable();
+  process.stderr.write(`tapas: mirroring ${sources.map(label).join(', ')} (${options.direction}) to ${label(destination)}` +
+    `${options.duration === undefined ? '; Ctrl-C to stop' : ` for ${options.duration} s`}\n`);
 
   const live = options.format === 'table' && process.stdout.isTTY;
   let previous = { packets: 0, at: Date.now() };
-  const ticker = live ? setInterval(() => {
+  // Also what keeps the process alive: the engine's own threads do not.
+  const ticker = setInterval(() => {
+    if (!live) return;
     const stats = engine.stats();
     const mirrored = stats.sinks.reduce((n, s) => n + s.packets, 0);
     const drops = stats.sources.reduce((n, s) => n + s.ringDrops, 0);
@@ -147,19 +151,17 @@ async function runMirror(options: MirrorOptions): Promise<void> {
     const down = [...stats.sources, ...stats.sinks].filter((e) => !e.ok).map((e) => `${names.get(e.id)}: ${e.reason}`);
     process.stdout.write(`\r\x1b[2Kmirrored ${mirrored} packets  ${Math.round(rate)} pkt/s  ring drops ${drops}  send errors ${errors}` +
       (down.length ? `  [${down.join('; ')}]` : ''));
-  }, 1000) : undefined;
+  }, 1000);
 
   await new Promise<void>((resolve) => {
     const done = () => resolve();
     process.once('SIGINT', done);
     process.once('SIGTERM', done);
-    if (options.duration !== undefined) setTimeout(done, options.duration * 1000).unref();
+    if (options.duration !== undefined) setTimeout(done, options.duration * 1000);
   });
 
-  if (ticker) {
-    clearInterval(ticker);
-    process.stdout.write('\r\x1b[2K');
-  }
+  clearInterval(ticker);
+  if (live) process.stdout.write('\r\x1b[2K');
   lag.disable();
   const stats = await engine.close();
   const cpu = process.cpuUsage(cpuStart);

@@ -51,5 +51,5 @@ export function probeInterface(ifname: string, netns?: string): InterfaceInfo {
   return loadAddon().probeInterface(ifname, netns);
 }
 
-export type { EngineStats, InterfaceInfo } from './native.js';
+export type { EngineStats, InterfaceInfo, RuleStats, SinkStats, SourceStats, EndpointHealth } from './native.js';
 export type * from './plan.js';

@@ -1,0 +1,102 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { finished, runCli, startCli, stderrContains } from '../helpers/cli.js';
+import { makeFrame, testFramesOf } from '../helpers/frames.js';
+import { Lab, netnsAvailable, netnsSkipReason } from '../helpers/netns.js';
+
+const VM_MAC = '02:00:00:00:03:01';
+const HOST_MAC = '02:00:00:00:03:02';
+
+describe('tapas mirror: usage errors', () => {
+  it('refuses a destination that is also a source (exit 2)', async () => {
+    const result = await runCli(['mirror', '-s', 'eth9@ns', '-d', 'IN', '-t', 'eth9@ns']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('destination eth9@ns is also a source');
+  });
+
+  it('refuses an invalid direction, vlan filter or interface name (exit 2)', async () => {
+    const direction = await runCli(['mirror', '-s', 'a', '-d', 'SIDEWAYS', '-t', 'b']);
+    expect(direction.code).toBe(2);
+    expect(direction.stderr).toMatch(/Allowed choices are IN, OUT, BOTH/);
+    const vlan = await runCli(['mirror', '-s', 'a', '-d', 'IN', '--vlan-filter', '1-5,', '-t', 'b']);
+    expect(vlan.code).toBe(2);
+    expect(vlan.stderr).toMatch(/invalid vlan_filter item/);
+    const range = await runCli(['mirror', '-s', 'a', '-d', 'IN', '--vlan-filter', '9-3', '-t', 'b']);
+    expect(range.code).toBe(2);
+    expect(range.stderr).toMatch(/9 > 3/);
+    const name = await runCli(['mirror', '-s', 'a-name-far-too-long', '-d', 'IN', '-t', 'b']);
+    expect(name.code).toBe(2);
+    expect(name.stderr).toMatch(/at most 15 characters/);
+  });
+
+  it('explains itself with --help', async () => {
+    const result = await runCli(['mirror', '--help']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/IN is what the workload receives/);
+    expect(result.stdout).toMatch(/Examples:/);
+  });
+});
+
+describe.skipIf(!netnsAvailable)(`tapas mirror in namespaces (${netnsSkipReason})`, () => {
+  const lab = new Lab('cli');
+  let host: string, vm: string, monitor: string;
+
+  beforeAll(async () => {
+    host = await lab.namespace('host');
+    vm = await lab.namespace('vm');
+    monitor = await lab.namespace('mon');
+    await lab.veth(host, 'vmh', vm, 'vm0');
+    await lab.veth(host, 'monh', monitor, 'mon0');
+  });
+
+  afterAll(() => lab.cleanup());
+
+  it('names an unknown interface or network namespace (exit 1)', async () => {
+    const iface = await runCli(['mirror', '-s', `nosuch@${host}`, '-d', 'IN', '-t', `monh@${host}`]);
+    expect(iface.code).toBe(1);
+    expect(iface.stderr).toContain(`source nosuch@${host}: interface 'nosuch' does not exist`);
+    const netns = await runCli(['mirror', '-s', 'vmh@no-such-netns', '-d', 'IN', '-t', `monh@${host}`]);
+    expect(netns.code).toBe(1);
+    expect(netns.stderr).toContain("network namespace 'no-such-netns' does not exist");
+  });
+
+  it('says that it needs CAP_NET_RAW when run without it (exit 1)', async () => {
+    const result = await runCli(['mirror', '-s', 'lo', '-d', 'IN', '-t', 'lo2'], {
+      prefix: ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all'],
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/CAP_NET_RAW/);
+  });
+
+  it('mirrors until --duration, then prints the counters as JSON', async () => {
+    const capture = await lab.capture(monitor, 'mon0');
+    const child = startCli(['mirror', '-s', `vmh@${host}`, '-d', 'BOTH', '-t', `monh@${host}`, '--duration', '2', '-f', 'json']);
+    const done = finished(child);
+    await stderrContains(child, 'tapas: mirroring');
+    const sent = Array.from({ length: 10 }, (_, i) => makeFrame({ dst: HOST_MAC, src: VM_MAC, stream: 'cli', sequence: i }));
+    await lab.sendFrames(vm, 'vm0', sent);
+    const result = await done;
+    const copies = testFramesOf(await capture.stop());
+    expect(result.code).toBe(0);
+    const report = JSON.parse(result.stdout);
+    expect(report.mirrored.packets).toBe(10);
+    expect(report.stats.sources[0]).toMatchObject({ interface: `vmh@${host}`, ok: true, packets: 10, ringDrops: 0 });
+    expect(report.stats.sinks[0]).toMatchObject({ interface: `monh@${host}`, ok: true, packets: 10, errors: 0 });
+    expect(report.elapsedSeconds).toBeGreaterThanOrEqual(2);
+    expect(report.cpuSeconds.user + report.cpuSeconds.system).toBeGreaterThan(0);
+    expect(copies.map((f) => f.toString('hex'))).toEqual(sent.map((f) => f.toString('hex')));
+  });
+
+  it('stops on SIGINT and prints a human summary', async () => {
+    const child = startCli(['mirror', '-s', `vmh@${host}`, '-d', 'IN', '-t', `monh@${host}`]);
+    const done = finished(child);
+    await stderrContains(child, 'Ctrl-C to stop');
+    await lab.sendFrames(host, 'vmh', [makeFrame({ dst: VM_MAC, src: HOST_MAC, stream: 'sigint', sequence: 1 })]);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    child.kill('SIGINT');
+    const result = await done;
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^mirrored 1 packets \(60 bytes\)/);
+    expect(result.stdout).toContain(`source vmh@${host}: 1 packets seen, 0 ring drops`);
+  });
+});
