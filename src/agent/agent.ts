@@ -91,8 +91,9 @@ export class Agent {
     try {
       const snapshot = store.snapshot();
       const interfaces = this.observeInterfaces(snapshot);
-      const plan = buildPlan(snapshot);
+      let plan = buildPlan(snapshot);
       let stats: EngineStats | { failure: string };
+      let mirrorsExcluded: string | undefined;
       let applied = false;
       try {
         stats = await dataPath.apply(plan);
@@ -101,8 +102,20 @@ export class Agent {
         const failure = `the data path refused the plan: ${(error as Error).message}`;
         logger.error({ err: error, plan }, 'apply failed');
         stats = { failure };
+        // Tunnel sinks are the newest and most environment-dependent part of a plan:
+        // keep local mirroring running without them rather than stopping everything.
+        if (plan.sinks.some((sink) => sink.kind !== 'port')) {
+          plan = buildPlan(snapshot, { withoutMirrors: true });
+          try {
+            stats = await dataPath.apply(plan);
+            applied = true;
+            mirrorsExcluded = failure;
+          } catch (retryError) {
+            logger.error({ err: retryError }, 'apply without tap mirrors failed too');
+          }
+        }
       }
-      const updates = deriveStatuses(snapshot, stats, interfaces);
+      const updates = deriveStatuses(snapshot, stats, interfaces, mirrorsExcluded);
       if (updates.length > 0) {
         store.setStatuses(updates);
         for (const update of updates) {

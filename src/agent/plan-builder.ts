@@ -6,7 +6,7 @@
  * feeding several services is captured once), a port sink is the tap service,
  * a rule is the tap flow.
  */
-import type { EngineStats, Plan, SinkStats, SourceStats } from '../engine/engine.js';
+import type { EngineStats, Plan, RulePlan, SinkPlan, SinkStats, SourceStats } from '../engine/engine.js';
 import type { Port, ResourceKind, Status } from '../model/resources.js';
 import { parseVlanFilter } from '../model/vlan-filter.js';
 import type { Snapshot, StatusUpdate } from '../store/store.js';
@@ -18,29 +18,48 @@ export interface InterfaceObservation {
   reason?: string;
 }
 
-/** Why tap mirrors are not running: the engine has no tunnel sinks yet. */
-export const TUNNEL_SINKS_MISSING = 'tunnel sinks (GRE/ERSPAN) are not available in this engine yet';
-
 const live = <T extends { status: Status }>(rows: readonly T[]) => rows.filter((row) => row.status !== 'PENDING_DELETE');
 
-export function buildPlan(snapshot: Snapshot): Plan {
+/** The plan id of one direction of a tap mirror: its tunnel sink and the rule feeding it. */
+export const mirrorTunnelId = (mirrorId: string, direction: 'IN' | 'OUT') => `${mirrorId}/${direction}`;
+
+export interface PlanOptions {
+  /** Leave tap mirrors out (the engine refused their tunnel sinks). */
+  withoutMirrors?: boolean;
+}
+
+export function buildPlan(snapshot: Snapshot, options: PlanOptions = {}): Plan {
   const ports = new Map(live(snapshot.ports).map((port) => [port.id, port]));
   const services = live(snapshot.tapServices).filter((service) => ports.has(service.port_id));
   const serviceIds = new Set(services.map((service) => service.id));
   const flows = live(snapshot.tapFlows).filter((flow) => serviceIds.has(flow.tap_service_id) && ports.has(flow.source_port));
+  const mirrors = options.withoutMirrors ? [] : live(snapshot.tapMirrors).filter((mirror) => ports.has(mirror.port_id));
 
-  const sourcePortIds = [...new Set(flows.map((flow) => flow.source_port))];
-  return {
-    sources: sourcePortIds.map((id) => interfaceOf(id, ports.get(id)!)),
-    sinks: services.map((service) => ({ ...interfaceOf(service.id, ports.get(service.port_id)!), kind: 'port' as const })),
-    rules: flows.map((flow) => ({
-      id: flow.id,
-      sourceId: flow.source_port,
-      sinkId: flow.tap_service_id,
-      direction: flow.direction,
-      ...(flow.vlan_filter === null ? {} : { vlans: parseVlanFilter(flow.vlan_filter) }),
-    })),
-  };
+  const sinks: SinkPlan[] = services.map((service) => ({ ...interfaceOf(service.id, ports.get(service.port_id)!), kind: 'port' as const }));
+  const rules: RulePlan[] = flows.map((flow) => ({
+    id: flow.id,
+    sourceId: flow.source_port,
+    sinkId: flow.tap_service_id,
+    direction: flow.direction,
+    ...(flow.vlan_filter === null ? {} : { vlans: parseVlanFilter(flow.vlan_filter) }),
+  }));
+  for (const mirror of mirrors) {
+    const port = ports.get(mirror.port_id)!;
+    // The tunnel leaves from the port's own namespace: the host side of the workload routes it.
+    const netns = port.netns === null ? {} : { netns: port.netns };
+    for (const direction of ['IN', 'OUT'] as const) {
+      const tunnelId = mirror.directions[direction];
+      if (tunnelId === undefined) continue;
+      const id = mirrorTunnelId(mirror.id, direction);
+      sinks.push(mirror.mirror_type === 'gre'
+        ? { id, kind: 'gre', remoteIp: mirror.remote_ip, key: tunnelId, ...netns }
+        : { id, kind: 'erspan', remoteIp: mirror.remote_ip, session: tunnelId, ...netns });
+      rules.push({ id, sourceId: port.id, sinkId: id, direction });
+    }
+  }
+
+  const sourcePortIds = [...new Set(rules.map((rule) => rule.sourceId))];
+  return { sources: sourcePortIds.map((id) => interfaceOf(id, ports.get(id)!)), sinks, rules };
 }
 
 function interfaceOf(id: string, port: Port) {
@@ -63,6 +82,8 @@ export function deriveStatuses(
   snapshot: Snapshot,
   stats: EngineStats | { failure: string },
   interfaces: ReadonlyMap<string, InterfaceObservation>,
+  /** Why tap mirrors were left out of the plan, if they were. */
+  mirrorsExcluded?: string,
 ): StatusUpdate[] {
   const ports = new Map(snapshot.ports.map((port) => [port.id, port]));
   const failure = 'failure' in stats ? stats.failure : undefined;
@@ -91,7 +112,12 @@ export function deriveStatuses(
     report('tap_flow', flow, issue ? 'ERROR' : 'ACTIVE', issue ?? null);
   }
   for (const mirror of live(snapshot.tapMirrors)) {
-    report('tap_mirror', mirror, 'DOWN', TUNNEL_SINKS_MISSING);
+    let issue = mirrorsExcluded ?? problem(`source ${portLabel(ports.get(mirror.port_id))}`, sources.get(mirror.port_id));
+    for (const direction of ['IN', 'OUT'] as const) {
+      if (issue || mirror.directions[direction] === undefined) continue;
+      issue = problem(`${direction} tunnel to ${mirror.remote_ip}`, sinks.get(mirrorTunnelId(mirror.id, direction)));
+    }
+    report('tap_mirror', mirror, issue ? 'ERROR' : 'ACTIVE', issue ?? null);
   }
   for (const port of live(snapshot.ports)) {
     const seen = interfaces.get(port.id);

@@ -62,6 +62,26 @@ export class Metrics {
       'Frames a tap flow matched but could not deliver (larger than the destination MTU, or destination unavailable)',
       flowLabels, eachFlow((rule) => rule.oversize + rule.unavailable));
 
+    const mirrorLabels = ['tap_mirror_id', 'direction', 'remote_ip', 'mirror_type', 'project_id', 'name'] as const;
+    const eachMirror = (read: (rule: EngineStats['rules'][number]) => number) =>
+      (set: (labels: Record<(typeof mirrorLabels)[number], string>, value: number) => void) => {
+        const mirrors = new Map(sources.snapshot().tapMirrors.map((mirror) => [mirror.id, mirror]));
+        for (const rule of sources.stats().rules) {
+          // A tap mirror runs one rule per direction, id "MIRROR/IN" or "MIRROR/OUT".
+          const [mirrorId, direction] = rule.id.split('/');
+          const mirror = direction ? mirrors.get(mirrorId!) : undefined;
+          if (!mirror) continue;
+          set({ tap_mirror_id: mirror.id, direction: direction!, remote_ip: mirror.remote_ip, mirror_type: mirror.mirror_type,
+            project_id: mirror.project_id, name: mirror.name }, read(rule));
+        }
+      };
+    observedCounter(registry, 'tapas_tap_mirror_packets_total', 'Frames a tap mirror sent into its tunnel, per direction',
+      mirrorLabels, eachMirror((rule) => rule.packets));
+    observedCounter(registry, 'tapas_tap_mirror_bytes_total', 'Bytes of original frames a tap mirror sent into its tunnel, per direction',
+      mirrorLabels, eachMirror((rule) => rule.bytes));
+    observedCounter(registry, 'tapas_tap_mirror_dropped_total', 'Frames a tap mirror matched but could not send',
+      mirrorLabels, eachMirror((rule) => rule.oversize + rule.unavailable));
+
     const portLabels = ['port_id', 'interface'] as const;
     const eachSource = (read: (source: EngineStats['sources'][number]) => number) =>
       (set: (labels: Record<(typeof portLabels)[number], string>, value: number) => void) => {
