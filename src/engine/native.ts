@@ -28,6 +28,10 @@ export interface SinkStats extends EndpointHealth {
   bytes: number;
   /** Frames the kernel refused to send. */
   errors: number;
+  /** Tunnels: frames cut to fit the path MTU (ERSPAN sets its T bit). */
+  truncated: number;
+  /** GRE: frames larger than the path MTU, sent as IP fragments. */
+  fragmented: number;
 }
 
 export interface RuleStats {
@@ -61,10 +65,75 @@ export interface NativeEngine {
   close(): void;
 }
 
+/** What identifies a tunnel in its headers; index defaults to the OpenStack rule (see erspanIndexFor). */
+export type TunnelHeaderOptions =
+  | { kind: 'gre'; key: number }
+  | { kind: 'erspan'; session: number; index?: number };
+
+export interface DecodedTunnelPacket {
+  kind: 'gre' | 'erspan';
+  /** GRE protocol: 0x6558 or 0x88be. */
+  protocol: number;
+  key?: number;
+  sequence?: number;
+  erspan?: { vlan: number; cos: number; encap: number; truncated: boolean; session: number; index: number };
+  /** The inner Ethernet frame. */
+  frame: Buffer;
+}
+
+export interface CollectorOptions {
+  /** Namespace to listen in; omitted: the current one. */
+  netns?: string;
+  /** One local address to listen on; omitted: any, IPv4 and IPv6. */
+  listenIp?: string;
+  /** Accept GRE with this key. */
+  key?: number;
+  /** Accept ERSPAN with this session id. Neither key nor session: accept every tunnel. */
+  session?: number;
+  /** Write inner frames to this pcap file ... */
+  pcapPath?: string;
+  /** ... or send them out of this interface (in toNetns, default netns). */
+  toIfname?: string;
+  toNetns?: string;
+}
+
+export interface CollectorStats {
+  /** Every packet the raw sockets delivered. */
+  received: number;
+  /** Well-formed and of a selected tunnel. */
+  accepted: number;
+  /** Well-formed, of another tunnel. */
+  filtered: number;
+  malformed: number;
+  /** Malformed packets by the parser's verdict (short, greVersion, greFlags, erspanVersion, ...). */
+  malformedBy: Record<string, number>;
+  /** Accepted ERSPAN frames marked truncated by the sender. */
+  truncated: number;
+  /** Frames written to the pcap file or sent out of the interface. */
+  written: number;
+  outputErrors: number;
+  /** Frames too large for the output interface. */
+  oversize: number;
+}
+
+export interface NativeCollector {
+  stats(): CollectorStats;
+  /** Stops receiving and flushes the pcap file; stats() stays readable. */
+  close(): void;
+}
+
 export interface NativeAddon {
   NativeEngine: new (options?: { workers?: number }) => NativeEngine;
   /** Throws with a readable reason (no such interface or netns, no CAP_NET_RAW). */
   probeInterface(ifname: string, netns?: string): InterfaceInfo;
+  /** Opens its raw sockets at once (throws a readable reason) and receives on a native thread. */
+  NativeCollector: new (options: CollectorOptions) => NativeCollector;
+  /** The IP payload a tunnel sink sends for frame; maxInner cuts the frame (and sets ERSPAN's T bit). */
+  encapsulate(options: TunnelHeaderOptions & { sequence?: number; maxInner?: number }, frame: Buffer): Buffer;
+  /** Decodes a GRE packet (ipv4: an IPv4 packet carrying one); never throws on bad input. */
+  parseTunnelPacket(packet: Buffer, options?: { ipv4?: boolean }): DecodedTunnelPacket | { error: string };
+  /** OpenStack's ERSPAN index for a tunnel id: its decimal digits read as hex (102 -> 0x102). */
+  erspanIndexFor(tunnelId: number): number;
 }
 
 function findAddon(): string {

@@ -33,7 +33,44 @@ export interface PortSinkPlan {
   netns?: string;
 }
 
-export type SinkPlan = PortSinkPlan;
+/**
+ * A GRE tunnel to a remote collector (TaaS mirror_type `gre`): key = the
+ * direction's tunnel id, the original Ethernet frame inside (protocol 0x6558).
+ * Sent from a raw IP socket in `netns`, routed by that namespace.
+ */
+export interface GreSinkPlan {
+  id: string;
+  kind: 'gre';
+  /** IPv4 or IPv6 address of the collector. */
+  remoteIp: string;
+  /** 32-bit GRE key. */
+  key: number;
+  netns?: string;
+  /** Cut frames that exceed the path MTU instead of letting the kernel fragment them (the default). */
+  truncate?: boolean;
+}
+
+/**
+ * An ERSPAN type II tunnel (TaaS mirror_type `erspanv1`): GRE with sequence
+ * numbers, protocol 0x88BE, and the 8-byte ERSPAN II header. Frames above the
+ * path MTU are truncated with the T bit set.
+ */
+export interface ErspanSinkPlan {
+  id: string;
+  kind: 'erspan';
+  remoteIp: string;
+  /** Session id, 0-1023: the direction's tunnel id. */
+  session: number;
+  /**
+   * 20-bit index. Omitted: the session id read as hexadecimal digits
+   * (102 -> 0x102), as OpenStack's OVS and OVN drivers emit it.
+   */
+  index?: number;
+  netns?: string;
+}
+
+export type TunnelSinkPlan = GreSinkPlan | ErspanSinkPlan;
+export type SinkPlan = PortSinkPlan | TunnelSinkPlan;
 
 /** Frames of one source, in one direction, optionally of some VLANs, to one sink. */
 export interface RulePlan {
