@@ -5,6 +5,7 @@
  */
 import { Command, CommanderError } from 'commander';
 
+import { registerCollect } from './collect.js';
 import { registerMirror } from './mirror.js';
 import { registerServe } from './serve.js';
 import { EXIT_USAGE, UsageError } from './errors.js';
@@ -16,6 +17,7 @@ const program = new Command('tapas')
   .exitOverride();
 
 registerMirror(program);
+registerCollect(program);
 registerServe(program);
 
 try {

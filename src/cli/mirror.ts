@@ -3,10 +3,13 @@
  * the command line, runs the engine until SIGINT/SIGTERM or --duration, and
  * prints the counters.
  */
+import { isIP } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Command, Option } from 'commander';
 
-import { Engine, probeInterface, type EngineStats, type Plan, type Direction } from '../engine/engine.js';
+import {
+  Engine, probeInterface, type EngineStats, type Plan, type Direction, type GreSinkPlan, type ErspanSinkPlan,
+} from '../engine/engine.js';
 import { parseVlanFilter, VlanFilterError } from '../model/vlan-filter.js';
 import { UsageError } from './errors.js';
 
@@ -19,7 +22,13 @@ interface MirrorOptions {
   source: string[];
   direction: Direction;
   vlanFilter?: string;
-  to: string;
+  to?: string;
+  gre?: string;
+  key?: number;
+  erspan?: string;
+  session?: number;
+  index?: number;
+  truncate?: boolean;
   duration?: number;
   format: 'table' | 'json';
   workers: number;
@@ -41,6 +50,57 @@ export function parseInterfaceRef(text: string): InterfaceRef {
 
 const label = (ref: InterfaceRef) => (ref.netns ? `${ref.ifname}@${ref.netns}` : ref.ifname);
 
+/** A tunnel toward a remote collector, sent from NETNS's routing (--gre/--erspan IP[@NETNS]). */
+export type TunnelDestination = Omit<GreSinkPlan, 'id'> | Omit<ErspanSinkPlan, 'id'>;
+
+function parseRemote(text: string, option: string): { remoteIp: string; netns?: string } {
+  const at = text.lastIndexOf('@');
+  const remoteIp = at < 0 ? text : text.slice(0, at);
+  const netns = at < 0 ? undefined : text.slice(at + 1);
+  if (isIP(remoteIp) === 0) throw new UsageError(`${option} needs IP or IP@NETNS with an IPv4 or IPv6 address, not '${text}'`);
+  if (netns === '') throw new UsageError(`${option} '${text}': the network namespace after '@' is empty`);
+  return netns === undefined ? { remoteIp } : { remoteIp, netns };
+}
+
+function integerIn(name: string, max: number) {
+  return (text: string) => {
+    const value = Number(text);
+    if (!/^\d+$/.test(text) || value > max) throw new UsageError(`${name} must be an integer from 0 to ${max}, not '${text}'`);
+    return value;
+  };
+}
+
+/** Exactly one of --to, --gre (with --key) or --erspan (with --session). */
+function parseDestination(options: MirrorOptions): InterfaceRef | TunnelDestination {
+  const given = [options.to, options.gre, options.erspan].filter((value) => value !== undefined).length;
+  if (given !== 1) throw new UsageError('give exactly one destination: --to IF, --gre IP --key K or --erspan IP --session S');
+  if (options.key !== undefined && options.gre === undefined) throw new UsageError('--key goes with --gre');
+  if (options.truncate && options.gre === undefined) throw new UsageError('--truncate goes with --gre (ERSPAN always truncates)');
+  if ((options.session !== undefined || options.index !== undefined) && options.erspan === undefined) {
+    throw new UsageError('--session and --index go with --erspan');
+  }
+  if (options.gre !== undefined) {
+    if (options.key === undefined) throw new UsageError('--gre needs --key K (the tunnel id)');
+    return { kind: 'gre', ...parseRemote(options.gre, '--gre'), key: options.key, ...(options.truncate ? { truncate: true } : {}) };
+  }
+  if (options.erspan !== undefined) {
+    if (options.session === undefined) throw new UsageError('--erspan needs --session S (the tunnel id, 0-1023)');
+    return {
+      kind: 'erspan', ...parseRemote(options.erspan, '--erspan'), session: options.session,
+      ...(options.index !== undefined ? { index: options.index } : {}),
+    };
+  }
+  return parseInterfaceRef(options.to!);
+}
+
+function destinationLabel(destination: InterfaceRef | TunnelDestination): string {
+  if (!('kind' in destination)) return label(destination);
+  const via = destination.netns ? `@${destination.netns}` : '';
+  return destination.kind === 'gre'
+    ? `GRE key ${destination.key} to ${destination.remoteIp}${via}`
+    : `ERSPAN session ${destination.session} to ${destination.remoteIp}${via}`;
+}
+
 function positiveInteger(name: string) {
   return (text: string) => {
     const value = Number(text);
@@ -49,11 +109,11 @@ function positiveInteger(name: string) {
   };
 }
 
-export function buildMirrorPlan(sources: InterfaceRef[], destination: InterfaceRef, direction: Direction,
+export function buildMirrorPlan(sources: InterfaceRef[], destination: InterfaceRef | TunnelDestination, direction: Direction,
   vlans: Array<[number, number]> | undefined, ring: Plan['sources'][number]['ring']): Plan {
   return {
     sources: sources.map((source, index) => ({ id: `source-${index}`, ...source, ring })),
-    sinks: [{ id: 'destination', kind: 'port', ...destination }],
+    sinks: ['kind' in destination ? { id: 'destination', ...destination } : { id: 'destination', kind: 'port', ...destination }],
     rules: sources.map((_, index) => ({
       id: `rule-${index}`, sourceId: `source-${index}`, sinkId: 'destination', direction, ...(vlans ? { vlans } : {}),
     })),
@@ -87,6 +147,8 @@ function summary(report: Report, names: Map<string, string>): string {
   }
   for (const sink of stats.sinks) {
     lines.push(`  destination ${names.get(sink.id)}: ${sink.packets} sent, ${sink.errors} send errors` +
+      (sink.truncated ? `, ${sink.truncated} truncated to the path MTU` : '') +
+      (sink.fragmented ? `, ${sink.fragmented} fragmented` : '') +
       (sink.ok ? '' : ` — FAILED: ${sink.reason}`));
   }
   const oversize = stats.rules.reduce((n, r) => n + r.oversize, 0);
@@ -99,9 +161,9 @@ function summary(report: Report, names: Map<string, string>): string {
 
 async function runMirror(options: MirrorOptions): Promise<void> {
   const sources = options.source.map(parseInterfaceRef);
-  const destination = parseInterfaceRef(options.to);
+  const destination = parseDestination(options);
   for (const source of sources) {
-    if (source.ifname === destination.ifname && (source.netns ?? '') === (destination.netns ?? '')) {
+    if (!('kind' in destination) && source.ifname === destination.ifname && (source.netns ?? '') === (destination.netns ?? '')) {
       throw new UsageError(`destination ${label(destination)} is also a source: its copies would be mirrored again`);
     }
   }
@@ -113,13 +175,13 @@ async function runMirror(options: MirrorOptions): Promise<void> {
     throw error;
   }
   sources.forEach((source) => checkInterface(source, 'source'));
-  checkInterface(destination, 'destination');
+  if (!('kind' in destination)) checkInterface(destination, 'destination');
 
   const ring = { blockSize: options.ringBlockSize, blockCount: options.ringBlocks, blockTimeoutMs: options.ringTimeoutMs };
   const plan = buildMirrorPlan(sources, destination, options.direction, vlans, ring);
   const names = new Map<string, string>([
     ...sources.map((source, index) => [`source-${index}`, label(source)] as [string, string]),
-    ['destination', label(destination)],
+    ['destination', destinationLabel(destination)],
   ]);
 
   const engine = new Engine({ workers: options.workers });
@@ -133,7 +195,7 @@ async function runMirror(options: MirrorOptions): Promise<void> {
     throw new Error(`${names.get(failed.id)}: ${failed.reason}`);
   }
   lag.enable();
-  process.stderr.write(`tapas: mirroring ${sources.map(label).join(', ')} (${options.direction}) to ${label(destination)}` +
+  process.stderr.write(`tapas: mirroring ${sources.map(label).join(', ')} (${options.direction}) to ${destinationLabel(destination)}` +
     `${options.duration === undefined ? '; Ctrl-C to stop' : ` for ${options.duration} s`}\n`);
 
   const live = options.format === 'table' && process.stdout.isTTY;
@@ -195,7 +257,7 @@ async function runMirror(options: MirrorOptions): Promise<void> {
 export function registerMirror(program: Command): void {
   program
     .command('mirror')
-    .summary('mirror interfaces to a local port, without a daemon')
+    .summary('mirror interfaces to a local port or a GRE/ERSPAN tunnel, without a daemon')
     .description(
       'Mirror the traffic of one or more source interfaces to a destination interface until ' +
         'interrupted (Ctrl-C, SIGTERM) or --duration has passed, then print the counters.\n\n' +
@@ -206,7 +268,14 @@ export function registerMirror(program: Command): void {
       (value: string, previous: string[] = []) => [...previous, value])
     .addOption(new Option('-d, --direction <DIR>', 'which traffic to mirror').choices(['IN', 'OUT', 'BOTH']).makeOptionMandatory())
     .option('--vlan-filter <LIST>', 'only frames of these VLAN ids, e.g. 1-5,9 (untagged frames never match)')
-    .requiredOption('-t, --to <IF[@NETNS]>', 'destination interface that receives the copies')
+    .option('-t, --to <IF[@NETNS]>', 'destination interface that receives the copies')
+    .option('--gre <IP[@NETNS]>', 'or: send the copies in GRE to this collector (routed in NETNS)')
+    .option('--key <K>', 'GRE key: the tunnel id', integerIn('--key', 0xffffffff))
+    .option('--truncate', 'GRE: cut frames above the path MTU instead of letting the kernel fragment them')
+    .option('--erspan <IP[@NETNS]>', 'or: send the copies in ERSPAN type II to this collector')
+    .option('--session <S>', 'ERSPAN session id: the tunnel id, 0-1023', integerIn('--session', 1023))
+    .option('--index <N>', 'ERSPAN index (default: the session id read as hex digits, 102 -> 0x102, as OpenStack does)',
+      integerIn('--index', 0xfffff))
     .option('--duration <SECONDS>', 'stop after this many seconds', positiveInteger('--duration'))
     .addOption(new Option('-f, --format <FORMAT>', 'output of the final counters').choices(['table', 'json']).default('table'))
     .option('--workers <N>', 'capture threads (more than one uses PACKET_FANOUT_HASH)', positiveInteger('--workers'), 1)
@@ -217,6 +286,11 @@ export function registerMirror(program: Command): void {
 Examples:
   tapas mirror --source tap-vm1 --direction BOTH --to tap-ids
   tapas mirror -s veth-a@ns1 -s veth-b@ns1 -d IN --vlan-filter 10-20,30 -t mon0@ns1 --duration 60 -f json
+  tapas mirror -s tap-vm1 -d OUT --gre 192.0.2.10 --key 102
+  tapas mirror -s tap-vm1 -d IN --erspan 192.0.2.10 --session 101      # index 0x101
+
+Tunnels are sent from a raw IP socket: the kernel adds the outer header and routes it. ERSPAN cuts
+frames above the path MTU and sets the T bit; GRE leaves them to IP fragmentation unless --truncate.
 
 Needs CAP_NET_RAW (and CAP_SYS_ADMIN to enter network namespaces): run as root.`)
     .action(runMirror);
