@@ -1,0 +1,249 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { DaemonProcess, until, type ApiClient } from './daemon-process.js';
+
+const TS = '/v2.0/taas/tap_services';
+const TF = '/v2.0/taas/tap_flows';
+const TM = '/v2.0/taas/tap_mirrors';
+
+/**
+ * The TaaS API against a running daemon (noauth, admin). Ports name
+ * interfaces that need not exist: these tests are about the API's rules;
+ * the data path has its own tests in test/integration/daemon-*.
+ */
+describe('TaaS API', () => {
+  let daemon: DaemonProcess;
+  let api: ApiClient;
+  let counter = 0;
+  const uniqueInterface = () => `ta${process.pid % 1000}x${(counter += 1)}`;
+  const newPort = (name = `port-${counter}`) => api.port(name, uniqueInterface());
+
+  beforeAll(async () => {
+    daemon = await DaemonProcess.start({ args: ['--quota', 'tap_service=-1', '--quota', 'tap_flow=-1', '--quota', 'tap_mirror=-1'] });
+    api = daemon.client();
+  });
+
+  afterAll(async () => {
+    await daemon?.stop();
+    daemon?.removeState();
+  });
+
+  it('lists the v2.0 version at / and the TaaS extensions', async () => {
+    const root = await api.get('/');
+    expect(root.status).toBe(200);
+    expect(root.body.versions).toEqual([{ id: 'v2.0', status: 'CURRENT', links: [{ href: `${daemon.url}/v2.0/`, rel: 'self' }] }]);
+    const extensions = await api.get('/v2.0/extensions');
+    expect(extensions.body.extensions.map((e: { alias: string }) => e.alias)).toEqual(
+      expect.arrayContaining(['taas', 'taas-vlan-filter', 'tap-mirror']));
+    expect((await api.get('/v2.0/extensions/taas')).body.extension.name).toBe('Neutron Tap as a Service');
+    expect((await api.get('/v2.0/extensions/nope')).status).toBe(404);
+  });
+
+  it('registers a port with its interface and reads MAC and status from the interface', async () => {
+    const port = await api.port('loopback', 'lo', undefined, { description: 'the host loopback' });
+    expect(port).toMatchObject({
+      name: 'loopback', description: 'the host loopback', status: 'DOWN', project_id: 'default', tenant_id: 'default',
+      'binding:profile': { interface: 'lo' }, admin_state_up: true,
+    });
+    const seen = await until(api, `/v2.0/ports/${port.id}`, (body) => body.port.status === 'ACTIVE');
+    expect(seen.port.mac_address).toBe('00:00:00:00:00:00');
+
+    const missing = await api.port('missing', 'nosuch0');
+    const failed = await until(api, `/v2.0/ports/${missing.id}`, (body) => body.port.status === 'ERROR');
+    expect(failed.port.status_reason).toMatch(/nosuch0/);
+    expect((await api.get('/v2.0/ports?name=missing')).body.ports.map((p: { id: string }) => p.id)).toEqual([missing.id]);
+  });
+
+  it('creates a tap service DOWN, shows it under both spellings, and changes only name and description', async () => {
+    const port = await newPort();
+    const created = await api.post(TS, { tap_service: { name: 'ts-a', port_id: port.id } });
+    expect(created.status).toBe(201);
+    const service = created.body.tap_service;
+    expect(service).toMatchObject({ name: 'ts-a', description: '', port_id: port.id, status: 'DOWN', project_id: 'default', tenant_id: 'default' });
+    expect(service.id).toMatch(/^[0-9a-f-]{36}$/);
+
+    const underscore = await api.get(`${TS}/${service.id}`);
+    const dashed = await api.get(`/v2.0/taas/tap-services/${service.id}`);
+    expect(dashed.body.tap_service.id).toBe(service.id);
+    expect(dashed.body.tap_service.port_id).toBe(underscore.body.tap_service.port_id);
+
+    const updated = await api.put(`${TS}/${service.id}`, { tap_service: { name: 'ts-renamed', description: 'monitor A' } });
+    expect(updated.status).toBe(200);
+    expect(updated.body.tap_service).toMatchObject({ name: 'ts-renamed', description: 'monitor A', port_id: port.id });
+    expect((await api.get(`${TS}/${service.id}`)).body.tap_service.name).toBe('ts-renamed');
+
+    const readOnly = await api.put(`${TS}/${service.id}`, { tap_service: { port_id: port.id } });
+    expect(readOnly.status).toBe(400);
+    expect(readOnly.body.NeutronError).toEqual({ type: 'HTTPBadRequest', message: 'Cannot update read-only attribute port_id', detail: '' });
+  });
+
+  it('filters lists on any attribute, honours fields, and pages with limit and marker', async () => {
+    const ports = [await newPort('f1'), await newPort('f2'), await newPort('f3')];
+    const services = [];
+    for (const [index, port] of ports.entries()) {
+      services.push(await api.create(TS, { tap_service: { name: index < 2 ? 'pair' : 'single', port_id: port.id } }));
+    }
+    const pair = await api.get(`${TS}?name=pair`);
+    expect(pair.body.tap_services.map((s: { id: string }) => s.id)).toEqual([services[0].id, services[1].id]);
+    const byPort = await api.get(`${TS}?port_id=${ports[2]!.id}&name=single`);
+    expect(byPort.body.tap_services.map((s: { id: string }) => s.id)).toEqual([services[2].id]);
+    const either = await api.get(`${TS}?id=${services[0].id}&id=${services[2].id}`);
+    expect(either.body.tap_services).toHaveLength(2);
+
+    const fields = await api.get(`${TS}?name=pair&fields=id&fields=name`);
+    expect(fields.body.tap_services).toEqual([{ id: services[0].id, name: 'pair' }, { id: services[1].id, name: 'pair' }]);
+    const one = await api.get(`${TS}/${services[0].id}?fields=status`);
+    expect(one.body.tap_service).toEqual({ status: expect.any(String) });
+
+    const first = await api.get(`${TS}?name=pair&limit=1`);
+    expect(first.body.tap_services.map((s: { id: string }) => s.id)).toEqual([services[0].id]);
+    const next = new URL(first.body.tap_services_links[0].href);
+    expect(next.searchParams.get('marker')).toBe(services[0].id);
+    const second = await api.get(`${next.pathname}${next.search}`);
+    expect(second.body.tap_services.map((s: { id: string }) => s.id)).toEqual([services[1].id]);
+    expect(second.body.tap_services_links).toBeUndefined();
+
+    expect((await api.get(`${TS}?colour=blue`)).status).toBe(400);
+  });
+
+  it('creates tap flows with direction and a validated vlan_filter, under both spellings', async () => {
+    const monitor = await newPort();
+    const vm = await newPort();
+    const service = await api.create(TS, { tap_service: { name: 'ts-flows', port_id: monitor.id } });
+    const flow = await api.post('/v2.0/taas/tap-flows', {
+      tap_flow: { name: 'tf-a', source_port: vm.id, tap_service_id: service.id, direction: 'IN', vlan_filter: '1-5,9' },
+    });
+    expect(flow.status).toBe(201);
+    expect(flow.body.tap_flow).toMatchObject({
+      name: 'tf-a', source_port: vm.id, tap_service_id: service.id, direction: 'IN', vlan_filter: '1-5,9', status: 'DOWN',
+    });
+    expect((await api.get(`${TF}?tap_service_id=${service.id}`)).body.tap_flows.map((f: { id: string }) => f.id)).toEqual([flow.body.tap_flow.id]);
+
+    const noDirection = await api.post(TF, { tap_flow: { source_port: vm.id, tap_service_id: service.id } });
+    expect(noDirection.status).toBe(400);
+    expect(noDirection.body.NeutronError.message).toBe("Failed to parse request. Required attribute 'direction' not specified");
+
+    const badVlan = await api.post(TF, { tap_flow: { source_port: vm.id, tap_service_id: service.id, direction: 'OUT', vlan_filter: '1-5,' } });
+    expect(badVlan.status).toBe(400);
+    expect(badVlan.body.NeutronError.message).toMatch(/^Invalid input for vlan_filter/);
+
+    const readOnly = await api.put(`${TF}/${flow.body.tap_flow.id}`, { tap_flow: { direction: 'OUT' } });
+    expect(readOnly.body.NeutronError.message).toBe('Cannot update read-only attribute direction');
+  });
+
+  it('refuses a tap service on a port that already has one (409)', async () => {
+    const port = await newPort();
+    await api.create(TS, { tap_service: { port_id: port.id } });
+    const second = await api.post(TS, { tap_service: { port_id: port.id } });
+    expect(second.status).toBe(409);
+    expect(second.body.NeutronError.type).toBe('TapServicePortInUse');
+  });
+
+  it('refuses loops: a service port as a source into its own service, and a cycle through services (409)', async () => {
+    const portA = await newPort();
+    const portB = await newPort();
+    const portC = await newPort();
+    const serviceA = await api.create(TS, { tap_service: { name: 'A', port_id: portA.id } });
+    const serviceB = await api.create(TS, { tap_service: { name: 'B', port_id: portB.id } });
+    const serviceC = await api.create(TS, { tap_service: { name: 'C', port_id: portC.id } });
+
+    const self = await api.post(TF, { tap_flow: { source_port: portA.id, tap_service_id: serviceA.id, direction: 'BOTH' } });
+    expect(self.status).toBe(409);
+    expect(self.body.NeutronError.type).toBe('TapFlowLoop');
+
+    // A's monitor traffic into B, B's into C: C's back into A would close the loop.
+    await api.create(TF, { tap_flow: { source_port: portA.id, tap_service_id: serviceB.id, direction: 'BOTH' } });
+    await api.create(TF, { tap_flow: { source_port: portB.id, tap_service_id: serviceC.id, direction: 'BOTH' } });
+    const cycle = await api.post(TF, { tap_flow: { source_port: portC.id, tap_service_id: serviceA.id, direction: 'IN' } });
+    expect(cycle.status).toBe(409);
+    expect(cycle.body.NeutronError.type).toBe('TapFlowLoop');
+    expect(cycle.body.NeutronError.message).toContain(portC.id);
+  });
+
+  it('refuses a flow that would deliver the same frames twice, but not disjoint directions or VLANs', async () => {
+    const monitor = await newPort();
+    const vm = await newPort();
+    const service = await api.create(TS, { tap_service: { port_id: monitor.id } });
+    const flow = (direction: string, vlan_filter?: string) =>
+      api.post(TF, { tap_flow: { source_port: vm.id, tap_service_id: service.id, direction, ...(vlan_filter ? { vlan_filter } : {}) } });
+    expect((await flow('IN', '10-20')).status).toBe(201);
+    expect((await flow('OUT', '10-20')).status).toBe(201);
+    expect((await flow('IN', '21-30')).status).toBe(201);
+    const overlap = await flow('BOTH', '15');
+    expect(overlap.status).toBe(409);
+    expect(overlap.body.NeutronError.type).toBe('TapFlowOverlap');
+    expect((await flow('IN')).status).toBe(409);
+  });
+
+  it('validates tap mirrors: tunnel ids per type, remote IP, and one tunnel id per remote (409)', async () => {
+    const port = await newPort();
+    const mirror = (body: Record<string, unknown>) =>
+      api.post(TM, { tap_mirror: { port_id: port.id, remote_ip: '192.0.2.10', mirror_type: 'erspanv1', directions: { IN: 101, OUT: 102 }, ...body } });
+    const created = await mirror({ name: 'tm-a' });
+    expect(created.status).toBe(201);
+    expect(created.body.tap_mirror).toMatchObject({
+      name: 'tm-a', port_id: port.id, remote_ip: '192.0.2.10', mirror_type: 'erspanv1', directions: { IN: 101, OUT: 102 },
+    });
+    expect((await api.get(`/v2.0/taas/tap-mirrors/${created.body.tap_mirror.id}`)).body.tap_mirror.directions).toEqual({ IN: 101, OUT: 102 });
+
+    const taken = await mirror({ directions: { OUT: 101 } });
+    expect(taken.status).toBe(409);
+    expect(taken.body.NeutronError.type).toBe('TapMirrorTunnelIdInUse');
+    expect((await mirror({ remote_ip: '192.0.2.11' })).status).toBe(201);
+
+    expect((await mirror({ directions: { IN: 1024 }, remote_ip: '192.0.2.12' })).status).toBe(400);
+    expect((await mirror({ directions: { IN: 1024 }, remote_ip: '192.0.2.12', mirror_type: 'gre' })).status).toBe(201);
+    expect((await mirror({ directions: { IN: 2 ** 32 }, remote_ip: '192.0.2.13', mirror_type: 'gre' })).status).toBe(400);
+    expect((await mirror({ directions: { IN: 7, OUT: 7 }, remote_ip: '192.0.2.14' })).status).toBe(400);
+    expect((await mirror({ directions: {}, remote_ip: '192.0.2.14' })).status).toBe(400);
+    expect((await mirror({ directions: { UP: 3 }, remote_ip: '192.0.2.14' })).status).toBe(400);
+    expect((await mirror({ directions: { IN: '3' }, remote_ip: '192.0.2.14' })).status).toBe(400);
+    expect((await mirror({ remote_ip: '300.1.2.3' })).status).toBe(400);
+    expect((await mirror({ mirror_type: 'vxlan', remote_ip: '192.0.2.15' })).status).toBe(400);
+
+    // Two spellings of one IPv6 address are one remote.
+    expect((await mirror({ remote_ip: '2001:db8::1', directions: { IN: 5 } })).status).toBe(201);
+    const sameRemote = await mirror({ remote_ip: '2001:DB8:0:0::1', directions: { OUT: 5 } });
+    expect(sameRemote.status).toBe(409);
+  });
+
+  it('cascades deletes: a service takes its flows, a port takes services, flows and mirrors', async () => {
+    const monitor = await newPort();
+    const vm = await newPort();
+    const service = await api.create(TS, { tap_service: { port_id: monitor.id } });
+    const flow = await api.create(TF, { tap_flow: { source_port: vm.id, tap_service_id: service.id, direction: 'BOTH' } });
+    expect((await api.delete(`${TS}/${service.id}`)).status).toBe(204);
+    expect((await api.get(`${TF}/${flow.id}`)).status).toBe(404);
+    expect((await api.get(`${TS}/${service.id}`)).status).toBe(404);
+
+    const service2 = await api.create(TS, { tap_service: { port_id: monitor.id } });
+    const flow2 = await api.create(TF, { tap_flow: { source_port: vm.id, tap_service_id: service2.id, direction: 'OUT' } });
+    const mirror = await api.create(TM, { tap_mirror: { port_id: vm.id, remote_ip: '198.51.100.1', mirror_type: 'gre', directions: { IN: 1 } } });
+    expect((await api.delete(`/v2.0/ports/${vm.id}`)).status).toBe(204);
+    expect((await api.get(`${TF}/${flow2.id}`)).status).toBe(404);
+    expect((await api.get(`${TM}/${mirror.id}`)).status).toBe(404);
+    expect((await api.get(`${TS}/${service2.id}`)).status).toBe(200);
+    expect((await api.delete(`/v2.0/ports/${monitor.id}`)).status).toBe(204);
+    expect((await api.get(`${TS}/${service2.id}`)).status).toBe(404);
+    expect((await api.delete(`/v2.0/ports/${monitor.id}`)).status).toBe(404);
+  });
+
+  it('answers 404 for unknown ids and paths and 405 for methods a path does not have, in the Neutron format', async () => {
+    const unknown = await api.get(`${TS}/4a1c1f0e-0000-4000-8000-000000000000`);
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.NeutronError).toEqual({
+      type: 'TapServiceNotFound', message: 'Tap Service 4a1c1f0e-0000-4000-8000-000000000000 does not exist', detail: '',
+    });
+    expect((await api.get(`${TS}/not-a-uuid`)).status).toBe(404);
+    expect((await api.get('/v2.0/networks')).body.NeutronError.type).toBe('HTTPNotFound');
+    const method = await api.request('PUT', TS, { tap_service: {} });
+    expect(method.status).toBe(405);
+    expect(method.body.NeutronError.type).toBe('HTTPMethodNotAllowed');
+  });
+
+  it('accepts the .json suffix of old Neutron clients', async () => {
+    const list = await api.get(`${TS}.json?name=pair`);
+    expect(list.status).toBe(200);
+    expect(list.body.tap_services).toHaveLength(2);
+  });
+});

@@ -1,0 +1,121 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+import type { Port, TapMirror, TapService } from '../../src/model/resources.js';
+import { MIGRATIONS } from '../../src/store/migrations.js';
+import { Store, STORE_FILE, StoreError, UniqueViolation } from '../../src/store/store.js';
+
+const base = { project_id: 'p', name: '', description: '', status: 'DOWN' as const, status_reason: null, created_at: 't', updated_at: 't' };
+const port = (id: string, ifname: string): Port => ({ ...base, id, interface: ifname, netns: 'ns', host_id: 'h', mac_address: null });
+
+describe('Store (SQLite file)', () => {
+  let dir: string;
+  let store: Store;
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'tapas-store-'));
+    store = new Store(dir);
+  });
+
+  afterEach(() => {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('creates one WAL-mode file at the latest schema version', () => {
+    expect(store.schemaVersion).toBe(MIGRATIONS.length);
+    store.close();
+    const db = new Database(join(dir, STORE_FILE), { readonly: true });
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+    expect(db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length);
+    db.close();
+  });
+
+  it('keeps what was committed across a reopen', () => {
+    store.insert('port', port('a', 'eth0'));
+    store.insert('tap_service', { ...base, id: 's', port_id: 'a' });
+    store.close();
+    store = new Store(dir);
+    expect(store.get('port', 'a')).toMatchObject({ interface: 'eth0', netns: 'ns' });
+    expect(store.list('tap_service').map((s) => s.id)).toEqual(['s']);
+  });
+
+  it('refuses a second opener while the first one lives', () => {
+    expect(() => new Store(dir)).toThrow(/in use by another tapas daemon/);
+  });
+
+  it('refuses a store written by a newer tapas', () => {
+    store.close();
+    const db = new Database(join(dir, STORE_FILE));
+    db.pragma(`user_version = ${MIGRATIONS.length + 1}`);
+    db.close();
+    expect(() => new Store(dir)).toThrow(StoreError);
+    expect(() => new Store(dir)).toThrow(/newer than this tapas/);
+    store = new Store(mkdtempSync(join(tmpdir(), 'tapas-store-')));
+  });
+
+  it('enforces one port per interface and one service per port in the schema itself', () => {
+    store.insert('port', port('a', 'eth0'));
+    expect(() => store.insert('port', port('b', 'eth0'))).toThrow(UniqueViolation);
+    store.insert('port', { ...port('c', 'eth0'), netns: 'other' });
+    const service: TapService = { ...base, id: 's1', port_id: 'a' };
+    store.insert('tap_service', service);
+    expect(() => store.insert('tap_service', { ...service, id: 's2' })).toThrow(UniqueViolation);
+  });
+
+  it('stores tap mirror directions and refuses a tunnel id reused toward the same remote', () => {
+    store.insert('port', port('a', 'eth0'));
+    const mirror: TapMirror = { ...base, id: 'm1', port_id: 'a', directions: { IN: 5, OUT: 6 }, remote_ip: '192.0.2.1', mirror_type: 'gre' };
+    store.insert('tap_mirror', mirror);
+    expect(store.get('tap_mirror', 'm1')!.directions).toEqual({ IN: 5, OUT: 6 });
+    expect(() => store.insert('tap_mirror', { ...mirror, id: 'm2', directions: { IN: 6 } })).toThrow(UniqueViolation);
+    // The failed insert left nothing behind.
+    expect(store.list('tap_mirror').map((m) => m.id)).toEqual(['m1']);
+    expect(store.tunnelOwner('192.0.2.1', 6)).toEqual({ tap_mirror_id: 'm1', direction: 'OUT' });
+  });
+
+  it('cascades a port delete to what uses it', () => {
+    store.insert('port', port('mon', 'eth0'));
+    store.insert('port', port('vm', 'eth1'));
+    store.insert('tap_service', { ...base, id: 's', port_id: 'mon' });
+    store.insert('tap_flow', { ...base, id: 'f', tap_service_id: 's', source_port: 'vm', direction: 'IN', vlan_filter: null });
+    store.insert('tap_mirror', { ...base, id: 'm', port_id: 'vm', directions: { IN: 1 }, remote_ip: '192.0.2.1', mirror_type: 'gre' });
+    store.delete('port', ['vm']);
+    expect(store.list('tap_flow')).toEqual([]);
+    expect(store.list('tap_mirror')).toEqual([]);
+    expect(store.tunnelOwner('192.0.2.1', 1)).toBeUndefined();
+    expect(store.list('tap_service')).toHaveLength(1);
+  });
+
+  it('never lets an agent report revive a row being deleted, and purges only PENDING_DELETE rows', () => {
+    store.insert('port', port('a', 'eth0'));
+    store.insert('port', port('b', 'eth1'));
+    store.markPendingDelete('port', ['a']);
+    store.setStatuses([{ kind: 'port', id: 'a', status: 'ACTIVE', reason: null }, { kind: 'port', id: 'b', status: 'ERROR', reason: 'gone' }]);
+    expect(store.get('port', 'a')!.status).toBe('PENDING_DELETE');
+    expect(store.get('port', 'b')).toMatchObject({ status: 'ERROR', status_reason: 'gone' });
+    expect(store.purge('port', ['a', 'b'])).toBe(1);
+    expect(store.list('port').map((p) => p.id)).toEqual(['b']);
+  });
+
+  it('counts toward quotas everything but rows being deleted', () => {
+    store.insert('port', port('a', 'eth0'));
+    store.insert('port', port('b', 'eth1'));
+    expect(store.count('port', 'p')).toBe(2);
+    store.markPendingDelete('port', ['a']);
+    expect(store.count('port', 'p')).toBe(1);
+    expect(store.count('port', 'other')).toBe(0);
+  });
+
+  it('rolls a transaction back as a whole', () => {
+    expect(() => store.transaction(() => {
+      store.insert('port', port('a', 'eth0'));
+      throw new Error('changed my mind');
+    })).toThrow('changed my mind');
+    expect(store.list('port')).toEqual([]);
+  });
+});
