@@ -1,0 +1,206 @@
+/**
+ * The mirrors under test, each started inside the mirror host namespace on
+ * the same topology: tapas (local port, GRE, ERSPAN), the kernel (tc mirred,
+ * nftables dup) and the userspace soft taps (daemonlogger, netsniff-ng).
+ * The generator is pinned to CPU 0; mirrors are left to the scheduler (the
+ * machine is shared: a pin to a core someone else is busy on costs more than
+ * it saves).
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { nsRun, run, start, type Child } from './proc.js';
+import { COLLECTOR_IP, type MainTopology } from './topology.js';
+import { TOOLS } from './traffic.js';
+
+/** Where mirroring processes may run: any core. */
+export const MIRROR_CPU = '0-1023';
+
+/** What `tapas mirror -f json` prints when it stops (the fields the benchmark reads). */
+export interface TapasReport {
+  elapsedSeconds: number;
+  cpuSeconds: { user: number; system: number };
+  eventLoopLagMs: { p50: number; p99: number; max: number };
+  mirrored: { packets: number; bytes: number };
+  stats: {
+    sources: Array<{ packets: number; ringDrops: number; ok: boolean; reason?: string }>;
+    sinks: Array<{ packets: number; errors: number; ok: boolean; reason?: string }>;
+  };
+  applySeconds?: number;
+}
+
+/** A tapas build to benchmark: a checkout with dist/ and build/ made. */
+export interface TapasInstall {
+  root: string;
+  /** Sink options `tapas mirror --help` offers beyond --to (the tunnel sinks land separately). */
+  tunnels: { gre: boolean; erspan: boolean };
+}
+
+export async function inspectTapas(root: string): Promise<TapasInstall> {
+  const help = await run('node', [join(root, 'dist/cli/main.js'), 'mirror', '--help']);
+  return { root, tunnels: { gre: /--gre\b/.test(help), erspan: /--erspan\b/.test(help) } };
+}
+
+export interface Running {
+  /** The mirroring process, when the mirror is one (the kernel's are not). */
+  pid?: number;
+  /** Stops the mirror; tapas returns its final JSON report. */
+  stop(): Promise<TapasReport | undefined>;
+}
+
+export type ContenderId = 'none' | 'tapas' | 'tc' | 'nft' | 'daemonlogger' | 'netsniff-ng' | 'tapas-gre' | 'tapas-erspan';
+
+export interface Contender {
+  id: ContenderId;
+  label: string;
+  kind: 'baseline' | 'tapas' | 'kernel' | 'userspace';
+  /** Where the copies are counted: the monitor port, or the tunnel collector. */
+  sink: 'port' | 'collector' | 'none';
+  /** Why it cannot run here, or undefined when it can. */
+  unavailable(tapas: TapasInstall): Promise<string | undefined>;
+  start(topology: MainTopology, tapas: TapasInstall, dir: string, maxSeconds: number): Promise<Running>;
+}
+
+async function hasCommand(name: string): Promise<boolean> {
+  return run('sh', ['-c', `command -v ${name}`]).then(() => true, () => false);
+}
+
+/** Starts a long-running mirror process and fails early if it exits by itself. */
+function startProcess(ns: string, command: string[], maxSeconds: number, env?: NodeJS.ProcessEnv): Child {
+  return start('ip', ['netns', 'exec', ns, 'taskset', '-c', MIRROR_CPU, ...command], {
+    timeoutMs: (maxSeconds + 30) * 1000, env: { ...process.env, ...env },
+  });
+}
+
+async function stopProcess(child: Child, signal: NodeJS.Signals, what: string): Promise<string> {
+  child.process.kill(signal);
+  const timer = setTimeout(() => child.process.kill('SIGKILL'), 15_000);
+  const result = await child.done;
+  clearTimeout(timer);
+  if (result.signal === 'SIGKILL') throw new Error(`${what} did not stop on ${signal}: ${result.stderr.trim().slice(-300)}`);
+  return result.stdout;
+}
+
+function tapasContender(id: ContenderId, label: string, sinkArgs: string[], tunnel?: 'gre' | 'erspan'): Contender {
+  return {
+    id,
+    label,
+    kind: 'tapas',
+    sink: tunnel ? 'collector' : 'port',
+    async unavailable(tapas) {
+      if (tunnel && !tapas.tunnels[tunnel]) return `\`tapas mirror --help\` offers no --${tunnel} in this build`;
+      return undefined;
+    },
+    async start(topology, tapas, _dir, maxSeconds) {
+      const child = startProcess(topology.mir, [
+        'node', '--import', join(TOOLS, 'keepalive.mjs'), join(tapas.root, 'dist/cli/main.js'), 'mirror',
+        '--source', 's0', '--direction', 'OUT', ...sinkArgs, '--duration', String(maxSeconds), '-f', 'json',
+      ], maxSeconds, { TAPAS_BENCH_KEEPALIVE_MS: String(maxSeconds * 1000 + 2000) });
+      return {
+        pid: child.pid,
+        async stop() {
+          const stdout = await stopProcess(child, 'SIGINT', 'tapas mirror');
+          try {
+            return JSON.parse(stdout) as TapasReport;
+          } catch {
+            throw new Error(`tapas mirror printed no JSON report: ${child.stderrSoFar().trim().slice(-400)}`);
+          }
+        },
+      };
+    },
+  };
+}
+
+export const CONTENDERS: Contender[] = [
+  {
+    id: 'none',
+    label: 'no mirror (baseline)',
+    kind: 'baseline',
+    sink: 'none',
+    async unavailable() { return undefined; },
+    async start() { return { async stop() { return undefined; } }; },
+  },
+  tapasContender('tapas', 'tapas', ['--to', 'd0']),
+  {
+    id: 'tc',
+    label: 'tc mirred',
+    kind: 'kernel',
+    sink: 'port',
+    async unavailable() { return (await hasCommand('tc')) ? undefined : 'tc (iproute2) is not installed'; },
+    async start(topology) {
+      await nsRun(topology.mir, 'tc', ['qdisc', 'add', 'dev', 's0', 'clsact']);
+      await nsRun(topology.mir, 'tc', ['filter', 'add', 'dev', 's0', 'ingress', 'u32', 'match', 'u32', '0', '0',
+        'action', 'mirred', 'egress', 'mirror', 'dev', 'd0']);
+      return {
+        async stop() {
+          await nsRun(topology.mir, 'tc', ['qdisc', 'del', 'dev', 's0', 'clsact']);
+          return undefined;
+        },
+      };
+    },
+  },
+  {
+    id: 'nft',
+    label: 'nftables dup',
+    kind: 'kernel',
+    sink: 'port',
+    async unavailable() { return (await hasCommand('nft')) ? undefined : 'nft (nftables) is not installed'; },
+    async start(topology, _tapas, dir) {
+      const file = join(dir, 'mirror.nft');
+      writeFileSync(file, `table netdev tapas_bench {
+  chain mirror {
+    type filter hook ingress device "s0" priority 0;
+    dup to "d0"
+  }
+}
+`);
+      await nsRun(topology.mir, 'nft', ['-f', file]);
+      return {
+        async stop() {
+          await nsRun(topology.mir, 'nft', ['delete', 'table', 'netdev', 'tapas_bench']);
+          return undefined;
+        },
+      };
+    },
+  },
+  {
+    id: 'daemonlogger',
+    label: 'daemonlogger',
+    kind: 'userspace',
+    sink: 'port',
+    async unavailable() { return (await hasCommand('daemonlogger')) ? undefined : 'daemonlogger is not installed'; },
+    async start(topology, _tapas, _dir, maxSeconds) {
+      const child = startProcess(topology.mir, ['daemonlogger', '-i', 's0', '-o', 'd0'], maxSeconds);
+      return {
+        pid: child.pid,
+        async stop() {
+          await stopProcess(child, 'SIGTERM', 'daemonlogger');
+          return undefined;
+        },
+      };
+    },
+  },
+  {
+    id: 'netsniff-ng',
+    label: 'netsniff-ng',
+    kind: 'userspace',
+    sink: 'port',
+    async unavailable() { return (await hasCommand('netsniff-ng')) ? undefined : 'netsniff-ng is not installed'; },
+    async start(topology, _tapas, _dir, maxSeconds) {
+      // Its default ring size is derived from the link speed and cannot be
+      // allocated inside a namespace (it fails to raise rmem_max there): give
+      // it tapas's ring size, 16 × 128 KiB.
+      const child = startProcess(topology.mir, ['netsniff-ng', '--in', 's0', '--out', 'd0', '--silent', '--ring-size', '2MiB'],
+        maxSeconds);
+      return {
+        pid: child.pid,
+        async stop() {
+          await stopProcess(child, 'SIGINT', 'netsniff-ng');
+          return undefined;
+        },
+      };
+    },
+  },
+  tapasContender('tapas-gre', 'tapas GRE', ['--gre', COLLECTOR_IP, '--key', '1'], 'gre'),
+  tapasContender('tapas-erspan', 'tapas ERSPAN', ['--erspan', COLLECTOR_IP, '--session', '1'], 'erspan'),
+];
