@@ -42,7 +42,11 @@ export function describeSchemaError(error: SchemaError, meta: RouteMeta): string
   const kind = meta.kind ?? 'resource';
   const path = error.instancePath.split('/').slice(1).map((part) => part.replace(/~1/g, '/').replace(/~0/g, '~'));
   if (path.length === 0) {
-    if (error.keyword === 'required') return `Unable to find '${kind}' in request body`;
+    if (error.keyword === 'required') {
+      const body = error.data as Record<string, unknown> | undefined;
+      if (body && `${kind}s` in body) return 'Bulk operations are not supported: send one resource per request';
+      return `Unable to find '${kind}' in request body`;
+    }
     if (error.keyword === 'additionalProperties') {
       const extra = String(error.params.additionalProperty);
       if (extra === `${kind}s`) return 'Bulk operations are not supported: send one resource per request';
@@ -123,7 +127,7 @@ export function classify(error: FastifyError | Error, request: FastifyRequest): 
       message = `Request body too large: at most ${request.routeOptions.bodyLimit ?? 'the configured'} bytes`;
     } else if (fastifyError.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') {
       message = 'Resource body required';
-    } else if (status === 400 && error instanceof SyntaxError) {
+    } else if (fastifyError.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || (status === 400 && error instanceof SyntaxError)) {
       message = `Malformed JSON in request body: ${error.message}`;
     }
     return { status, type: TYPES_BY_STATUS[status] ?? 'HTTPClientError', message };

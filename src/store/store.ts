@@ -73,7 +73,8 @@ export class Store {
   constructor(stateDir: string) {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     const path = join(stateDir, STORE_FILE);
-    this.db = new Database(path);
+    // Only this process ever uses the file: waiting on a lock means another daemon holds it.
+    this.db = new Database(path, { timeout: 1000 });
     try {
       this.db.pragma('journal_mode = WAL');
       // FULL: a commit reaches the disk before the API answers, not just the OS cache.
