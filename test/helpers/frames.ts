@@ -56,3 +56,23 @@ export function parseTestFrame(frame: Buffer): { stream: string; sequence: numbe
 export function testFramesOf(frames: Buffer[]): Buffer[] {
   return frames.filter((frame) => parseTestFrame(frame) !== undefined);
 }
+
+/** An IPv4/UDP frame (checksums zero: nothing here routes it), for flow-hash spreading. */
+export function makeUdpFrame(options: { dst: string; src: string; sourcePort: number; sequence: number }): Buffer {
+  const payload = Buffer.alloc(18);
+  payload.write('tapas-udp', 0);
+  payload.writeUInt32BE(options.sequence, 12);
+  const ip = Buffer.alloc(20);
+  ip.writeUInt8(0x45, 0);
+  ip.writeUInt16BE(20 + 8 + payload.length, 2);
+  ip.writeUInt8(64, 8);
+  ip.writeUInt8(17, 9);
+  Buffer.from([198, 18, 1, 1]).copy(ip, 12);
+  Buffer.from([198, 18, 1, 2]).copy(ip, 16);
+  const udp = Buffer.alloc(8);
+  udp.writeUInt16BE(options.sourcePort, 0);
+  udp.writeUInt16BE(9, 2);
+  udp.writeUInt16BE(8 + payload.length, 4);
+  const type = Buffer.from([0x08, 0x00]);
+  return Buffer.concat([mac(options.dst), mac(options.src), type, ip, udp, payload]);
+}

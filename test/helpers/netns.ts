@@ -116,12 +116,16 @@ export class Lab {
     await this.exec(ns, 'python3', args, input);
   }
 
-  /** Starts tcpdump on ifname (frames it receives only) and waits until it listens. */
+  /**
+   * Starts tcpdump on ifname (frames it receives only) and waits until it listens.
+   * A 32 MiB buffer: with the default, libpcap's ring holds only a few blocks
+   * and tcpdump itself drops a fast burst of small frames.
+   */
   async capture(ns: string, ifname: string, name = ifname, direction: 'in' | 'out' | 'inout' = 'in'): Promise<Capture> {
     const file = join(this.dir, `${name}-${Date.now()}.pcap`);
     const child = spawn(
       'ip',
-      ['netns', 'exec', ns, 'tcpdump', '-i', ifname, '-Q', direction, '-U', '--immediate-mode', '-s', '0', '-n', '-w', file],
+      ['netns', 'exec', ns, 'tcpdump', '-i', ifname, '-Q', direction, '-U', '--immediate-mode', '-B', '32768', '-s', '65535', '-n', '-w', file],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     this.children.add(child);

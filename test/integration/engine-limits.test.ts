@@ -1,0 +1,68 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { Engine, type Plan } from '../../src/engine/engine.js';
+import { makeFrame, makeUdpFrame, testFramesOf } from '../helpers/frames.js';
+import { Lab, netnsAvailable, netnsSkipReason } from '../helpers/netns.js';
+
+const VM_MAC = '02:00:00:00:04:01';
+const HOST_MAC = '02:00:00:00:04:02';
+
+describe.skipIf(!netnsAvailable)(`oversize frames and several workers (${netnsSkipReason})`, () => {
+  const lab = new Lab('lim');
+  let host: string, vm: string, monitor: string;
+  const plan = (): Plan => ({
+    sources: [{ id: 'vm', ifname: 'vmh', netns: host }],
+    sinks: [{ id: 'monitor', kind: 'port', ifname: 'monh', netns: host }],
+    rules: [{ id: 'flow', sourceId: 'vm', sinkId: 'monitor', direction: 'OUT' }],
+  });
+
+  beforeAll(async () => {
+    host = await lab.namespace('host');
+    vm = await lab.namespace('vm');
+    monitor = await lab.namespace('mon');
+    await lab.veth(host, 'vmh', vm, 'vm0');
+    await lab.veth(host, 'monh', monitor, 'mon0', 1000);
+  });
+
+  afterAll(() => lab.cleanup());
+
+  it('a frame larger than the destination MTU is dropped and counted as oversize, never sent', async () => {
+    const engine = new Engine();
+    try {
+      await engine.apply(plan());
+      const capture = await lab.capture(monitor, 'mon0');
+      const fits = makeFrame({ dst: HOST_MAC, src: VM_MAC, stream: 'fits', sequence: 1, length: 1014 });
+      const tooBig = makeFrame({ dst: HOST_MAC, src: VM_MAC, stream: 'big', sequence: 2, length: 1015 });
+      const full = makeFrame({ dst: HOST_MAC, src: VM_MAC, stream: 'big', sequence: 3, length: 1514 });
+      await lab.sendFrames(vm, 'vm0', [fits, tooBig, full]);
+      const copies = testFramesOf(await capture.stop());
+      expect(copies.map((f) => f.toString('hex'))).toEqual([fits.toString('hex')]);
+      const stats = engine.stats();
+      expect(stats.rules[0]).toMatchObject({ packets: 1, oversize: 2 });
+      expect(stats.sinks[0]).toMatchObject({ packets: 1, errors: 0 });
+    } finally {
+      await engine.close();
+    }
+  });
+
+  it('with two workers in a fanout group every frame is mirrored exactly once, each flow in order', async () => {
+    const engine = new Engine({ workers: 2 });
+    try {
+      await engine.apply(plan());
+      const capture = await lab.capture(monitor, 'mon0');
+      const sent = Array.from({ length: 400 }, (_, i) =>
+        makeUdpFrame({ dst: HOST_MAC, src: VM_MAC, sourcePort: 1000 + (i % 16), sequence: i }));
+      await lab.sendFrames(vm, 'vm0', sent);
+      const copies = (await capture.stop()).filter((f) => f.includes('tapas-udp'));
+      expect(copies).toHaveLength(sent.length);
+      expect(new Set(copies.map((f) => f.toString('hex'))).size).toBe(sent.length);
+      for (let port = 1000; port < 1016; port += 1) {
+        const flow = (frames: Buffer[]) => frames.filter((f) => f.readUInt16BE(34) === port).map((f) => f.toString('hex'));
+        expect(flow(copies)).toEqual(flow(sent));
+      }
+      expect(engine.stats().rules[0]).toMatchObject({ packets: 400 });
+    } finally {
+      await engine.close();
+    }
+  });
+});
