@@ -20,6 +20,16 @@ function ipv4FrameWithDscpEf(vlan?: number): Buffer {
   return Buffer.concat([Buffer.from([2, 0, 0, 0, 7, 1, 2, 0, 0, 0, 7, 2, ...tag, 0x08, 0x00]), ip]);
 }
 
+/** An IPv4/UDP frame from the VM; the source port makes it a flow of its own. */
+function udpFrame(sourcePort: number): Buffer {
+  const ip = Buffer.from('4500002e00004000401100000a0101010a010102', 'hex');
+  const udp = Buffer.alloc(26);
+  udp.writeUInt16BE(sourcePort, 0);
+  udp.writeUInt16BE(9, 2);
+  udp.writeUInt16BE(26, 4);
+  return Buffer.concat([Buffer.from('020000000702020000000701', 'hex'), Buffer.from('0800', 'hex'), ip, udp]);
+}
+
 /**
  * A "VM" behind vmh (the source port) in a host namespace whose underlay link
  * ul0 leads to a collector namespace. Nothing listens for GRE there: the wire
@@ -187,6 +197,26 @@ describe.skipIf(!netnsAvailable)(`GRE and ERSPAN tunnels on the wire (${netnsSki
     const stats = engine.stats().sinks;
     expect(stats.find((s) => s.id === 'gre-in')).toMatchObject({ fragmented: 1, truncated: 0, errors: 0 });
     expect(stats.find((s) => s.id === 'gre-cut')).toMatchObject({ fragmented: 0, truncated: 1, errors: 0 });
+  });
+
+  it('two workers draw ERSPAN sequence numbers from one counter per tunnel: no duplicates, no gaps', async () => {
+    const twoWorkers = new Engine({ workers: 2 });
+    try {
+      await twoWorkers.apply({
+        sources: [{ id: 'vm', ifname: 'vmh', netns: host }],
+        sinks: [{ id: 'erspan-fanout', kind: 'erspan', remoteIp: COLLECTOR, session: 77, netns: host }],
+        rules: [{ id: 'out', sourceId: 'vm', sinkId: 'erspan-fanout', direction: 'OUT' }],
+      });
+      // 64 UDP flows (source ports), so that the fanout flow hash spreads them over both workers.
+      const fromVm = Array.from({ length: 64 }, (_, n) => udpFrame(40000 + n));
+      const { packets } = await mirror([], fromVm);
+      const tunnel = packets.filter((p) => p.erspan?.session === 77);
+      expect(tunnel).toHaveLength(fromVm.length);
+      const sequence = tunnel.map((p) => p.sequence!).sort((a, b) => a - b);
+      expect(sequence).toEqual(sequence.map((_, i) => sequence[0]! + i));
+    } finally {
+      await twoWorkers.close();
+    }
   });
 
   it('never captures its own tunnel packets when the underlay itself is a mirrored source', async () => {
