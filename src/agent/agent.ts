@@ -41,6 +41,8 @@ export class Agent {
   private queued: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** The last apply failure logged: a refused plan is retried every tick, but logged once. */
+  private lastFailure: string | undefined;
   private lastSnapshot: Snapshot = { ports: [], tapServices: [], tapFlows: [], tapMirrors: [] };
   reconciles = 0;
 
@@ -87,34 +89,11 @@ export class Agent {
   }
 
   private async reconcile(): Promise<void> {
-    const { store, dataPath, logger } = this.options;
+    const { store, logger } = this.options;
     try {
       const snapshot = store.snapshot();
       const interfaces = this.observeInterfaces(snapshot);
-      let plan = buildPlan(snapshot);
-      let stats: EngineStats | { failure: string };
-      let mirrorsExcluded: string | undefined;
-      let applied = false;
-      try {
-        stats = await dataPath.apply(plan);
-        applied = true;
-      } catch (error) {
-        const failure = `the data path refused the plan: ${(error as Error).message}`;
-        logger.error({ err: error, plan }, 'apply failed');
-        stats = { failure };
-        // Tunnel sinks are the newest and most environment-dependent part of a plan:
-        // keep local mirroring running without them rather than stopping everything.
-        if (plan.sinks.some((sink) => sink.kind !== 'port')) {
-          plan = buildPlan(snapshot, { withoutMirrors: true });
-          try {
-            stats = await dataPath.apply(plan);
-            applied = true;
-            mirrorsExcluded = failure;
-          } catch (retryError) {
-            logger.error({ err: retryError }, 'apply without tap mirrors failed too');
-          }
-        }
-      }
+      const { stats, applied, mirrorsExcluded } = await this.applyPlan(snapshot);
       const updates = deriveStatuses(snapshot, stats, interfaces, mirrorsExcluded);
       if (updates.length > 0) {
         store.setStatuses(updates);
@@ -129,6 +108,39 @@ export class Agent {
       // The store is closing or broken: log and let the next tick try again.
       logger.error({ err: error }, 'reconcile failed');
     }
+  }
+
+  /**
+   * Applies the plan of a snapshot. If the engine refuses it and it has tunnel
+   * sinks (the newest and most environment-dependent part of a plan), applies
+   * it again without tap mirrors, so local mirroring keeps running.
+   */
+  private async applyPlan(snapshot: Snapshot): Promise<{
+    stats: EngineStats | { failure: string }; applied: boolean; mirrorsExcluded?: string;
+  }> {
+    const plan = buildPlan(snapshot);
+    try {
+      const stats = await this.options.dataPath.apply(plan);
+      this.lastFailure = undefined;
+      return { stats, applied: true };
+    } catch (error) {
+      const failure = `the data path refused the plan: ${(error as Error).message}`;
+      this.logFailureOnce(failure, error, plan);
+      if (!plan.sinks.some((sink) => sink.kind !== 'port')) return { stats: { failure }, applied: false };
+      const withoutMirrors = buildPlan(snapshot, { withoutMirrors: true });
+      try {
+        return { stats: await this.options.dataPath.apply(withoutMirrors), applied: true, mirrorsExcluded: failure };
+      } catch (retryError) {
+        this.logFailureOnce(`${failure}; without tap mirrors: ${(retryError as Error).message}`, retryError, withoutMirrors);
+        return { stats: { failure }, applied: false };
+      }
+    }
+  }
+
+  /** A refused plan is retried every tick; say so once per distinct failure, not every second. */
+  private logFailureOnce(failure: string, error: unknown, plan: Plan): void {
+    if (failure !== this.lastFailure) this.options.logger.error({ err: error, plan }, 'apply failed');
+    this.lastFailure = failure;
   }
 
   private observeInterfaces(snapshot: Snapshot): Map<string, InterfaceObservation> {

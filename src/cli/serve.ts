@@ -147,7 +147,9 @@ export function registerServe(program: Command): void {
     .addOption(new Option('--auth <mode>', 'noauth (loopback only) or token (default when --tokens is given)').choices(['noauth', 'token']))
     .option('--tokens <file>', 'static tokens: {"tokens": [{"token", "project_id", "roles": ["admin"|"member"|"reader"]}]}')
     .option('--host <name>', 'this host\'s name (binding:host_id of its ports)', hostname())
-    .option('--quota <resource=N>', `default per-project quota, repeatable (${RESOURCE_KINDS.join(', ')}; -1 = unlimited)`, parseQuota, {})
+    .addOption(new Option('--quota <resource=N>', `per-project quota, repeatable (${RESOURCE_KINDS.join(', ')}; -1 = unlimited); `
+      + 'the admin can override it per project with PUT /v2.0/quotas/PROJECT')
+      .argParser(parseQuota).default({}, Object.entries(DEFAULT_QUOTAS).map(([kind, limit]) => `${kind}=${limit}`).join(' ')))
     .option('--workers <n>', 'engine worker threads', '1')
     .option('--agent-interval <ms>', 'how often the agent re-checks interfaces and engine health', '1000')
     .option('--log-level <level>', 'pino log level', 'info')

@@ -178,7 +178,7 @@ export class TaasService {
       vlan_filter: vlanFilter,
     };
     return this.insert('tap_flow', flow, () => {
-      const service = this.visibleOr404('tap_service', context, serviceId);
+      const service = this.visible('tap_service', context, serviceId);
       if (!isAdmin(context) && service.project_id !== context.projectId) {
         throw new NotFound(NOT_FOUND.tap_service.type, NOT_FOUND.tap_service.message(serviceId));
       }
@@ -412,11 +412,8 @@ export class TaasService {
     return port;
   }
 
+  /** The resource, if the caller may see it; 404 otherwise, whether it exists or not. */
   private visible<K extends ResourceKind>(kind: K, context: RequestContext, id: string): ResourceOf[K] {
-    return this.visibleOr404(kind, context, id);
-  }
-
-  private visibleOr404<K extends ResourceKind>(kind: K, context: RequestContext, id: string): ResourceOf[K] {
     const resource = isUuid(id) ? this.store.get(kind, id.toLowerCase()) : undefined;
     if (!resource || !canSee(context, resource)) throw new NotFound(NOT_FOUND[kind].type, NOT_FOUND[kind].message(id));
     return resource;
