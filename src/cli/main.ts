@@ -5,9 +5,13 @@
  */
 import { Command, CommanderError } from 'commander';
 
+import { addClientOptions } from './client.js';
 import { registerCollect } from './collect.js';
+import { registerCompletion } from './completion.js';
 import { registerMirror } from './mirror.js';
+import { registerResources } from './resources.js';
 import { registerServe } from './serve.js';
+import { registerStats } from './stats.js';
 import { EXIT_USAGE, UsageError } from './errors.js';
 
 const program = new Command('tapas')
@@ -19,6 +23,10 @@ const program = new Command('tapas')
 registerMirror(program);
 registerCollect(program);
 registerServe(program);
+addClientOptions(program);
+registerResources(program);
+registerStats(program);
+registerCompletion(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,0 +1,311 @@
+/**
+ * `tapas stats [--watch]`: per tap flow and tap mirror, what the data path
+ * mirrored — packets/s, bits/s, drops — next to the resource's status. The
+ * counters come from the daemon's /metrics (the engine's own counters), the
+ * statuses from the API; rates are the difference of two samples.
+ * On a terminal --watch redraws one table in place; into a pipe it writes
+ * plain `key=value` lines, one per resource and sample.
+ */
+import { Command, Option } from 'commander';
+
+import { clientFor, type ApiClient, type Resource } from './client.js';
+import { UsageError } from './errors.js';
+import { table } from './output.js';
+import { TAP_FLOW, TAP_MIRROR, TAP_SERVICE } from './resources.js';
+
+export interface Counters {
+  packets: number;
+  bytes: number;
+  drops: number;
+}
+
+export interface StatsEntry {
+  kind: 'tap_flow' | 'tap_mirror';
+  id: string;
+  name: string;
+  status: string;
+  status_reason: string | null;
+  /** IN, OUT or BOTH. */
+  direction: string;
+  /** Where the copies go: a tap service's name, or `erspanv1 to 192.0.2.10`. */
+  to: string;
+  /** null while the data path runs nothing for it (DOWN, ERROR). */
+  counters: Counters | null;
+}
+
+export interface Sample {
+  /** Milliseconds since the epoch. */
+  at: number;
+  entries: StatsEntry[];
+}
+
+export interface StatsRow extends StatsEntry {
+  packets_per_second: number | null;
+  bits_per_second: number | null;
+}
+
+export interface MetricSeries {
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** The samples of a Prometheus text exposition, by metric name. */
+export function parseMetrics(text: string): Map<string, MetricSeries[]> {
+  const metrics = new Map<string, MetricSeries[]>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const name = /^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(line)?.[0];
+    if (!name) continue;
+    let rest = line.slice(name.length);
+    const labels: Record<string, string> = {};
+    if (rest.startsWith('{')) {
+      rest = rest.slice(1);
+      for (;;) {
+        const label = /^\s*,?\s*([a-zA-Z_][a-zA-Z0-9_]*)="/.exec(rest);
+        if (!label) break;
+        rest = rest.slice(label[0].length);
+        let value = '';
+        let at = 0;
+        for (; at < rest.length && rest[at] !== '"'; at += 1) {
+          if (rest[at] === '\\' && at + 1 < rest.length) {
+            at += 1;
+            value += rest[at] === 'n' ? '\n' : rest[at];
+          } else {
+            value += rest[at];
+          }
+        }
+        labels[label[1]!] = value;
+        rest = rest.slice(at + 1);
+      }
+      rest = rest.replace(/^\s*,?\s*\}/, '');
+    }
+    const value = Number(rest.trim().split(/\s+/)[0]);
+    if (Number.isNaN(value)) continue;
+    const series = metrics.get(name) ?? [];
+    series.push({ labels, value });
+    metrics.set(name, series);
+  }
+  return metrics;
+}
+
+function countersBy(metrics: Map<string, MetricSeries[]>, prefix: string, label: string): Map<string, Counters> {
+  const counters = new Map<string, Counters>();
+  const add = (suffix: string, field: keyof Counters) => {
+    for (const { labels, value } of metrics.get(`${prefix}_${suffix}_total`) ?? []) {
+      const id = labels[label];
+      if (id === undefined) continue;
+      const entry = counters.get(id) ?? { packets: 0, bytes: 0, drops: 0 };
+      entry[field] += value;
+      counters.set(id, entry);
+    }
+  };
+  add('packets', 'packets');
+  add('bytes', 'bytes');
+  add('dropped', 'drops');
+  return counters;
+}
+
+/** One look at the daemon: its resources and the engine's counters. */
+export async function takeSample(client: ApiClient): Promise<Sample> {
+  const [flows, mirrors, services, text] = await Promise.all([
+    client.list(TAP_FLOW), client.list(TAP_MIRROR), client.list(TAP_SERVICE), client.text('/metrics'),
+  ]);
+  const at = Date.now();
+  const metrics = parseMetrics(text);
+  const flowCounters = countersBy(metrics, 'tapas_tap_flow', 'tap_flow_id');
+  const mirrorCounters = countersBy(metrics, 'tapas_tap_mirror', 'tap_mirror_id');
+  const serviceNames = new Map(services.map((service) => [service.id, String(service.name || service.id)]));
+  const common = (resource: Resource) => ({
+    id: resource.id,
+    name: String(resource.name ?? ''),
+    status: String(resource.status),
+    status_reason: (resource.status_reason ?? null) as string | null,
+  });
+  const entries: StatsEntry[] = [
+    ...flows.map((flow): StatsEntry => ({
+      kind: 'tap_flow', ...common(flow),
+      direction: String(flow.direction),
+      to: serviceNames.get(String(flow.tap_service_id)) ?? String(flow.tap_service_id),
+      counters: flowCounters.get(flow.id) ?? null,
+    })),
+    ...mirrors.map((mirror): StatsEntry => {
+      const directions = Object.keys((mirror.directions ?? {}) as Record<string, number>);
+      return {
+        kind: 'tap_mirror', ...common(mirror),
+        direction: directions.length === 2 ? 'BOTH' : directions.join(''),
+        to: `${String(mirror.mirror_type)} to ${String(mirror.remote_ip)}`,
+        counters: mirrorCounters.get(mirror.id) ?? null,
+      };
+    }),
+  ];
+  return { at, entries };
+}
+
+/** Rates between two samples; a counter that went backwards (restart, re-created) has no rate. */
+export function rates(previous: Sample | undefined, current: Sample): StatsRow[] {
+  const before = new Map(previous?.entries.map((entry) => [entry.id, entry]) ?? []);
+  const seconds = previous ? (current.at - previous.at) / 1000 : 0;
+  return current.entries.map((entry) => {
+    const old = before.get(entry.id)?.counters;
+    const now = entry.counters;
+    if (!old || !now || seconds <= 0 || now.packets < old.packets || now.bytes < old.bytes) {
+      return { ...entry, packets_per_second: null, bits_per_second: null };
+    }
+    return { ...entry, packets_per_second: (now.packets - old.packets) / seconds, bits_per_second: ((now.bytes - old.bytes) * 8) / seconds };
+  });
+}
+
+export function humanRate(value: number | null, unit: string): string {
+  if (value === null) return '-';
+  const prefixes = ['', 'k', 'M', 'G', 'T'];
+  let scaled = value;
+  let index = 0;
+  while (scaled >= 1000 && index < prefixes.length - 1) {
+    scaled /= 1000;
+    index += 1;
+  }
+  const digits = scaled === 0 || scaled >= 100 ? 0 : scaled >= 10 ? 1 : 2;
+  return `${scaled.toFixed(digits)} ${prefixes[index]}${unit}`;
+}
+
+const HEADINGS = ['Kind', 'Name', 'Direction', 'To', 'Status', 'Packets', 'Pkt/s', 'Bit/s', 'Drops'];
+
+function cells(row: StatsRow): string[] {
+  const status = row.status_reason ? `${row.status} (${row.status_reason})` : row.status;
+  return [
+    row.kind === 'tap_flow' ? 'tap flow' : 'tap mirror',
+    row.name || row.id,
+    row.direction,
+    row.to,
+    status,
+    row.counters ? String(row.counters.packets) : '-',
+    humanRate(row.packets_per_second, 'pkt/s'),
+    humanRate(row.bits_per_second, 'bit/s'),
+    row.counters ? String(row.counters.drops) : '-',
+  ];
+}
+
+/** The table a person sees (one-shot, or each refresh of --watch on a terminal). */
+export function renderTable(rows: readonly StatsRow[], at: number, intervalSeconds: number): string {
+  const title = `tapas stats  ${new Date(at).toISOString().replace(/\.\d+Z$/, 'Z')}  (rates over ${intervalSeconds} s)`;
+  if (rows.length === 0) return `${title}\nno tap flows or tap mirrors`;
+  return `${title}\n${table(HEADINGS, rows.map(cells))}`;
+}
+
+const quoted = (text: string) => (/^[^\s"=]+$/.test(text) ? text : JSON.stringify(text));
+
+/** What --watch writes into a pipe: one `key=value` line per resource and sample, raw numbers. */
+export function renderLines(rows: readonly StatsRow[], at: number): string {
+  const time = new Date(at).toISOString();
+  return rows.map((row) => [
+    time, row.kind, `name=${quoted(row.name)}`, `id=${row.id}`, `direction=${row.direction}`, `to=${quoted(row.to)}`,
+    `status=${row.status}`,
+    `packets=${row.counters?.packets ?? '-'}`, `bytes=${row.counters?.bytes ?? '-'}`, `drops=${row.counters?.drops ?? '-'}`,
+    `pkt/s=${row.packets_per_second === null ? '-' : row.packets_per_second.toFixed(1)}`,
+    `bit/s=${row.bits_per_second === null ? '-' : Math.round(row.bits_per_second)}`,
+    ...(row.status_reason ? [`reason=${quoted(row.status_reason)}`] : []),
+  ].join(' ')).join('\n');
+}
+
+export function renderJson(rows: readonly StatsRow[], at: number, pretty: boolean): string {
+  const body = {
+    time: new Date(at).toISOString(),
+    resources: rows.map(({ counters, ...row }) => ({ ...row, packets: counters?.packets ?? null, bytes: counters?.bytes ?? null, drops: counters?.drops ?? null })),
+  };
+  return JSON.stringify(body, null, pretty ? 2 : undefined);
+}
+
+/** Terminal control: go back over the previous drawing and clear what is below. */
+export function redraw(previousLines: number, text: string): string {
+  return `${previousLines > 0 ? `\x1b[${previousLines}F` : ''}\x1b[J${text}\n`;
+}
+
+interface StatsFlags {
+  watch?: boolean;
+  interval: number;
+  count?: number;
+  format: 'table' | 'json';
+}
+
+function positiveNumber(name: string, integer: boolean) {
+  return (text: string) => {
+    const value = Number(text);
+    if (!/^\d+(\.\d+)?$/.test(text) || value <= 0 || (integer && !Number.isInteger(value)) || value > 86_400) {
+      throw new UsageError(`${name} must be a positive ${integer ? 'integer' : 'number'}, not '${text}'`);
+    }
+    return value;
+  };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function runStats(flags: StatsFlags, command: Command): Promise<void> {
+  const client = clientFor(command);
+  const intervalMs = flags.interval * 1000;
+  let previous = await takeSample(client);
+  const tty = Boolean(process.stdout.isTTY) && flags.format === 'table';
+
+  if (!flags.watch) {
+    await sleep(intervalMs);
+    const current = await takeSample(client);
+    const rows = rates(previous, current);
+    process.stdout.write(`${flags.format === 'json' ? renderJson(rows, current.at, true) : renderTable(rows, current.at, flags.interval)}\n`);
+    return;
+  }
+
+  let stopped = false;
+  let wake: (() => void) | undefined;
+  const stop = () => {
+    stopped = true;
+    wake?.();
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  if (tty) process.stdout.write('\x1b[?25l');
+  let drawnLines = 0;
+  try {
+    for (let refresh = 0; !stopped && (flags.count === undefined || refresh < flags.count); refresh += 1) {
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        setTimeout(resolve, intervalMs);
+      });
+      if (stopped) break;
+      const current = await takeSample(client);
+      const rows = rates(previous, current);
+      previous = current;
+      if (flags.format === 'json') {
+        process.stdout.write(`${renderJson(rows, current.at, false)}\n`);
+      } else if (tty) {
+        const text = `${renderTable(rows, current.at, flags.interval)}\n(Ctrl-C to stop)`;
+        process.stdout.write(redraw(drawnLines, text));
+        drawnLines = text.split('\n').length;
+      } else if (rows.length > 0) {
+        process.stdout.write(`${renderLines(rows, current.at)}\n`);
+      }
+    }
+  } finally {
+    if (tty) process.stdout.write('\x1b[?25h');
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
+}
+
+export function registerStats(program: Command): void {
+  program
+    .command('stats')
+    .configureHelp({ ...program.configureHelp(), showGlobalOptions: true })
+    .description('per tap flow and tap mirror: packets, packets/s, bits/s, drops and status, from the daemon\'s counters')
+    .option('-w, --watch', 'keep refreshing: in place on a terminal, one line per resource and refresh into a pipe')
+    .option('--interval <SECONDS>', 'time between samples: rates are measured over it', positiveNumber('--interval', false), 1)
+    .option('--count <N>', 'with --watch: stop after N refreshes', positiveNumber('--count', true))
+    .addOption(new Option('-f, --format <FORMAT>', 'table, or json (one object per refresh with --watch)').choices(['table', 'json']).default('table'))
+    .addHelpText('after', `
+Examples:
+  tapas stats                          one table, rates over the next second
+  tapas stats --watch                  live, until Ctrl-C
+  tapas stats --watch | grep tf_0      plain lines: name=... status=... packets=... pkt/s=... bit/s=...
+  tapas stats -f json --watch --count 10
+
+The counters are the engine's (Prometheus: GET /metrics on the daemon; an admin token in token mode).`)
+    .action(runStats);
+}
