@@ -44,7 +44,6 @@ export class Agent {
   /** The last apply failure logged: a refused plan is retried every tick, but logged once. */
   private lastFailure: string | undefined;
   private lastSnapshot: Snapshot = { ports: [], tapServices: [], tapFlows: [], tapMirrors: [] };
-  reconciles = 0;
 
   constructor(options: AgentOptions) {
     this.options = { intervalMs: 1000, ...options };
@@ -103,7 +102,6 @@ export class Agent {
       }
       if (applied) this.purgeReleased(snapshot);
       this.lastSnapshot = snapshot;
-      this.reconciles += 1;
     } catch (error) {
       // The store is closing or broken: log and let the next tick try again.
       logger.error({ err: error }, 'reconcile failed');

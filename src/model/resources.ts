@@ -13,7 +13,6 @@ export type { Direction };
  * accepted delete and the data path letting go of it.
  */
 export type Status = 'DOWN' | 'ACTIVE' | 'ERROR' | 'PENDING_DELETE';
-export const STATUSES: readonly Status[] = ['DOWN', 'ACTIVE', 'ERROR', 'PENDING_DELETE'];
 
 export type MirrorType = 'gre' | 'erspanv1';
 export const MIRROR_TYPES: readonly MirrorType[] = ['erspanv1', 'gre'];

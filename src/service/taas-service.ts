@@ -69,7 +69,7 @@ const NOT_FOUND: Record<ResourceKind, { type: string; message: (id: string) => s
 };
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-export const isUuid = (text: string): boolean => UUID.test(text);
+const isUuid = (text: string): boolean => UUID.test(text);
 
 // An interface name as the kernel accepts it (IFNAMSIZ 16 with the NUL; no '/', ':' or whitespace).
 const INTERFACE_NAME = /^[^\s/:]{1,15}$/;
@@ -428,6 +428,6 @@ export class TaasService {
   }
 }
 
-export function describeInterface(port: Pick<Port, 'interface' | 'netns'>): string {
+function describeInterface(port: Pick<Port, 'interface' | 'netns'>): string {
   return port.netns ? `${port.interface}@${port.netns}` : port.interface;
 }

@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { DaemonProcess, until, type ApiClient } from './daemon-process.js';
@@ -245,5 +247,14 @@ describe('TaaS API', () => {
     const list = await api.get(`${TS}.json?name=pair`);
     expect(list.status).toBe(200);
     expect(list.body.tap_services).toHaveLength(2);
+  });
+
+  it('refuses to start a second daemon on the same state directory', () => {
+    const main = new URL('../../dist/cli/main.js', import.meta.url).pathname;
+    const second = spawnSync(process.execPath, [main, 'serve', '--listen', '127.0.0.1:0', '--state-dir', daemon.stateDir],
+      { encoding: 'utf8', timeout: 30_000 });
+    expect(second.status).toBe(1);
+    expect(second.stderr).toMatch(/in use by another tapas daemon/);
+    expect(daemon.running).toBe(true);
   });
 });
