@@ -11,7 +11,6 @@ import { join } from 'node:path';
 
 import { nsRun, run, start, type Child } from './proc.js';
 import { COLLECTOR_IP, type MainTopology } from './topology.js';
-import { TOOLS } from './traffic.js';
 
 /** Where mirroring processes may run: any core. */
 export const MIRROR_CPU = '0-1023';
@@ -37,7 +36,7 @@ export interface TapasInstall {
 }
 
 export async function inspectTapas(root: string): Promise<TapasInstall> {
-  const help = await run('node', [join(root, 'dist/cli/main.js'), 'mirror', '--help']);
+  const help = await run(join(root, 'bin/tapas'), ['mirror', '--help']);
   return { root, tunnels: { gre: /--gre\b/.test(help), erspan: /--erspan\b/.test(help) } };
 }
 
@@ -65,14 +64,16 @@ async function hasCommand(name: string): Promise<boolean> {
   return run('sh', ['-c', `command -v ${name}`]).then(() => true, () => false);
 }
 
-/** Starts a long-running mirror process and fails early if it exits by itself. */
-function startProcess(ns: string, command: string[], maxSeconds: number, env?: NodeJS.ProcessEnv): Child {
-  return start('ip', ['netns', 'exec', ns, 'taskset', '-c', MIRROR_CPU, ...command], {
-    timeoutMs: (maxSeconds + 30) * 1000, env: { ...process.env, ...env },
-  });
+/**
+ * Starts a long-running mirror process, killed after maxSeconds at the latest.
+ * tapas runs without --duration and is stopped with SIGINT: with --duration
+ * it stays alive until the duration is over even after SIGINT.
+ */
+function startProcess(ns: string, command: string[], maxSeconds: number): Child {
+  return start('ip', ['netns', 'exec', ns, 'taskset', '-c', MIRROR_CPU, ...command], { timeoutMs: (maxSeconds + 30) * 1000 });
 }
 
-async function stopProcess(child: Child, signal: NodeJS.Signals, what: string): Promise<string> {
+export async function stopProcess(child: Child, signal: NodeJS.Signals, what: string): Promise<string> {
   child.process.kill(signal);
   const timer = setTimeout(() => child.process.kill('SIGKILL'), 15_000);
   const result = await child.done;
@@ -92,10 +93,8 @@ function tapasContender(id: ContenderId, label: string, sinkArgs: string[], tunn
       return undefined;
     },
     async start(topology, tapas, _dir, maxSeconds) {
-      const child = startProcess(topology.mir, [
-        'node', '--import', join(TOOLS, 'keepalive.mjs'), join(tapas.root, 'dist/cli/main.js'), 'mirror',
-        '--source', 's0', '--direction', 'OUT', ...sinkArgs, '--duration', String(maxSeconds), '-f', 'json',
-      ], maxSeconds, { TAPAS_BENCH_KEEPALIVE_MS: String(maxSeconds * 1000 + 2000) });
+      const child = startProcess(topology.mir, [join(tapas.root, 'bin/tapas'), 'mirror',
+        '--source', 's0', '--direction', 'OUT', ...sinkArgs, '-f', 'json'], maxSeconds);
       return {
         pid: child.pid,
         async stop() {

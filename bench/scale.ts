@@ -6,11 +6,11 @@
  */
 import { join } from 'node:path';
 
-import { MIRROR_CPU, type TapasInstall, type TapasReport } from './contenders.js';
+import { MIRROR_CPU, stopProcess, type TapasInstall, type TapasReport } from './contenders.js';
 import type { Progress } from './progress.js';
 import { cpuNs, nsRun, rssKiB, sleep, start } from './proc.js';
 import type { ScaleRun, Settings, Trial } from './results.js';
-import { TOOLS, multiSend } from './traffic.js';
+import { multiSend } from './traffic.js';
 import { buildScale, counters, type Namespaces, type ScaleTopology } from './topology.js';
 
 const APPLY_PROBE = new URL('./apply-probe.js', import.meta.url).pathname;
@@ -75,11 +75,9 @@ async function mirrorRun(topology: ScaleTopology, tapas: TapasInstall, settings:
   const n = sources.length;
   const maxSeconds = 120 + settings.scaleRepeats * (settings.scaleSeconds + 5);
   const launched = Date.now();
-  const child = start('ip', ['netns', 'exec', topology.mir, 'taskset', '-c', MIRROR_CPU, 'node', '--import',
-    join(TOOLS, 'keepalive.mjs'), join(tapas.root, 'dist/cli/main.js'), 'mirror',
+  const child = start('ip', ['netns', 'exec', topology.mir, 'taskset', '-c', MIRROR_CPU, join(tapas.root, 'bin/tapas'), 'mirror',
     ...sources.flatMap((source) => ['--source', source]), '--direction', 'OUT', '--to', 'd0',
-    '--duration', String(maxSeconds), '-f', 'json'],
-  { timeoutMs: (maxSeconds + 30) * 1000, env: { ...process.env, TAPAS_BENCH_KEEPALIVE_MS: String(maxSeconds * 1000 + 2000) } });
+    '-f', 'json'], { timeoutMs: (maxSeconds + 30) * 1000 });
   try {
     // Ready when one frame through every source comes out: n copies at the monitor.
     const deadline = Date.now() + 30_000;
@@ -112,10 +110,9 @@ async function mirrorRun(topology: ScaleTopology, tapas: TapasInstall, settings:
       progress.step();
     }
   } finally {
-    child.process.kill('SIGINT');
-    const result = await child.done;
+    const stdout = await stopProcess(child, 'SIGINT', 'tapas mirror').catch(() => '');
     try {
-      const report = JSON.parse(result.stdout) as TapasReport;
+      const report = JSON.parse(stdout) as TapasReport;
       run.ringDrops = report.stats.sources.reduce((sum, source) => sum + source.ringDrops, 0);
     } catch {
       // the error that brought us here says more than a missing report

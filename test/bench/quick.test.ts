@@ -1,0 +1,56 @@
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { netnsAvailable, netnsSkipReason } from '../helpers/netns.js';
+
+const run = promisify(execFile);
+const ROOT = new URL('../../', import.meta.url).pathname;
+
+interface QuickResults {
+  contenders: Array<{
+    id: string;
+    skipped?: string;
+    sizes: Array<{ size: number; failed?: string; sweep: Array<{ trials: Array<{ offered: number; mirrored: number }> }> }>;
+  }>;
+  scale: Array<{ sources: number; failed?: string; applySeconds: number[] }>;
+}
+
+describe.skipIf(!netnsAvailable)(`npm run bench -- --quick (${netnsSkipReason})`, () => {
+  const out = mkdtempSync(join(tmpdir(), 'tapas-bench-'));
+  afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+  it('writes a report and a chart with tapas mirroring packets, in under two minutes', async () => {
+    const started = Date.now();
+    await run('bash', [join(ROOT, 'scripts/bench.sh'), '--quick', '--out', out], { cwd: ROOT, maxBuffer: 16 << 20 });
+    expect(Date.now() - started).toBeLessThan(120_000);
+
+    const report = readFileSync(join(out, 'report.md'), 'utf8');
+    expect(report).toMatch(/^\| tapas \|/m);
+    expect(report).toContain('## Targets');
+    const svg = readFileSync(join(out, 'offered-vs-mirrored.svg'), 'utf8');
+    expect(svg).toMatch(/^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+    expect(svg).toContain('>tapas<');
+    expect(existsSync(join(out, 'results.json'))).toBe(true);
+
+    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as QuickResults;
+    const tapas = results.contenders.find((c) => c.id === 'tapas');
+    expect(tapas?.skipped).toBeUndefined();
+    const size = tapas?.sizes[0];
+    expect(size?.failed).toBeUndefined();
+    const trials = size?.sweep.flatMap((point) => point.trials) ?? [];
+    expect(trials.length).toBeGreaterThan(0);
+    for (const trial of trials) {
+      expect(trial.offered).toBeGreaterThan(0);
+      expect(trial.mirrored).toBeGreaterThan(0);
+    }
+    // The kernel's own mirror is the yardstick: it must have run too.
+    const tc = results.contenders.find((c) => c.id === 'tc');
+    expect(tc?.sizes[0]?.sweep.flatMap((p) => p.trials).every((t) => t.mirrored > 0)).toBe(true);
+    expect(results.scale.length).toBeGreaterThan(0);
+    expect(results.scale.every((s) => !s.failed && s.applySeconds.length > 0)).toBe(true);
+  }, 240_000);
+});
