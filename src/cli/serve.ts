@@ -4,9 +4,8 @@
  * serves the TaaS API. SIGTERM/SIGINT drain in-flight requests, stop the
  * agent and the engine, and close the store.
  */
-import { hostname } from 'node:os';
 import { isIP } from 'node:net';
-import { homedir } from 'node:os';
+import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 
 import { Command, Option } from 'commander';

@@ -178,10 +178,8 @@ export class TaasService {
       vlan_filter: vlanFilter,
     };
     return this.insert('tap_flow', flow, () => {
+      // Another project's tap service does not exist for a non-admin.
       const service = this.visible('tap_service', context, serviceId);
-      if (!isAdmin(context) && service.project_id !== context.projectId) {
-        throw new NotFound(NOT_FOUND.tap_service.type, NOT_FOUND.tap_service.message(serviceId));
-      }
       if (service.status === 'PENDING_DELETE') {
         throw new Conflict('TapServiceBeingDeleted', `Tap Service ${serviceId} is being deleted.`);
       }

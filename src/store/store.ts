@@ -168,7 +168,7 @@ export class Store {
     return row.n;
   }
 
-  /** Sets name and/or description; returns the updated resource. */
+  /** Sets name and/or description (the only attributes the API lets a client change). */
   updateAttributes<K extends ResourceKind>(kind: K, id: string, changes: { name?: string; description?: string }): void {
     const sets = Object.keys(changes).filter((key) => key === 'name' || key === 'description');
     this.db.prepare(`UPDATE ${TABLES[kind]} SET ${[...sets, 'updated_at'].map((c) => `${c} = @${c}`).join(', ')} WHERE id = @id`)
