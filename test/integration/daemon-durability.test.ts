@@ -96,9 +96,10 @@ describe.skipIf(!netnsAvailable)(`durability of the daemon (${netnsSkipReason})`
         }
       }
     };
-    for (let lane = 0; lane < inFlight; lane += 1) requests.push(send(lane));
-    // Let a good number of creates through, then crash mid-stream.
-    while (attempts.filter((a) => a.acceptedId).length < 60) await sleep(10);
+    let lanesEnded = 0;
+    for (let lane = 0; lane < inFlight; lane += 1) requests.push(send(lane).finally(() => { lanesEnded += 1; }));
+    // Let a good number of creates through, then crash mid-stream (a lane that failed ends the wait: Promise.all reports it).
+    while (attempts.filter((a) => a.acceptedId).length < 60 && lanesEnded === 0) await sleep(10);
     stop = true;
     await daemon.crash();
     await Promise.all(requests);
