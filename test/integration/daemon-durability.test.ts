@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { join } from 'node:path';
 
 import Database from 'better-sqlite3';
@@ -156,5 +157,29 @@ describe.skipIf(!netnsAvailable)(`durability of the daemon (${netnsSkipReason})`
     daemon = await DaemonProcess.start({ stateDir });
     api = daemon.client();
     await until(api, `${TF}/${flowId}`, (body) => body.tap_flow.status === 'ACTIVE');
+  });
+
+  it('drains on SIGTERM: a request already being received is answered and committed before the exit', async () => {
+    const url = new URL(daemon.url);
+    const body = JSON.stringify({ port: { name: 'drained', 'binding:profile': { interface: 'drain0' } } });
+    const socket = connect(Number(url.port), url.hostname);
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    let answer = '';
+    socket.on('data', (chunk) => { answer += chunk.toString(); });
+    const half = Math.floor(body.length / 2);
+    socket.write(`POST /v2.0/ports HTTP/1.1\r\nHost: ${url.host}\r\nContent-Type: application/json\r\n`
+      + `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body.slice(0, half)}`);
+    await sleep(200);
+    const exit = daemon.stop();
+    await sleep(300);
+    expect(daemon.running).toBe(true); // still waiting for the rest of the request
+    socket.write(body.slice(half));
+    await new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    expect(answer).toMatch(/^HTTP\/1\.1 201 /);
+    expect(await exit).toBe(0);
+
+    daemon = await DaemonProcess.start({ stateDir });
+    api = daemon.client();
+    expect((await api.get('/v2.0/ports?name=drained')).body.ports).toHaveLength(1);
   });
 });
