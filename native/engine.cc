@@ -86,10 +86,7 @@ void Engine::open_sources(const std::vector<SourceSlot*>& slots, Updates& update
       slot.retry_at = Clock::now() + kRetryInterval;
       continue;
     }
-    for (size_t w = 0; w < workers; ++w) {
-      slot.lanes[w]->blocks_per_wake = slot.spec.ring.block_count;
-      updates[w].rings.emplace_back(slot.lanes[w].get(), std::move(rings[s * workers + w]));
-    }
+    for (size_t w = 0; w < workers; ++w) updates[w].rings.emplace_back(slot.lanes[w].get(), std::move(rings[s * workers + w]));
     slot.open = true;
     slot.health.set_ok();
   }

@@ -31,7 +31,6 @@ struct RuleLane {
 
 struct SourceLane {
   std::unique_ptr<RxRing> ring;  // null while the source is failed
-  uint32_t blocks_per_wake = 1;
   SourceCounters counters;
   std::vector<RuleLane*> rules;
 };

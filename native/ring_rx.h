@@ -29,6 +29,7 @@ class RxRing {
   // fanout_group (0: none). Returns "" or why it failed.
   std::string open(const SourceSpec& spec, uint16_t fanout_group);
   int fd() const { return fd_; }
+  uint32_t block_count() const { return block_count_; }
 
   bool block_ready() const { return user_owns(current()); }
   // Calls visit(const Frame&) for every frame of the current block, then

@@ -113,7 +113,7 @@ void Worker::apply_update(WorkerUpdate& update) {
 void Worker::drain(SourceLane& source) {
   RxRing& ring = *source.ring;
   // Bounded, so that one busy source cannot starve the others.
-  for (uint32_t blocks = 0; blocks < source.blocks_per_wake && ring.block_ready(); ++blocks) {
+  for (uint32_t blocks = 0; blocks < ring.block_count() && ring.block_ready(); ++blocks) {
     ring.consume_block([&](const Frame& frame) { dispatch(source, frame); });
     flush_dirty_sinks();
   }
