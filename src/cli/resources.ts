@@ -8,9 +8,11 @@ import { Command, Option } from 'commander';
 
 import { clientFor, ServerError, type ApiClient, type Collection, type Resource } from './client.js';
 import { UsageError } from './errors.js';
-import { addOutputOptions, formatMany, formatOne, print, type Column, type OutputFlags } from './output.js';
+import { addOutputOptions, formatMany, formatOne, print, selectColumns, type Column, type OutputFlags } from './output.js';
 
 interface Noun extends Collection {
+  /** Every attribute the API shows (a `-c` outside these is refused before any request). */
+  attributes: string[];
   /** Headings of attributes, as the OpenStack client (and its TaaS plugin) names them. */
   headings: Record<string, string>;
   /** What `list` shows, in order. */
@@ -19,8 +21,11 @@ interface Noun extends Collection {
   flatten?: (resource: Resource) => Resource;
 }
 
+const COMMON = ['id', 'project_id', 'tenant_id', 'name', 'description', 'status', 'status_reason', 'created_at', 'updated_at'];
+
 export const PORT: Noun = {
   kind: 'port', label: 'port', path: '/v2.0/ports',
+  attributes: [...COMMON, 'mac_address', 'admin_state_up', 'binding:host_id', 'binding:profile'],
   headings: { id: 'ID', name: 'Name', mac_address: 'MAC Address', status: 'Status', interface: 'Interface', netns: 'Netns', tenant_id: 'Tenant' },
   listed: ['id', 'name', 'mac_address', 'interface', 'netns', 'status'],
   flatten: (port) => {
@@ -31,18 +36,21 @@ export const PORT: Noun = {
 
 export const TAP_SERVICE: Noun = {
   kind: 'tap_service', label: 'tap service', path: '/v2.0/taas/tap_services',
+  attributes: [...COMMON, 'port_id'],
   headings: { id: 'ID', tenant_id: 'Tenant', name: 'Name', port_id: 'Port', status: 'Status' },
   listed: ['id', 'tenant_id', 'name', 'port_id', 'status'],
 };
 
 export const TAP_FLOW: Noun = {
   kind: 'tap_flow', label: 'tap flow', path: '/v2.0/taas/tap_flows',
+  attributes: [...COMMON, 'tap_service_id', 'source_port', 'direction', 'vlan_filter'],
   headings: { id: 'ID', tenant_id: 'Tenant', name: 'Name', status: 'Status', direction: 'Direction' },
   listed: ['id', 'tenant_id', 'name', 'status', 'source_port', 'tap_service_id', 'direction'],
 };
 
 export const TAP_MIRROR: Noun = {
   kind: 'tap_mirror', label: 'tap mirror', path: '/v2.0/taas/tap_mirrors',
+  attributes: [...COMMON, 'port_id', 'directions', 'remote_ip', 'mirror_type'],
   headings: {
     id: 'ID', tenant_id: 'Tenant', name: 'Name', port_id: 'Port', directions: 'Directions',
     remote_ip: 'Remote IP', mirror_type: 'Mirror Type', status: 'Status',
@@ -53,13 +61,20 @@ export const TAP_MIRROR: Noun = {
 const heading = (noun: Noun, attribute: string): string => noun.headings[attribute] ?? attribute;
 
 /** A shown resource: every attribute it has, sorted by heading (as `openstack … show` does). */
-function showColumns(noun: Noun, resource: Resource): Column[] {
-  return Object.keys(resource).map((attribute) => ({ attribute, heading: heading(noun, attribute) }))
+function showColumns(noun: Noun, attributes: readonly string[]): Column[] {
+  return attributes.map((attribute) => ({ attribute, heading: heading(noun, attribute) }))
     .sort((a, b) => (a.heading < b.heading ? -1 : a.heading > b.heading ? 1 : 0));
 }
 
+const listColumns = (noun: Noun): Column[] => noun.listed.map((attribute) => ({ attribute, heading: heading(noun, attribute) }));
+
+/** Refuses a -c that names no column before anything is sent (a create must not happen and then fail). */
+function checkColumns(columns: readonly Column[], flags: OutputFlags): void {
+  selectColumns(columns, flags.column);
+}
+
 function showOne(noun: Noun, resource: Resource, flags: OutputFlags): void {
-  print(formatOne(resource, showColumns(noun, resource), flags));
+  print(formatOne(resource, showColumns(noun, Object.keys(resource)), flags));
 }
 
 const lastCommand = (args: unknown[]): Command => args[args.length - 1] as Command;
@@ -82,7 +97,8 @@ function owned(flags: { name?: string; description?: string; project?: string })
 
 function registerNoun(parent: Command, word: string, noun: Noun, verbs: Verbs, summary: string): Command {
   const command = parent.command(word).summary(summary).description(`${summary}: create, list, show, update and delete ${noun.label}s.`)
-    .configureHelp({ ...parent.configureHelp(), showGlobalOptions: true });
+    .configureHelp({ ...parent.configureHelp(), showGlobalOptions: true })
+    .addHelpText('after', `\nExamples:\n${verbs.create.examples}\n${verbs.examples.list}\n${verbs.examples.delete}`);
 
   const create = command.command('create').description(`create a ${noun.label}`);
   if (verbs.create.argument) create.argument(...verbs.create.argument);
@@ -93,6 +109,7 @@ function registerNoun(parent: Command, word: string, noun: Noun, verbs: Verbs, s
     .action(async (...args: unknown[]) => {
       const cmd = lastCommand(args);
       const positional = args.slice(0, -2) as string[];
+      checkColumns(showColumns(noun, noun.attributes), cmd.opts<OutputFlags>());
       const client = clientFor(cmd);
       const body = await verbs.create.body(client, cmd.opts(), positional);
       showOne(noun, await client.create(noun, body), cmd.opts<OutputFlags>());
@@ -103,16 +120,18 @@ function registerNoun(parent: Command, word: string, noun: Noun, verbs: Verbs, s
     .option('--project <PROJECT>', 'only resources of this project'))
     .addHelpText('after', `\nExamples:\n${verbs.examples.list}`)
     .action(async (flags: OutputFlags & { name?: string; project?: string }, cmd: Command) => {
+      checkColumns(listColumns(noun), flags);
       const client = clientFor(cmd);
       const filters = { ...(flags.name === undefined ? {} : { name: flags.name }), ...(flags.project === undefined ? {} : { project_id: flags.project }) };
       const rows = (await client.list(noun, filters)).map((row) => noun.flatten?.(row) ?? row);
-      print(formatMany(rows, noun.listed.map((attribute) => ({ attribute, heading: heading(noun, attribute) })), flags));
+      print(formatMany(rows, listColumns(noun), flags));
     });
 
   addOutputOptions(command.command('show').description(`show the details of a ${noun.label}`))
     .argument(`<${noun.kind}>`, `name or ID of the ${noun.label}`)
     .addHelpText('after', `\nExamples:\n${verbs.examples.show}`)
     .action(async (nameOrId: string, flags: OutputFlags, cmd: Command) => {
+      checkColumns(showColumns(noun, noun.attributes), flags);
       const client = clientFor(cmd);
       showOne(noun, await client.find(noun, nameOrId), flags);
     });
@@ -125,6 +144,7 @@ function registerNoun(parent: Command, word: string, noun: Noun, verbs: Verbs, s
     .action(async (nameOrId: string, flags: OutputFlags & { name?: string; description?: string }, cmd: Command) => {
       const changes = owned({ name: flags.name, description: flags.description });
       if (Object.keys(changes).length === 0) throw new UsageError('nothing to update: give --name and/or --description');
+      checkColumns(showColumns(noun, noun.attributes), flags);
       const client = clientFor(cmd);
       const { id } = await client.find(noun, nameOrId);
       showOne(noun, await client.update(noun, id, changes), flags);
