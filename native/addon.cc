@@ -86,6 +86,8 @@ Plan to_plan(const Napi::Object& object) {
       source.ring.block_size = uint_field(settings, "blockSize", source.ring.block_size);
       source.ring.block_count = uint_field(settings, "blockCount", source.ring.block_count);
       source.ring.block_timeout_ms = uint_field(settings, "blockTimeoutMs", source.ring.block_timeout_ms);
+      source.ring.version = uint_field(settings, "version", source.ring.version);
+      source.ring.frame_size = uint_field(settings, "frameSize", source.ring.frame_size);
     }
     plan.sources.push_back(std::move(source));
   });

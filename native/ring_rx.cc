@@ -15,11 +15,35 @@
 
 namespace tapas {
 
+namespace {
+
 // The sockaddr_ll the kernel writes after each frame header holds the packet type.
-static const sockaddr_ll* link_address(const tpacket3_hdr* header) {
-  return reinterpret_cast<const sockaddr_ll*>(reinterpret_cast<const uint8_t*>(header) +
-                                              TPACKET_ALIGN(sizeof(tpacket3_hdr)));
+template <typename Header>
+const sockaddr_ll* link_address(const Header* header) {
+  return reinterpret_cast<const sockaddr_ll*>(reinterpret_cast<const uint8_t*>(header) + TPACKET_ALIGN(sizeof(Header)));
 }
+
+// The fields both header versions share, read once, with every length checked
+// against the room the header has in the ring before anything is copied.
+template <typename Header>
+bool fill_frame(const Header* header, size_t room, uint16_t vlan_tci, uint16_t vlan_tpid, Frame& frame) {
+  if (TPACKET_ALIGN(sizeof(Header)) + sizeof(sockaddr_ll) > room) return false;
+  if (header->tp_mac > room || header->tp_snaplen > room - header->tp_mac) return false;
+  frame.data = reinterpret_cast<const uint8_t*>(header) + header->tp_mac;
+  frame.captured_length = header->tp_snaplen;
+  frame.wire_length = header->tp_len;
+  frame.outgoing = link_address(header)->sll_pkttype == PACKET_OUTGOING;
+  if (header->tp_status & TP_STATUS_VLAN_VALID) {
+    frame.has_stripped_tag = true;
+    frame.stripped_tci = vlan_tci;
+    if (header->tp_status & TP_STATUS_VLAN_TPID_VALID) frame.stripped_tpid = vlan_tpid;
+  }
+  return true;
+}
+
+bool power_of_two(uint32_t n) { return n != 0 && (n & (n - 1)) == 0; }
+
+}  // namespace
 
 RxRing::~RxRing() {
   if (map_ != nullptr) munmap(map_, map_size_);
@@ -28,9 +52,13 @@ RxRing::~RxRing() {
 
 std::string RxRing::open(const SourceSpec& spec, uint16_t fanout_group) {
   const RingSpec& ring = spec.ring;
-  if (ring.block_size < 65536 || ring.block_size % static_cast<uint32_t>(getpagesize()) != 0 ||
-      (ring.block_size & (ring.block_size - 1)) != 0) {
-    return "ring block size must be a power of two of at least 64 KiB";
+  if (ring.version != 2 && ring.version != 3) return "ring version must be 2 or 3 (TPACKET_V2 or TPACKET_V3)";
+  if (!power_of_two(ring.block_size) || ring.block_size < static_cast<uint32_t>(getpagesize())) {
+    return "ring block size must be a power of two of at least a page";
+  }
+  if (ring.version == 3 && ring.block_size < 65536) return "a TPACKET_V3 block must hold 64 KiB (a GRO super-packet)";
+  if (ring.version == 2 && (!power_of_two(ring.frame_size) || ring.frame_size < 256 || ring.frame_size > ring.block_size)) {
+    return "ring frame size must be a power of two between 256 and the block size";
   }
   if (ring.block_count < 2) return "a ring needs at least 2 blocks";
 
@@ -48,21 +76,26 @@ std::string RxRing::open(const SourceSpec& spec, uint16_t fanout_group) {
   if (!error.empty()) return error;
   ifindex_ = info.ifindex;
 
-  int version = TPACKET_V3;
-  if (setsockopt(fd_, SOL_PACKET, PACKET_VERSION, &version, sizeof version) != 0) {
-    return "TPACKET_V3 is not supported: " + errno_text(errno);
-  }
-  tpacket_req3 request{};
-  request.tp_block_size = ring.block_size;
-  request.tp_block_nr = ring.block_count;
-  request.tp_frame_size = TPACKET_ALIGNMENT << 7;  // only a bookkeeping unit in V3
-  request.tp_frame_nr = ring.block_size / request.tp_frame_size * ring.block_count;
-  request.tp_retire_blk_tov = ring.block_timeout_ms;
-  if (setsockopt(fd_, SOL_PACKET, PACKET_RX_RING, &request, sizeof request) != 0) {
-    return "cannot set up the receive ring: " + errno_text(errno);
+  version_ = ring.version == 2 ? TPACKET_V2 : TPACKET_V3;
+  if (setsockopt(fd_, SOL_PACKET, PACKET_VERSION, &version_, sizeof version_) != 0) {
+    return "TPACKET_V" + std::to_string(ring.version) + " is not supported: " + errno_text(errno);
   }
   block_size_ = ring.block_size;
   block_count_ = ring.block_count;
+  // V3 ignores the frame size but checks it; 2 KiB divides every valid block.
+  frame_size_ = version_ == TPACKET_V2 ? ring.frame_size : 2048;
+  frame_count_ = block_size_ / frame_size_ * block_count_;
+  tpacket_req3 request{};
+  request.tp_block_size = block_size_;
+  request.tp_block_nr = block_count_;
+  request.tp_frame_size = frame_size_;
+  request.tp_frame_nr = frame_count_;
+  if (version_ == TPACKET_V3) request.tp_retire_blk_tov = ring.block_timeout_ms;
+  // tpacket_req is the first part of tpacket_req3: V2 reads only that.
+  socklen_t request_size = version_ == TPACKET_V3 ? sizeof(tpacket_req3) : sizeof(tpacket_req);
+  if (setsockopt(fd_, SOL_PACKET, PACKET_RX_RING, &request, request_size) != 0) {
+    return "cannot set up the receive ring: " + errno_text(errno);
+  }
   map_size_ = static_cast<size_t>(block_size_) * block_count_;
   void* map = mmap(nullptr, map_size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd_, 0);
   if (map == MAP_FAILED) {
@@ -93,28 +126,30 @@ std::string RxRing::open(const SourceSpec& spec, uint16_t fanout_group) {
   return "";
 }
 
-bool RxRing::read_frame(const tpacket_block_desc* block, const tpacket3_hdr* header, Frame& frame) const {
-  const auto* block_start = reinterpret_cast<const uint8_t*>(block);
-  const auto* start = reinterpret_cast<const uint8_t*>(header);
-  const size_t header_offset = static_cast<size_t>(start - block_start);
-  const size_t mac_offset = header_offset + header->tp_mac;
-  // Never trust a length we are about to copy from.
-  if (header_offset + TPACKET_ALIGN(sizeof(tpacket3_hdr)) + sizeof(sockaddr_ll) > block_size_) return false;
-  if (mac_offset > block_size_ || header->tp_snaplen > block_size_ - mac_offset) return false;
-
-  frame.data = start + header->tp_mac;
-  frame.captured_length = header->tp_snaplen;
-  frame.wire_length = header->tp_len;
-  frame.outgoing = link_address(header)->sll_pkttype == PACKET_OUTGOING;
-  if (header->tp_status & TP_STATUS_VLAN_VALID) {
-    frame.has_stripped_tag = true;
-    frame.stripped_tci = header->hv1.tp_vlan_tci;
-    if (header->tp_status & TP_STATUS_VLAN_TPID_VALID) frame.stripped_tpid = header->hv1.tp_vlan_tpid;
+bool RxRing::read_frame(const uint8_t* header, size_t room, Frame& frame) const {
+  if (version_ == TPACKET_V2) {
+    const auto* h2 = reinterpret_cast<const tpacket2_hdr*>(header);
+    return fill_frame(h2, room, h2->tp_vlan_tci, h2->tp_vlan_tpid, frame);
   }
-  return true;
+  const auto* h3 = reinterpret_cast<const tpacket3_hdr*>(header);
+  return fill_frame(h3, room, h3->hv1.tp_vlan_tci, h3->hv1.tp_vlan_tpid, frame);
+}
+
+void RxRing::release_batch() {
+  if (version_ == TPACKET_V2) {
+    for (uint32_t i = 0; i < batch_frames_; ++i) {
+      __atomic_store_n(&frame_at(next_frame_)->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+      next_frame_ = (next_frame_ + 1) % frame_count_;
+    }
+    batch_frames_ = 0;
+    return;
+  }
+  __atomic_store_n(&current_block()->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+  next_block_ = (next_block_ + 1) % block_count_;
 }
 
 RingStatistics RxRing::take_statistics() {
+  // tpacket_stats is the first part of tpacket_stats_v3: V2 fills only that.
   tpacket_stats_v3 stats{};
   socklen_t length = sizeof stats;
   RingStatistics result;

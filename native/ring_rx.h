@@ -1,5 +1,7 @@
-// A TPACKET_V3 receive ring on one interface: the kernel fills blocks of
-// frames, we read a block once it is handed to user space and hand it back.
+// A receive ring on one interface, TPACKET_V3 (blocks of frames) or TPACKET_V2
+// (one slot per frame). The kernel fills it; a worker reads a batch of what
+// the kernel handed over, sends its copies, and only then hands the batch
+// back: until then the sinks' queued copies still point into the ring.
 #pragma once
 
 #include <linux/if_packet.h>
@@ -29,55 +31,76 @@ class RxRing {
   // fanout_group (0: none). Returns "" or why it failed.
   std::string open(const SourceSpec& spec, uint16_t fanout_group);
   int fd() const { return fd_; }
-  uint32_t block_count() const { return block_count_; }
+  // How many batches one wake-up may read, so that one busy source cannot starve the others.
+  uint32_t batches_per_wake() const { return block_count_; }
 
-  bool block_ready() const { return user_owns(current()); }
-  // Calls visit(const Frame&) for every frame of the current block, then
-  // returns the block to the kernel. Frames are valid only inside visit.
+  bool batch_ready() const { return version_ == TPACKET_V3 ? user_owns(current_block()) : user_owns(frame_at(next_frame_)); }
+  // Calls visit(const Frame&) for every frame of the next batch (a V3 block,
+  // or up to a block's worth of consecutive V2 frames). Frames stay valid
+  // until release_batch().
   template <typename Visit>
-  void consume_block(Visit&& visit);
+  void read_batch(Visit&& visit);
+  void release_batch();
 
   // Drops and freezes since the last call (the kernel resets on read).
   RingStatistics take_statistics();
   LinkState link_state() const { return bound_link_state(fd_, ifindex_); }
 
  private:
-  tpacket_block_desc* current() const {
+  tpacket_block_desc* current_block() const {
     return reinterpret_cast<tpacket_block_desc*>(map_ + static_cast<size_t>(next_block_) * block_size_);
+  }
+  tpacket2_hdr* frame_at(uint32_t index) const {
+    return reinterpret_cast<tpacket2_hdr*>(map_ + static_cast<size_t>(index) * frame_size_);
   }
   static bool user_owns(const tpacket_block_desc* block) {
     return (__atomic_load_n(&block->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER) != 0;
   }
-  static void give_back(tpacket_block_desc* block) {
-    __atomic_store_n(&block->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+  static bool user_owns(const tpacket2_hdr* frame) {
+    return (__atomic_load_n(&frame->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER) != 0;
   }
-  bool read_frame(const tpacket_block_desc* block, const tpacket3_hdr* header, Frame& frame) const;
+  bool read_frame(const uint8_t* header, size_t room, Frame& frame) const;
 
   int fd_ = -1;
+  int version_ = TPACKET_V3;
   uint8_t* map_ = nullptr;
   size_t map_size_ = 0;
   uint32_t block_size_ = 0;
   uint32_t block_count_ = 0;
   uint32_t next_block_ = 0;
+  uint32_t frame_size_ = 0;  // V2
+  uint32_t frame_count_ = 0;
+  uint32_t next_frame_ = 0;
+  uint32_t batch_frames_ = 0;  // V2: frames read by read_batch, released by release_batch
   int ifindex_ = 0;
 };
 
 template <typename Visit>
-void RxRing::consume_block(Visit&& visit) {
-  tpacket_block_desc* block = current();
-  const uint32_t count = block->hdr.bh1.num_pkts;
-  const uint8_t* block_end = reinterpret_cast<const uint8_t*>(block) + block_size_;
-  const uint8_t* cursor = reinterpret_cast<const uint8_t*>(block) + block->hdr.bh1.offset_to_first_pkt;
-  for (uint32_t i = 0; i < count; ++i) {
-    if (cursor + sizeof(tpacket3_hdr) > block_end) break;
-    const auto* header = reinterpret_cast<const tpacket3_hdr*>(cursor);
-    Frame frame;
-    if (read_frame(block, header, frame)) visit(frame);
-    if (header->tp_next_offset == 0) break;
-    cursor += header->tp_next_offset;
+void RxRing::read_batch(Visit&& visit) {
+  Frame frame;
+  if (version_ == TPACKET_V2) {
+    const uint32_t limit = block_size_ / frame_size_;
+    batch_frames_ = 0;
+    for (uint32_t index = next_frame_; batch_frames_ < limit && user_owns(frame_at(index));
+         index = (index + 1) % frame_count_) {
+      frame = Frame{};
+      if (read_frame(reinterpret_cast<const uint8_t*>(frame_at(index)), frame_size_, frame)) visit(frame);
+      ++batch_frames_;
+    }
+    return;
   }
-  give_back(block);
-  next_block_ = (next_block_ + 1) % block_count_;
+  const tpacket_block_desc* block = current_block();
+  const uint32_t count = block->hdr.bh1.num_pkts;
+  const auto* start = reinterpret_cast<const uint8_t*>(block);
+  size_t offset = block->hdr.bh1.offset_to_first_pkt;
+  for (uint32_t i = 0; i < count && offset + sizeof(tpacket3_hdr) <= block_size_; ++i) {
+    const uint8_t* header = start + offset;
+    frame = Frame{};
+    if (read_frame(header, block_size_ - offset, frame)) visit(frame);
+    const uint32_t next = reinterpret_cast<const tpacket3_hdr*>(header)->tp_next_offset;
+    if (next == 0) break;
+    offset += next;
+  }
 }
 
 }  // namespace tapas

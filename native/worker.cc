@@ -112,10 +112,11 @@ void Worker::apply_update(WorkerUpdate& update) {
 
 void Worker::drain(SourceLane& source) {
   RxRing& ring = *source.ring;
-  // Bounded, so that one busy source cannot starve the others.
-  for (uint32_t blocks = 0; blocks < ring.block_count() && ring.block_ready(); ++blocks) {
-    ring.consume_block([&](const Frame& frame) { dispatch(source, frame); });
+  for (uint32_t batches = 0; batches < ring.batches_per_wake() && ring.batch_ready(); ++batches) {
+    ring.read_batch([&](const Frame& frame) { dispatch(source, frame); });
+    // The queued copies point into the ring: send them before the kernel may reuse it.
     flush_dirty_sinks();
+    ring.release_batch();
   }
 }
 

@@ -35,6 +35,7 @@ interface MirrorOptions {
   ringBlockSize: number;
   ringBlocks: number;
   ringTimeoutMs: number;
+  lowLatency?: boolean;
 }
 
 export function parseInterfaceRef(text: string): InterfaceRef {
@@ -177,7 +178,10 @@ async function runMirror(options: MirrorOptions): Promise<void> {
   sources.forEach((source) => checkInterface(source, 'source'));
   if (!('kind' in destination)) checkInterface(destination, 'destination');
 
-  const ring = { blockSize: options.ringBlockSize, blockCount: options.ringBlocks, blockTimeoutMs: options.ringTimeoutMs };
+  const ring = {
+    blockSize: options.ringBlockSize, blockCount: options.ringBlocks, blockTimeoutMs: options.ringTimeoutMs,
+    ...(options.lowLatency ? { version: 2 as const } : {}),
+  };
   const plan = buildMirrorPlan(sources, destination, options.direction, vlans, ring);
   const names = new Map<string, string>([
     ...sources.map((source, index) => [`source-${index}`, label(source)] as [string, string]),
@@ -286,6 +290,8 @@ export function registerMirror(program: Command): void {
     .option('--ring-block-size <BYTES>', 'ring block size, a power of two >= 65536', positiveInteger('--ring-block-size'), 131072)
     .option('--ring-blocks <N>', 'ring blocks per source', positiveInteger('--ring-blocks'), 16)
     .option('--ring-timeout-ms <MS>', 'how long a partly filled block waits', positiveInteger('--ring-timeout-ms'), 1)
+    .option('--low-latency', 'hand each frame over at once (TPACKET_V2) instead of in blocks: sub-millisecond ' +
+      'added latency, more CPU at low rates, frames over ~1.9 KiB truncated')
     .addHelpText('after', `
 Examples:
   tapas mirror --source tap-vm1 --direction BOTH --to tap-ids

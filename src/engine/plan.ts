@@ -9,6 +9,16 @@ export type Direction = 'IN' | 'OUT' | 'BOTH';
 export const DIRECTIONS: readonly Direction[] = ['IN', 'OUT', 'BOTH'];
 
 export interface RingSettings {
+  /**
+   * 3 (TPACKET_V3, the default): the kernel hands over whole blocks — few
+   * wake-ups, any frame size, but a frame waits for its block to retire, which
+   * the kernel times in jiffies (4 ms at HZ=250). 2 (TPACKET_V2): every frame
+   * at once — lower latency, more wake-ups at low rates, frames longer than a
+   * slot truncated and counted.
+   */
+  version?: 2 | 3;
+  /** TPACKET_V2 slot size in bytes, header included (default 2048). */
+  frameSize?: number;
   /** Bytes per block: a power of two, at least 64 KiB (a GRO super-packet must fit). */
   blockSize?: number;
   blockCount?: number;

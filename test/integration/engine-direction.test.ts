@@ -13,7 +13,7 @@ const BROADCAST = 'ff:ff:ff:ff:ff:ff';
  * "monitor" behind the tap service port (monh). Both host sides live in a
  * host namespace of the test's own.
  */
-describe.skipIf(!netnsAvailable)(`TaaS direction semantics (${netnsSkipReason})`, () => {
+describe.skipIf(!netnsAvailable).each([3, 2] as const)(`TaaS direction semantics, TPACKET_V%i ring (${netnsSkipReason})`, (ringVersion) => {
   const lab = new Lab('dir');
   let host: string, vm: string, monitor: string;
   let engine: Engine;
@@ -34,7 +34,7 @@ describe.skipIf(!netnsAvailable)(`TaaS direction semantics (${netnsSkipReason})`
 
   function plan(direction: 'IN' | 'OUT' | 'BOTH', vlans?: Array<[number, number]>): Plan {
     return {
-      sources: [{ id: 'vm', ifname: 'vmh', netns: host }],
+      sources: [{ id: 'vm', ifname: 'vmh', netns: host, ring: { version: ringVersion } }],
       sinks: [{ id: 'monitor', kind: 'port', ifname: 'monh', netns: host }],
       rules: [{ id: 'flow', sourceId: 'vm', sinkId: 'monitor', direction, ...(vlans ? { vlans } : {}) }],
     };

@@ -7,7 +7,7 @@ import { Lab, netnsAvailable, netnsSkipReason } from '../helpers/netns.js';
 const VM_MAC = '02:00:00:00:01:01';
 const HOST_MAC = '02:00:00:00:01:02';
 
-describe.skipIf(!netnsAvailable)(`VLAN-tagged frames (${netnsSkipReason})`, () => {
+describe.skipIf(!netnsAvailable).each([3, 2] as const)(`VLAN-tagged frames, TPACKET_V%i ring (${netnsSkipReason})`, (ringVersion) => {
   const lab = new Lab('vlan');
   let host: string, vm: string, monitor: string;
   let engine: Engine;
@@ -28,7 +28,7 @@ describe.skipIf(!netnsAvailable)(`VLAN-tagged frames (${netnsSkipReason})`, () =
 
   function plan(vlans?: Array<[number, number]>): Plan {
     return {
-      sources: [{ id: 'vm', ifname: 'vmh', netns: host }],
+      sources: [{ id: 'vm', ifname: 'vmh', netns: host, ring: { version: ringVersion } }],
       sinks: [{ id: 'monitor', kind: 'port', ifname: 'monh', netns: host }],
       rules: [{ id: 'flow', sourceId: 'vm', sinkId: 'monitor', direction: 'BOTH', ...(vlans ? { vlans } : {}) }],
     };
