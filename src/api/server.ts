@@ -65,6 +65,9 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     // One structured line per request comes from the onResponse hook instead.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
+    // Draining on SIGTERM: a request already on an open connection is answered (then the
+    // connection closes), not turned away with a 503 the client cannot tell from a failure.
+    return503OnClosing: false,
     // Clients of the Neutron v2 API may still ask for "/ports.json".
     rewriteUrl: (request) => (request.url ?? '/').replace(/\.json(?=$|\?)/, ''),
     ajv: {

@@ -158,8 +158,11 @@ describe.skipIf(!netnsAvailable)(`durability of the daemon (${netnsSkipReason})`
     api = daemon.client();
     await until(api, `${TF}/${flowId}`, (body) => body.tap_flow.status === 'ACTIVE');
   });
+});
 
-  it('drains on SIGTERM: a request already being received is answered and committed before the exit', async () => {
+describe('tapas serve on SIGTERM', () => {
+  it('drains: a request already being received is answered and committed before the exit', async () => {
+    const daemon = await DaemonProcess.start();
     const url = new URL(daemon.url);
     const body = JSON.stringify({ port: { name: 'drained', 'binding:profile': { interface: 'drain0' } } });
     const socket = connect(Number(url.port), url.hostname);
@@ -178,8 +181,9 @@ describe.skipIf(!netnsAvailable)(`durability of the daemon (${netnsSkipReason})`
     expect(answer).toMatch(/^HTTP\/1\.1 201 /);
     expect(await exit).toBe(0);
 
-    daemon = await DaemonProcess.start({ stateDir });
-    api = daemon.client();
-    expect((await api.get('/v2.0/ports?name=drained')).body.ports).toHaveLength(1);
+    const restarted = await DaemonProcess.start({ stateDir: daemon.stateDir });
+    expect((await restarted.client().get('/v2.0/ports?name=drained')).body.ports).toHaveLength(1);
+    await restarted.stop();
+    restarted.removeState();
   });
 });
