@@ -61,7 +61,7 @@ _tapas_names() {
 _tapas() {
   local -A subcommands options valued choices named
 ${assign('subcommands', levels.map((level) => [level.path, level.subcommands.join(' ')] as const))}
-${assign('options', levels.map((level) => [level.path, level.options.join(' ')] as const))}
+${assign('options', levels.map((level) => [level.path, [...new Set([...level.options, ...root.options])].join(' ')] as const))}
 ${assign('valued', levels.map((level) => [level.path, level.valued.join(' ')] as const))}
 ${assign('choices', levels.flatMap((level) => Object.entries(level.choices).map(([flag, values]) => [`${level.path}|${flag}`, values.join(' ')] as const)))}
 ${assign('named', named)}
@@ -89,7 +89,7 @@ ${Object.entries(NAMED_BY_OPTION).map(([flag, noun]) => `      ${flag}) COMPREPL
     return
   fi
   if [[ $cur == -* ]]; then
-    COMPREPLY=($(compgen -W "\${options[$path]} ${root.options.join(' ')}" -- "$cur"))
+    COMPREPLY=($(compgen -W "\${options[$path]}" -- "$cur"))
   elif [[ -n \${subcommands[$path]} ]]; then
     COMPREPLY=($(compgen -W "\${subcommands[$path]}" -- "$cur"))
   elif [[ -n \${named[$path]} ]]; then
