@@ -31,10 +31,14 @@ if [[ ! -f "$stamp" ]] || ! cmp -s package-lock.json "$stamp"; then
   cp package-lock.json "$stamp"
 fi
 
-newest_source=$(find native binding.gyp -newer build/Release/tapas.node 2>/dev/null | head -1 || true)
+newest_source=$(find native binding.gyp -newer build/Release/tapas.node 2>/dev/null | grep -v '^native/build' | head -1 || true)
 if [[ ! -f build/Release/tapas.node || -n "$newest_source" ]]; then
   say "building the native engine"
-  npx --no-install node-gyp rebuild >&2
+  # An incremental build replaces tapas.node only when the new one is linked,
+  # so a daemon or test starting meanwhile still finds the old one (rebuild
+  # would delete it first).
+  if [[ ! -f build/Makefile || binding.gyp -nt build/Makefile ]]; then npx --no-install node-gyp configure >&2; fi
+  npx --no-install node-gyp build >&2
 fi
 
 if [[ ! -d dist ]] || [[ -n "$(find src tsconfig.json -newer dist/.stamp 2>/dev/null | head -1)" ]] || [[ ! -f dist/.stamp ]]; then
