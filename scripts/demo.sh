@@ -47,6 +47,17 @@ wait_active() {
   exit 1
 }
 
+# Waits until a file (a background tool's stderr) says the tool is ready (10 s at most).
+wait_for() {
+  local file=$1 text=$2
+  for _ in $(seq 100); do
+    grep -q "$text" "$file" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "demo FAILED: no '$text' in $file: $(cat "$file")" >&2
+  exit 1
+}
+
 step "Topology: vm1 and vm2 on bridge br0 in a host namespace; a monitor behind port monh; a collector at 198.19.0.2"
 for n in "$host" "$vm1" "$vm2" "$mon" "$col"; do
   ip netns add "$n"
@@ -102,9 +113,9 @@ wait_active tap flow show vm1-both
 run tap flow list -c Name -c Direction -c Status
 
 step "vm1 pings vm2 three times while the monitor listens on its port"
-ip netns exec "$mon" tcpdump -i eth0 -Q in -nn -e -l -U icmp > "$work/monitor.txt" 2>/dev/null &
+ip netns exec "$mon" tcpdump -i eth0 -Q in -nn -e -l -U icmp > "$work/monitor.txt" 2> "$work/monitor.err" &
 tcpdump_pid=$!
-sleep 1
+wait_for "$work/monitor.err" 'listening on'
 ip netns exec "$vm1" ping -c 3 -i 0.3 -W 1 198.18.0.2 | sed 's/^/  /'
 sleep 0.5
 kill "$tcpdump_pid" 2>/dev/null || true
@@ -118,11 +129,12 @@ run tap mirror create --name vm2-erspan --port vm2-port --directions IN=101 --di
 wait_active tap mirror show vm2-erspan
 
 step "vm2 pings vm1 three times; the collector captures the tunnel, and tapas collect takes the frames out of it"
-ip netns exec "$col" tcpdump -i eth0 -Q in -nn -U -w "$work/tunnel.pcap" proto gre 2>/dev/null &
+ip netns exec "$col" tcpdump -i eth0 -Q in -nn -U -w "$work/tunnel.pcap" proto gre 2> "$work/tunnel.err" &
 outer_pid=$!
-./bin/tapas collect --netns "$col" -w "$work/inner.pcap" > "$work/collect.txt" 2>/dev/null &
+./bin/tapas collect --netns "$col" -w "$work/inner.pcap" > "$work/collect.txt" 2> "$work/collect.err" &
 collect_pid=$!
-sleep 1
+wait_for "$work/tunnel.err" 'listening on'
+wait_for "$work/collect.err" 'listening for'
 ip netns exec "$vm2" ping -c 3 -i 0.3 -W 1 198.18.0.1 | sed 's/^/  /'
 sleep 0.5
 kill "$collect_pid" "$outer_pid" 2>/dev/null || true
