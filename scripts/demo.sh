@@ -58,6 +58,16 @@ wait_for() {
   exit 1
 }
 
+# Gives a capture time to catch up with the traffic: until the command prints N lines (5 s at most).
+settle() {
+  local want=$1
+  shift
+  for _ in $(seq 50); do
+    (($("$@" 2>/dev/null | wc -l) >= want)) && return 0
+    sleep 0.1
+  done
+}
+
 step "Topology: vm1 and vm2 on bridge br0 in a host namespace; a monitor behind port monh; a collector at 198.19.0.2"
 for n in "$host" "$vm1" "$vm2" "$mon" "$col"; do
   ip netns add "$n"
@@ -117,7 +127,7 @@ ip netns exec "$mon" tcpdump -i eth0 -Q in -nn -e -l -U icmp > "$work/monitor.tx
 tcpdump_pid=$!
 wait_for "$work/monitor.err" 'listening on'
 ip netns exec "$vm1" ping -c 3 -i 0.3 -W 1 198.18.0.2 | sed 's/^/  /'
-sleep 0.5
+settle 6 grep 'ICMP echo' "$work/monitor.txt"
 kill "$tcpdump_pid" 2>/dev/null || true
 wait "$tcpdump_pid" 2>/dev/null || true
 step "What the monitor received (tcpdump on the tap service's port)"
@@ -136,6 +146,7 @@ collect_pid=$!
 wait_for "$work/tunnel.err" 'listening on'
 wait_for "$work/collect.err" 'listening for'
 ip netns exec "$vm2" ping -c 3 -i 0.3 -W 1 198.18.0.1 | sed 's/^/  /'
+settle 6 tcpdump -r "$work/tunnel.pcap" -nn
 sleep 0.5
 kill "$collect_pid" "$outer_pid" 2>/dev/null || true
 wait "$collect_pid" "$outer_pid" 2>/dev/null || true
