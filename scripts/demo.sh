@@ -21,6 +21,8 @@ run() {
   ./bin/tapas "$@" | sed 's/^/    /'
 }
 teardown() {
+  # 130: Ctrl-C, seen either by the trap below or (under set -e) as the status of the command it stopped.
+  (($? == 130)) && printf '\ninterrupted: tearing down\n'
   for pid in $(jobs -p); do
     [[ "$pid" == "$daemon_pid" ]] || kill "$pid" 2>/dev/null || true
   done
@@ -32,7 +34,7 @@ teardown() {
   rm -rf "$work"
 }
 trap teardown EXIT
-trap 'echo; echo "interrupted: tearing down"; exit 130' INT TERM
+trap 'exit 130' INT TERM
 
 # Polls `tapas KIND show NAME` until its status is ACTIVE (10 s at most).
 wait_active() {

@@ -59,8 +59,9 @@ describe.skipIf(!netnsAvailable)(`the demo (${netnsSkipReason})`, () => {
     expect(demoNamespaces(child.pid!)).toHaveLength(5);
     // Ctrl-C reaches the whole foreground process group.
     process.kill(-child.pid!, 'SIGINT');
-    const { code } = await result;
-    expect(code).not.toBe(0);
+    const { code, stdout } = await result;
+    expect(code).toBe(130);
+    expect(stdout).toContain('interrupted: tearing down');
     expect(demoNamespaces(child.pid!)).toEqual([]);
     // The daemon it started is gone too.
     const url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(seen)![1]!;
