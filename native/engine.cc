@@ -61,72 +61,63 @@ std::unique_ptr<Slot> Engine::new_slot() const {
   return slot;
 }
 
-void Engine::open_sources(const std::vector<SourceSlot*>& slots, Updates& updates) {
-  const size_t workers = workers_.size();
-  std::vector<std::unique_ptr<RxRing>> rings(slots.size() * workers);
-  std::vector<std::string> errors(rings.size());
+namespace {
+
+// Opens one endpoint per slot and worker, side by side. A slot is handed to
+// the workers only if every one of its lanes opened; otherwise it is marked
+// failed, to be retried, and what did open is closed again.
+template <typename Slot, typename Endpoint, typename Open, typename HandOver>
+void open_lanes(const std::vector<Slot*>& slots, size_t workers, Open open, HandOver hand_over) {
+  std::vector<std::unique_ptr<Endpoint>> opened(slots.size() * workers);
+  std::vector<std::string> errors(opened.size());
   std::vector<std::function<void()>> jobs;
-  for (size_t i = 0; i < rings.size(); ++i) {
-    jobs.emplace_back([&, i] {
-      const SourceSlot& slot = *slots[i / workers];
-      rings[i] = std::make_unique<RxRing>();
-      errors[i] = rings[i]->open(slot.spec, slot.fanout_group);
-    });
+  for (size_t i = 0; i < opened.size(); ++i) {
+    jobs.emplace_back([&, i] { errors[i] = open(*slots[i / workers], i % workers, opened[i]); });
   }
   run_parallel(jobs);
 
-  std::vector<std::unique_ptr<RxRing>> failed;
+  std::vector<std::function<void()>> closes;
   for (size_t s = 0; s < slots.size(); ++s) {
-    SourceSlot& slot = *slots[s];
+    Slot& slot = *slots[s];
     std::string error;
     for (size_t w = 0; w < workers && error.empty(); ++w) error = errors[s * workers + w];
     if (!error.empty()) {
-      for (size_t w = 0; w < workers; ++w) failed.push_back(std::move(rings[s * workers + w]));
+      for (size_t w = 0; w < workers; ++w) closes.emplace_back([&endpoint = opened[s * workers + w]] { endpoint.reset(); });
       slot.health.set_failed(error);
       slot.retry_at = Clock::now() + kRetryInterval;
       continue;
     }
-    for (size_t w = 0; w < workers; ++w) updates[w].rings.emplace_back(slot.lanes[w].get(), std::move(rings[s * workers + w]));
+    for (size_t w = 0; w < workers; ++w) hand_over(w, *slot.lanes[w], std::move(opened[s * workers + w]));
     slot.open = true;
     slot.health.set_ok();
   }
-  std::vector<std::function<void()>> closes;
-  for (auto& ring : failed) closes.emplace_back([&ring] { ring.reset(); });
   run_parallel(closes);
 }
 
-void Engine::open_sinks(const std::vector<SinkSlot*>& slots, Updates& updates) {
-  const size_t workers = workers_.size();
-  std::vector<std::unique_ptr<Sink>> sinks(slots.size() * workers);
-  std::vector<std::string> errors(sinks.size());
-  std::vector<std::function<void()>> jobs;
-  for (size_t i = 0; i < sinks.size(); ++i) {
-    jobs.emplace_back([&, i] {
-      SinkSlot& slot = *slots[i / workers];
-      sinks[i] = make_sink(slot.spec, slot.lanes[i % workers]->counters);
-      errors[i] = sinks[i] ? sinks[i]->open() : "unsupported sink kind";
-    });
-  }
-  run_parallel(jobs);
+}  // namespace
 
-  std::vector<std::unique_ptr<Sink>> failed;
-  for (size_t s = 0; s < slots.size(); ++s) {
-    SinkSlot& slot = *slots[s];
-    std::string error;
-    for (size_t w = 0; w < workers && error.empty(); ++w) error = errors[s * workers + w];
-    if (!error.empty()) {
-      for (size_t w = 0; w < workers; ++w) failed.push_back(std::move(sinks[s * workers + w]));
-      slot.health.set_failed(error);
-      slot.retry_at = Clock::now() + kRetryInterval;
-      continue;
-    }
-    for (size_t w = 0; w < workers; ++w) updates[w].sinks.emplace_back(slot.lanes[w].get(), std::move(sinks[s * workers + w]));
-    slot.open = true;
-    slot.health.set_ok();
-  }
-  std::vector<std::function<void()>> closes;
-  for (auto& sink : failed) closes.emplace_back([&sink] { sink.reset(); });
-  run_parallel(closes);
+void Engine::open_sources(const std::vector<SourceSlot*>& slots, Updates& updates) {
+  open_lanes<SourceSlot, RxRing>(
+      slots, workers_.size(),
+      [](const SourceSlot& slot, size_t, std::unique_ptr<RxRing>& ring) {
+        ring = std::make_unique<RxRing>();
+        return ring->open(slot.spec, slot.fanout_group);
+      },
+      [&](size_t worker, SourceLane& lane, std::unique_ptr<RxRing> ring) {
+        updates[worker].rings.emplace_back(&lane, std::move(ring));
+      });
+}
+
+void Engine::open_sinks(const std::vector<SinkSlot*>& slots, Updates& updates) {
+  open_lanes<SinkSlot, Sink>(
+      slots, workers_.size(),
+      [](SinkSlot& slot, size_t worker, std::unique_ptr<Sink>& sink) -> std::string {
+        sink = make_sink(slot.spec, slot.lanes[worker]->counters);
+        return sink ? sink->open() : "unsupported sink kind";
+      },
+      [&](size_t worker, SinkLane& lane, std::unique_ptr<Sink> sink) {
+        updates[worker].sinks.emplace_back(&lane, std::move(sink));
+      });
 }
 
 void Engine::unplug_source(SourceSlot& slot, Updates& updates) {
