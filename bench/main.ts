@@ -150,46 +150,61 @@ function sessionUnits(settings: Settings, contender: Contender, size: number): n
   return sweep + search + latency;
 }
 
-async function runContender(contender: Contender, size: number, topology: MainTopology, tapas: TapasInstall,
-  settings: Settings, dir: string, ksoftirqd: number[], progress: Progress): Promise<SizeResult> {
-  const result: SizeResult = { size, sweep: [] };
-  const units = sessionUnits(settings, contender, size);
+/**
+ * One repetition of one contender with one frame size: start it, show it
+ * delivers, warm up, sweep the rates once, search once, measure latency once,
+ * stop. Repetitions of all contenders take turns, so that a noisy minute on
+ * the shared machine falls on several contenders rather than on one.
+ */
+async function runRepetition(contender: Contender, size: number, repeat: number, into: SizeResult, topology: MainTopology,
+  tapas: TapasInstall, settings: Settings, dir: string, ksoftirqd: number[], progress: Progress): Promise<void> {
+  const once: Settings = { ...settings, repeats: 1, latencyRepeats: repeat < settings.latencyRepeats ? 1 : 0 };
+  const units = sessionUnits(once, contender, size);
   let used = 0;
-  const maxSeconds = Math.ceil(units * 6 + 120);
-  progress.phase(`${contender.label}, ${size + 4}-byte frames: starting`);
-  const running = await contender.start(topology, tapas, dir, maxSeconds);
-  const session = new Session(topology, contender, running, size, join(dir, `trafgen-${size}.cfg`), settings, ksoftirqd, dir,
+  const what = `${contender.label}, ${size + 4}-byte frames, repetition ${repeat + 1}/${settings.repeats}`;
+  progress.phase(`${what}: starting`);
+  const running = await contender.start(topology, tapas, dir, Math.ceil(units * 6 + 120));
+  const session = new Session(topology, contender, running, size, join(dir, `trafgen-${size}.cfg`), once, ksoftirqd, dir,
     () => { used += 1; progress.step(); });
   try {
     await session.ready();
     if (!settings.quick) await session.trial(settings.rates[size]?.[0] ?? 50_000, false); // warm-up, not recorded
-    progress.phase(`${contender.label}, ${size + 4}-byte frames: rate sweep`);
-    result.sweep = await session.sweep();
+    progress.phase(`${what}: rate sweep`);
+    const sweep = await session.sweep();
+    for (const point of sweep) {
+      const existing = into.sweep.find((p) => p.target === point.target);
+      if (existing) existing.trials.push(...point.trials);
+      else into.sweep.push(point);
+    }
     if (contender.kind !== 'baseline') {
-      progress.phase(`${contender.label}, ${size + 4}-byte frames: loss-free search`);
-      result.search = await session.search(result.sweep);
-      if (size === settings.sizes[0]) {
-        progress.phase(`${contender.label}: latency at ${settings.latencyRate / 1000} kpps`);
-        result.latency = await session.latency();
+      progress.phase(`${what}: loss-free search`);
+      const search = await session.search(sweep);
+      const previous = into.search;
+      into.search = previous
+        ? { rates: [...previous.rates, ...search.rates], bound: previous.bound === search.bound ? search.bound : 'search', bracket: search.bracket }
+        : search;
+      if (size === settings.sizes[0] && once.latencyRepeats > 0) {
+        progress.phase(`${what}: latency at ${settings.latencyRate / 1000} kpps`);
+        into.latency = [...(into.latency ?? []), ...(await session.latency())];
       }
     }
     const rss = running.pid === undefined ? NaN : rssKiB(running.pid);
     const report = await running.stop();
     if (report) {
-      result.tapas = {
-        ringDrops: report.stats.sources.reduce((sum, s) => sum + s.ringDrops, 0),
-        sinkErrors: report.stats.sinks.reduce((sum, s) => sum + s.errors, 0),
-        eventLoopLagP99Ms: report.eventLoopLagMs.p99,
-        rssKiB: rss,
+      const previous = into.tapas ?? { ringDrops: 0, sinkErrors: 0, eventLoopLagP99Ms: 0, rssKiB: 0 };
+      into.tapas = {
+        ringDrops: previous.ringDrops + report.stats.sources.reduce((sum, s) => sum + s.ringDrops, 0),
+        sinkErrors: previous.sinkErrors + report.stats.sinks.reduce((sum, s) => sum + s.errors, 0),
+        eventLoopLagP99Ms: Math.max(previous.eventLoopLagP99Ms, report.eventLoopLagMs.p99),
+        rssKiB: Math.max(previous.rssKiB, rss),
       };
     }
   } catch (error) {
-    result.failed = (error as Error).message;
-    progress.note(`${contender.label}, ${size + 4}-byte frames: ${result.failed}`);
+    into.failed = `${what}: ${(error as Error).message}`;
+    progress.note(into.failed);
     await running.stop().catch(() => undefined);
   }
   progress.grow(used - units);
-  return result;
 }
 
 async function main(): Promise<void> {
@@ -237,9 +252,13 @@ async function main(): Promise<void> {
     const ksoftirqd = ksoftirqdPids();
 
     for (const size of settings.sizes) {
-      for (const contender of runnable) {
-        const result = await runContender(contender, size, topology, tapas, settings, dir, ksoftirqd, progress);
-        results.find((r) => r.id === contender.id)!.sizes.push(result);
+      const bySize = new Map(runnable.map((c) => [c, { size, sweep: [] } as SizeResult]));
+      for (const [contender, result] of bySize) results.find((r) => r.id === contender.id)!.sizes.push(result);
+      for (let repeat = 0; repeat < settings.repeats; repeat += 1) {
+        for (const [contender, result] of bySize) {
+          if (result.failed) continue;
+          await runRepetition(contender, size, repeat, result, topology, tapas, settings, dir, ksoftirqd, progress);
+        }
       }
     }
     const scale = options.scale ? await runScale(spaces, settings, tapas, progress) : [];
