@@ -10,7 +10,7 @@ import { registerCollect } from './collect.js';
 import { registerCompletion } from './completion.js';
 import { registerMirror } from './mirror.js';
 import { registerResources } from './resources.js';
-import { registerServe } from './serve.js';
+import { registerServe } from './serve-command.js';
 import { registerStats } from './stats.js';
 import { EXIT_USAGE, UsageError } from './errors.js';
 

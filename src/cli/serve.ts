@@ -5,10 +5,7 @@
  * agent and the engine, and close the store.
  */
 import { isIP } from 'node:net';
-import { homedir, hostname } from 'node:os';
-import { join } from 'node:path';
 
-import { Command, Option } from 'commander';
 import pino, { type Logger } from 'pino';
 
 import { Agent } from '../agent/agent.js';
@@ -16,11 +13,11 @@ import { loadTokens, noauth, tokenAuth, tokensFileIsShared, TokensFileError, typ
 import { Metrics } from '../api/metrics.js';
 import { buildApi } from '../api/server.js';
 import { Engine, probeInterface } from '../engine/engine.js';
-import { RESOURCE_KINDS, type ResourceKind } from '../model/resources.js';
-import { DEFAULT_QUOTAS, UNLIMITED, type QuotaLimits } from '../service/quotas.js';
+import { DEFAULT_QUOTAS, type QuotaLimits } from '../service/quotas.js';
 import { TaasService } from '../service/taas-service.js';
 import { Store, StoreError } from '../store/store.js';
 import { UsageError } from './errors.js';
+import type { ServeFlags } from './serve-command.js';
 
 export interface ListenAddress {
   host: string;
@@ -60,19 +57,7 @@ export function isLoopback(host: string): boolean {
   return host === '::1';
 }
 
-function defaultStateDir(): string {
-  return process.getuid?.() === 0 ? '/var/lib/tapas' : join(process.env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'tapas');
-}
 
-function parseQuota(text: string, previous: Partial<QuotaLimits>): Partial<QuotaLimits> {
-  const match = /^([a-z_]+)=(-?\d+)$/.exec(text);
-  const resource = match?.[1] as ResourceKind | undefined;
-  const limit = Number(match?.[2]);
-  if (!match || !RESOURCE_KINDS.includes(resource!) || limit < UNLIMITED) {
-    throw new UsageError(`invalid --quota '${text}': expected RESOURCE=N with RESOURCE one of ${RESOURCE_KINDS.join(', ')} and N >= -1`);
-  }
-  return { ...previous, [resource!]: limit };
-}
 
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const { logger } = options;
@@ -125,73 +110,46 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   return { url, close: closeAll };
 }
 
-interface ServeFlags {
-  listen: string;
-  stateDir: string;
-  auth?: AuthMode;
-  tokens?: string;
-  host: string;
-  quota: Partial<QuotaLimits>;
-  workers: string;
-  agentInterval: string;
-  logLevel: string;
-}
-
-export function registerServe(program: Command): void {
-  program
-    .command('serve')
-    .description('run the daemon: the TaaS API, its store and the agent driving the mirror engine')
-    .option('--listen <host:port>', 'address of the API', '127.0.0.1:9696')
-    .option('--state-dir <dir>', 'where the store lives', defaultStateDir())
-    .addOption(new Option('--auth <mode>', 'noauth (loopback only) or token (default when --tokens is given)').choices(['noauth', 'token']))
-    .option('--tokens <file>', 'static tokens: {"tokens": [{"token", "project_id", "roles": ["admin"|"member"|"reader"]}]}')
-    .option('--host <name>', 'this host\'s name (binding:host_id of its ports)', hostname())
-    .addOption(new Option('--quota <resource=N>', `per-project quota, repeatable (${RESOURCE_KINDS.join(', ')}; -1 = unlimited); `
-      + 'the admin can override it per project with PUT /v2.0/quotas/PROJECT')
-      .argParser(parseQuota).default({}, Object.entries(DEFAULT_QUOTAS).map(([kind, limit]) => `${kind}=${limit}`).join(' ')))
-    .option('--workers <n>', 'engine worker threads', '1')
-    .option('--agent-interval <ms>', 'how often the agent re-checks interfaces and engine health', '1000')
-    .option('--log-level <level>', 'pino log level', 'info')
-    .action(async (flags: ServeFlags) => {
-      const workers = Number(flags.workers);
-      const interval = Number(flags.agentInterval);
-      if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new UsageError(`--workers must be 1 to 64, not '${flags.workers}'`);
-      if (!Number.isInteger(interval) || interval < 50) throw new UsageError(`--agent-interval must be an integer >= 50, not '${flags.agentInterval}'`);
-      const logger = pino({ level: flags.logLevel, base: { pid: process.pid } });
-      let daemon: Daemon;
-      try {
-        daemon = await startDaemon({
-          listen: parseListen(flags.listen),
-          stateDir: flags.stateDir,
-          auth: flags.auth ?? (flags.tokens ? 'token' : 'noauth'),
-          ...(flags.tokens ? { tokensFile: flags.tokens } : {}),
-          hostId: flags.host,
-          quotas: { ...DEFAULT_QUOTAS, ...flags.quota },
-          workers,
-          agentIntervalMs: interval,
-          logger,
-        });
-      } catch (error) {
-        if (error instanceof TokensFileError) throw new UsageError(error.message);
-        if (error instanceof StoreError) throw new Error(error.message);
-        throw error;
-      }
-      await new Promise<void>((resolve) => {
-        let stopping = false;
-        const stop = (signal: NodeJS.Signals) => {
-          if (stopping) process.exit(1); // a second signal: stop waiting
-          stopping = true;
-          logger.info({ signal }, 'stopping');
-          daemon.close().then(() => {
-            logger.info('stopped');
-            resolve();
-          }, (error: unknown) => {
-            logger.error({ err: error }, 'stop failed');
-            process.exit(1);
-          });
-        };
-        process.on('SIGTERM', stop);
-        process.on('SIGINT', stop);
-      });
+/** `tapas serve` after its options are parsed: runs until SIGTERM or SIGINT. */
+export async function runServe(flags: ServeFlags): Promise<void> {
+  const workers = Number(flags.workers);
+  const interval = Number(flags.agentInterval);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new UsageError(`--workers must be 1 to 64, not '${flags.workers}'`);
+  if (!Number.isInteger(interval) || interval < 50) throw new UsageError(`--agent-interval must be an integer >= 50, not '${flags.agentInterval}'`);
+  const logger = pino({ level: flags.logLevel, base: { pid: process.pid } });
+  let daemon: Daemon;
+  try {
+    daemon = await startDaemon({
+      listen: parseListen(flags.listen),
+      stateDir: flags.stateDir,
+      auth: flags.auth ?? (flags.tokens ? 'token' : 'noauth'),
+      ...(flags.tokens ? { tokensFile: flags.tokens } : {}),
+      hostId: flags.host,
+      quotas: { ...DEFAULT_QUOTAS, ...flags.quota },
+      workers,
+      agentIntervalMs: interval,
+      logger,
     });
+  } catch (error) {
+    if (error instanceof TokensFileError) throw new UsageError(error.message);
+    if (error instanceof StoreError) throw new Error(error.message);
+    throw error;
+  }
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals) => {
+      if (stopping) process.exit(1); // a second signal: stop waiting
+      stopping = true;
+      logger.info({ signal }, 'stopping');
+      daemon.close().then(() => {
+        logger.info('stopped');
+        resolve();
+      }, (error: unknown) => {
+        logger.error({ err: error }, 'stop failed');
+        process.exit(1);
+      });
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
 }

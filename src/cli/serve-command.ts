@@ -1,0 +1,60 @@
+/**
+ * `tapas serve`'s options. The daemon itself (fastify, SQLite, the engine) is
+ * loaded only when the command runs, so that every other command starts fast.
+ */
+import { homedir, hostname } from 'node:os';
+import { join } from 'node:path';
+
+import { Command, Option } from 'commander';
+
+import type { AuthMode } from '../api/auth.js';
+import { RESOURCE_KINDS, type ResourceKind } from '../model/resources.js';
+import { DEFAULT_QUOTAS, UNLIMITED, type QuotaLimits } from '../service/quotas.js';
+import { UsageError } from './errors.js';
+
+export interface ServeFlags {
+  listen: string;
+  stateDir: string;
+  auth?: AuthMode;
+  tokens?: string;
+  host: string;
+  quota: Partial<QuotaLimits>;
+  workers: string;
+  agentInterval: string;
+  logLevel: string;
+}
+
+function defaultStateDir(): string {
+  return process.getuid?.() === 0 ? '/var/lib/tapas' : join(process.env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'tapas');
+}
+
+function parseQuota(text: string, previous: Partial<QuotaLimits>): Partial<QuotaLimits> {
+  const match = /^([a-z_]+)=(-?\d+)$/.exec(text);
+  const resource = match?.[1] as ResourceKind | undefined;
+  const limit = Number(match?.[2]);
+  if (!match || !RESOURCE_KINDS.includes(resource!) || limit < UNLIMITED) {
+    throw new UsageError(`invalid --quota '${text}': expected RESOURCE=N with RESOURCE one of ${RESOURCE_KINDS.join(', ')} and N >= -1`);
+  }
+  return { ...previous, [resource!]: limit };
+}
+
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .description('run the daemon: the TaaS API, its store and the agent driving the mirror engine')
+    .option('--listen <host:port>', 'address of the API', '127.0.0.1:9696')
+    .option('--state-dir <dir>', 'where the store lives', defaultStateDir())
+    .addOption(new Option('--auth <mode>', 'noauth (loopback only) or token (default when --tokens is given)').choices(['noauth', 'token']))
+    .option('--tokens <file>', 'static tokens: {"tokens": [{"token", "project_id", "roles": ["admin"|"member"|"reader"]}]}')
+    .option('--host <name>', 'this host\'s name (binding:host_id of its ports)', hostname())
+    .addOption(new Option('--quota <resource=N>', `per-project quota, repeatable (${RESOURCE_KINDS.join(', ')}; -1 = unlimited); `
+      + 'the admin can override it per project with PUT /v2.0/quotas/PROJECT')
+      .argParser(parseQuota).default({}, Object.entries(DEFAULT_QUOTAS).map(([kind, limit]) => `${kind}=${limit}`).join(' ')))
+    .option('--workers <n>', 'engine worker threads', '1')
+    .option('--agent-interval <ms>', 'how often the agent re-checks interfaces and engine health', '1000')
+    .option('--log-level <level>', 'pino log level', 'info')
+    .action(async (flags: ServeFlags) => {
+      const { runServe } = await import('./serve.js');
+      await runServe(flags);
+    });
+}
