@@ -6,7 +6,7 @@ import type { Results } from './results.js';
 import { sizeLabel } from './traffic.js';
 
 const COLORS: Record<string, string> = {
-  tapas: '#d62728', tc: '#1f77b4', nft: '#17becf', daemonlogger: '#ff7f0e', 'netsniff-ng': '#2ca02c',
+  tapas: '#d62728', 'tapas-low-latency': '#8c564b', tc: '#1f77b4', nft: '#17becf', daemonlogger: '#ff7f0e', 'netsniff-ng': '#2ca02c',
   'tapas-gre': '#9467bd', 'tapas-erspan': '#e377c2',
 };
 

@@ -31,13 +31,13 @@ export interface TapasReport {
 /** A tapas build to benchmark: a checkout with dist/ and build/ made. */
 export interface TapasInstall {
   root: string;
-  /** Sink options `tapas mirror --help` offers beyond --to (the tunnel sinks land separately). */
-  tunnels: { gre: boolean; erspan: boolean };
+  /** Options `tapas mirror --help` offers beyond --to (they land separately). */
+  options: { gre: boolean; erspan: boolean; lowLatency: boolean };
 }
 
 export async function inspectTapas(root: string): Promise<TapasInstall> {
   const help = await run(join(root, 'bin/tapas'), ['mirror', '--help']);
-  return { root, tunnels: { gre: /--gre\b/.test(help), erspan: /--erspan\b/.test(help) } };
+  return { root, options: { gre: /--gre\b/.test(help), erspan: /--erspan\b/.test(help), lowLatency: /--low-latency\b/.test(help) } };
 }
 
 export interface Running {
@@ -47,7 +47,7 @@ export interface Running {
   stop(): Promise<TapasReport | undefined>;
 }
 
-export type ContenderId = 'none' | 'tapas' | 'tc' | 'nft' | 'daemonlogger' | 'netsniff-ng' | 'tapas-gre' | 'tapas-erspan';
+export type ContenderId = 'none' | 'tapas' | 'tapas-low-latency' | 'tc' | 'nft' | 'daemonlogger' | 'netsniff-ng' | 'tapas-gre' | 'tapas-erspan';
 
 export interface Contender {
   id: ContenderId;
@@ -82,14 +82,14 @@ export async function stopProcess(child: Child, signal: NodeJS.Signals, what: st
   return result.stdout;
 }
 
-function tapasContender(id: ContenderId, label: string, sinkArgs: string[], tunnel?: 'gre' | 'erspan'): Contender {
+function tapasContender(id: ContenderId, label: string, sinkArgs: string[], needs?: 'gre' | 'erspan' | 'lowLatency'): Contender {
   return {
     id,
     label,
     kind: 'tapas',
-    sink: tunnel ? 'collector' : 'port',
+    sink: needs === 'gre' || needs === 'erspan' ? 'collector' : 'port',
     async unavailable(tapas) {
-      if (tunnel && !tapas.tunnels[tunnel]) return `\`tapas mirror --help\` offers no --${tunnel} in this build`;
+      if (needs && !tapas.options[needs]) return `\`tapas mirror --help\` offers no ${sinkArgs.find((a) => a.startsWith('--') && a !== '--to')} in this build`;
       return undefined;
     },
     async start(topology, tapas, _dir, maxSeconds) {
@@ -120,6 +120,7 @@ export const CONTENDERS: Contender[] = [
     async start() { return { async stop() { return undefined; } }; },
   },
   tapasContender('tapas', 'tapas', ['--to', 'd0']),
+  tapasContender('tapas-low-latency', 'tapas --low-latency', ['--to', 'd0', '--low-latency'], 'lowLatency'),
   {
     id: 'tc',
     label: 'tc mirred',

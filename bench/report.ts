@@ -48,7 +48,9 @@ export function targets(results: Results): Target[] {
   const dl = lossFreeRate(results, 'daemonlogger', size).median;
   const erspan = lossFreeRate(results, 'tapas-erspan', size).median;
   const cpu = (id: string) => over(point(sizeOf(byId(results, id), size), REFERENCE_RATE), perPacketNs).median;
-  const latency = spread(sizeOf(byId(results, 'tapas'), size)?.latency?.map((r) => r.p99) ?? []).median;
+  const p99 = (id: string) => spread(sizeOf(byId(results, id), size)?.latency?.map((r) => r.p99) ?? []).median;
+  const lowLatency = Number.isFinite(p99('tapas-low-latency'));
+  const latency = lowLatency ? p99('tapas-low-latency') : p99('tapas');
   const scale = results.scale.filter((s) => !s.failed);
   const first = scale.find((s) => s.sources === 1);
   const last = scale[scale.length - 1];
@@ -62,8 +64,8 @@ export function targets(results: Results): Target[] {
     ratioTarget('64 B loss-free rate, tapas ÷ daemonlogger', tapas / dl, 2, undefined, `${kpps(tapas)} vs ${kpps(dl)} kpps`),
     ratioTarget(`CPU per mirrored packet at ${kpps(REFERENCE_RATE)} kpps, tapas ÷ daemonlogger`, cpu('tapas') / cpu('daemonlogger'),
       undefined, 0.5, `${fixed(cpu('tapas'), 0)} vs ${fixed(cpu('daemonlogger'), 0)} ns`),
-    ratioTarget(`added latency p99 at ${kpps(results.settings.latencyRate)} kpps, tapas ÷ 1 ms`, latency / 1000, undefined, 1,
-      `${fixed(latency, 0)} µs`),
+    ratioTarget(`added latency p99 at ${kpps(results.settings.latencyRate)} kpps, tapas${lowLatency ? ' --low-latency' : ''} ÷ 1 ms`,
+      latency / 1000, undefined, 1, `${fixed(latency, 0)} µs${lowLatency ? ` (default blocks: ${fixed(p99('tapas'), 0)} µs)` : ''}`),
     ratioTarget('64 B loss-free rate, ERSPAN ÷ local port', erspan / tapas, 0.8, undefined, `${kpps(erspan)} vs ${kpps(tapas)} kpps`),
     ratioTarget(`CPU per packet, ${lastN} sources ÷ 1 source`, scaleCpu(last) / scaleCpu(first), undefined, 1.1,
       `${fixed(scaleCpu(last), 0)} vs ${fixed(scaleCpu(first), 0)} ns`),
@@ -177,7 +179,7 @@ gen ──g0═s0── mir ──d0═m0── mon      local port: copies coun
 
 - **Traffic**: trafgen (netsniff-ng ${results.versions.trafgen}) sends IPv4/UDP frames (198.18.0.1 → 198.19.0.1, the RFC 2544 range) out of g0, pinned to CPU 0, one process, \`-n\` frames at \`-b\` rate, or unpaced ("unpaced" column: as fast as trafgen goes while the mirror runs). Frames are 60 bytes on the veth (64 B on a wire, with FCS) and 1514 bytes (1518 B: a full 1500-byte MTU). The destination MAC belongs to nobody, so on s0 the frames are what the workload sends: TaaS direction OUT. Each trial sends ${s.trialSeconds} s of traffic.
 - **Offered** = rx packets of the source port s0 during the trial; **mirrored** = rx packets of m0 (or c0) after the copies stop arriving. Rates are per second of trafgen's own sending time.
-- **Contenders**, one after the other in the mirror namespace on the same interfaces: \`tapas mirror --source s0 --direction OUT --to d0\` (or \`--gre\`/\`--erspan\` to the collector; defaults: 1 worker, 16 × 128 KiB ring, 1 ms block timeout), \`tc\` clsact + \`u32 match u32 0 0 action mirred egress mirror dev d0\` on s0 ingress, nftables netdev ingress \`dup to "d0"\`, \`daemonlogger -i s0 -o d0\`, \`netsniff-ng --in s0 --out d0 --ring-size 2MiB\` (its default ring cannot be allocated in a namespace; its TX ring is flushed by a 10 µs interval timer, \`-k\`, left at the default). Mirroring processes are not pinned (the generator is, to CPU 0). Each run starts the mirror, shows it delivers copies, warms it up (one unrecorded trial), then measures.
+- **Contenders**, one after the other in the mirror namespace on the same interfaces: \`tapas mirror --source s0 --direction OUT --to d0\` (or \`--gre\`/\`--erspan\` to the collector; defaults: 1 worker, TPACKET_V3 ring of 16 × 128 KiB, 1 ms block timeout; "tapas --low-latency" hands each frame over at once, TPACKET_V2), \`tc\` clsact + \`u32 match u32 0 0 action mirred egress mirror dev d0\` on s0 ingress, nftables netdev ingress \`dup to "d0"\`, \`daemonlogger -i s0 -o d0\`, \`netsniff-ng --in s0 --out d0 --ring-size 2MiB\` (its default ring cannot be allocated in a namespace; its TX ring is flushed by a 10 µs interval timer, \`-k\`, left at the default). Mirroring processes are not pinned (the generator is, to CPU 0). Each run starts the mirror, shows it delivers copies, warms it up (one unrecorded trial), then measures.
 - **Repeats**: everything ${s.repeats}×; figures are the median with (min–max). The contenders take turns: repetition 1 of every contender, then repetition 2, and so on, each repetition a fresh start of the mirror, so that a noisy minute on the shared machine does not land on one contender only.
 - **Loss-free rate**: < ${s.lossFree * 100}% loss with at least 90% of the requested rate reached. Each repetition's sweep brackets it (highest loss-free sweep rate, next rate), then ${s.searchSteps} bisection steps give the highest loss-free offered rate that repetition saw. When even the unpaced generator sees no loss the figure is the generator's limit (a lower bound).
 - **CPU**: the mirroring process's on-CPU time from the scheduler (sum of \`/proc/PID/task/*/schedstat\` over its threads, ns resolution) between the trial's start and end, divided by mirrored packets. It includes softirq work the kernel does in that process's context (e.g. delivering its copies to the monitor). The kernel's mirrors have no process: their work runs in softirq, mostly in the sender's context (this kernel has no IRQ time accounting, so it is charged to the interrupted task); the "whole path above baseline" table shows it as generator + mirror + ksoftirqd CPU (the generator's from wait4 rusage) minus the same with no mirror.
