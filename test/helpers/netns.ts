@@ -97,6 +97,19 @@ export class Lab {
     await run('ip', ['-n', nsB, 'link', 'set', ifB, 'up']);
   }
 
+  /**
+   * The usual test host: a "VM" namespace behind veth vmh|vm0 and a "monitor"
+   * namespace behind monh|mon0, both host sides in a host namespace.
+   */
+  async vmAndMonitor(monitorMtu?: number): Promise<{ host: string; vm: string; monitor: string }> {
+    const host = await this.namespace('host');
+    const vm = await this.namespace('vm');
+    const monitor = await this.namespace('mon');
+    await this.veth(host, 'vmh', vm, 'vm0');
+    await this.veth(host, 'monh', monitor, 'mon0', monitorMtu);
+    return { host, vm, monitor };
+  }
+
   async deleteLink(ns: string, ifname: string): Promise<void> {
     await run('ip', ['-n', ns, 'link', 'del', ifname]);
   }

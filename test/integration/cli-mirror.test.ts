@@ -42,11 +42,7 @@ describe.skipIf(!netnsAvailable)(`tapas mirror in namespaces (${netnsSkipReason}
   let host: string, vm: string, monitor: string;
 
   beforeAll(async () => {
-    host = await lab.namespace('host');
-    vm = await lab.namespace('vm');
-    monitor = await lab.namespace('mon');
-    await lab.veth(host, 'vmh', vm, 'vm0');
-    await lab.veth(host, 'monh', monitor, 'mon0');
+    ({ host, vm, monitor } = await lab.vmAndMonitor());
   });
 
   afterAll(() => lab.cleanup());

@@ -36,11 +36,7 @@ describe.skipIf(!netnsAvailable)(`durability of the daemon (${netnsSkipReason})`
   const attempts: Attempt[] = [];
 
   beforeAll(async () => {
-    host = await lab.namespace('host');
-    vm = await lab.namespace('vm');
-    monitor = await lab.namespace('mon');
-    await lab.veth(host, 'vmh', vm, 'vm0');
-    await lab.veth(host, 'monh', monitor, 'mon0');
+    ({ host, vm, monitor } = await lab.vmAndMonitor());
     daemon = await DaemonProcess.start({ args: ['--quota', 'port=-1', '--quota', 'tap_flow=-1'] });
     stateDir = daemon.stateDir;
     api = daemon.client();

@@ -23,11 +23,7 @@ describe.skipIf(!netnsAvailable)(`TaaS workflow through the daemon (${netnsSkipR
   let vmPort: any, monitorPort: any, service: any;
 
   beforeAll(async () => {
-    host = await lab.namespace('host');
-    vm = await lab.namespace('vm');
-    monitor = await lab.namespace('mon');
-    await lab.veth(host, 'vmh', vm, 'vm0');
-    await lab.veth(host, 'monh', monitor, 'mon0');
+    ({ host, vm, monitor } = await lab.vmAndMonitor());
     daemon = await DaemonProcess.start();
     api = daemon.client();
   });

@@ -19,11 +19,7 @@ describe.skipIf(!netnsAvailable).each([3, 2] as const)(`TaaS direction semantics
   let engine: Engine;
 
   beforeAll(async () => {
-    host = await lab.namespace('host');
-    vm = await lab.namespace('vm');
-    monitor = await lab.namespace('mon');
-    await lab.veth(host, 'vmh', vm, 'vm0');
-    await lab.veth(host, 'monh', monitor, 'mon0');
+    ({ host, vm, monitor } = await lab.vmAndMonitor());
     engine = new Engine();
   });
 

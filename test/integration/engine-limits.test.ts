@@ -17,11 +17,7 @@ describe.skipIf(!netnsAvailable)(`oversize frames and several workers (${netnsSk
   });
 
   beforeAll(async () => {
-    host = await lab.namespace('host');
-    vm = await lab.namespace('vm');
-    monitor = await lab.namespace('mon');
-    await lab.veth(host, 'vmh', vm, 'vm0');
-    await lab.veth(host, 'monh', monitor, 'mon0', 1000);
+    ({ host, vm, monitor } = await lab.vmAndMonitor(1000));
   });
 
   afterAll(() => lab.cleanup());
