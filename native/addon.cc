@@ -220,7 +220,13 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   explicit NativeEngine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeEngine>(info) {
     EngineOptions options;
     if (info.Length() > 0 && info[0].IsObject()) {
-      options.workers = uint_field(info[0].As<Napi::Object>(), "workers", 1);
+      Napi::Object settings = info[0].As<Napi::Object>();
+      options.workers = uint_field(settings, "workers", 1);
+      std::string priority = string_field(settings, "priority", false);
+      if (priority == "normal") options.priority = WorkerPriority::Normal;
+      else if (priority == "realtime") options.priority = WorkerPriority::Realtime;
+      else if (priority.empty() || priority == "high") options.priority = WorkerPriority::High;
+      else throw Napi::TypeError::New(info.Env(), "priority must be normal, high or realtime, not '" + priority + "'");
     }
     engine_ = std::make_shared<Engine>(options);
   }

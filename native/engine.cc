@@ -48,7 +48,7 @@ Stat& entry(std::vector<Stat>& list, const std::string& id) {
 
 Engine::Engine(const EngineOptions& options) : next_fanout_group_(static_cast<uint16_t>(getpid() * 131)) {
   unsigned count = options.workers == 0 ? 1 : options.workers;
-  for (unsigned i = 0; i < count; ++i) workers_.push_back(std::make_unique<Worker>());
+  for (unsigned i = 0; i < count; ++i) workers_.push_back(std::make_unique<Worker>(options.priority));
   health_thread_ = std::thread([this] { health_loop(); });
 }
 

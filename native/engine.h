@@ -25,6 +25,7 @@ using Clock = std::chrono::steady_clock;
 
 struct EngineOptions {
   unsigned workers = 1;
+  WorkerPriority priority = WorkerPriority::High;
 };
 
 class Engine {

@@ -1,6 +1,9 @@
 #include "worker.h"
 
+#include <pthread.h>
+#include <sched.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -19,9 +22,19 @@ void wake(int fd) {
   uint64_t one = 1;
   (void)!write(fd, &one, sizeof one);
 }
+
+// Best effort: without CAP_SYS_NICE the worker keeps the priority it has.
+void raise_priority(WorkerPriority priority) {
+  if (priority == WorkerPriority::Realtime) {
+    sched_param param{};
+    param.sched_priority = 1;
+    if (pthread_setschedparam(pthread_self(), SCHED_FIFO, &param) == 0) return;
+  }
+  if (priority != WorkerPriority::Normal) setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), -10);
+}
 }  // namespace
 
-Worker::Worker() {
+Worker::Worker(WorkerPriority priority) : priority_(priority) {
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (epoll_fd_ < 0 || wake_fd_ < 0) throw std::runtime_error("cannot create a worker: " + errno_text(errno));
@@ -60,6 +73,7 @@ void Worker::install(WorkerUpdate& update) {
 }
 
 void Worker::run() {
+  raise_priority(priority_);
   epoll_event events[kMaxEvents];
   for (;;) {
     int count = epoll_wait(epoll_fd_, events, kMaxEvents, -1);

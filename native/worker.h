@@ -30,9 +30,19 @@ struct WorkerUpdate {
   std::vector<std::pair<SourceLane*, std::vector<RuleLane*>>> rule_lists;
 };
 
+// How a worker competes for the CPU. A worker that waits behind busy
+// processes lets its ring fill: at low rates a TPACKET_V3 ring holds only
+// block_count x block timeout of traffic (16 ms by default), so a host under
+// load drops frames and adds tens of milliseconds of latency at nice 0.
+enum class WorkerPriority : uint8_t {
+  Normal = 0,    // nice 0
+  High = 1,      // nice -10: ahead of ordinary processes, still time-sliced
+  Realtime = 2,  // SCHED_FIFO 1: ahead of every ordinary process
+};
+
 class Worker {
  public:
-  Worker();
+  explicit Worker(WorkerPriority priority);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -48,6 +58,7 @@ class Worker {
   void dispatch(SourceLane& source, const Frame& frame);
   void flush_dirty_sinks();
 
+  WorkerPriority priority_;
   int epoll_fd_ = -1;
   int wake_fd_ = -1;
   std::vector<SinkLane*> dirty_sinks_;

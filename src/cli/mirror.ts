@@ -8,7 +8,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Command, Option } from 'commander';
 
 import {
-  Engine, probeInterface, type EngineStats, type Plan, type Direction, type GreSinkPlan, type ErspanSinkPlan,
+  Engine, probeInterface, type EngineStats, type Plan, type Direction, type GreSinkPlan, type ErspanSinkPlan, type WorkerPriority,
 } from '../engine/engine.js';
 import { parseVlanFilter, VlanFilterError } from '../model/vlan-filter.js';
 import { UsageError } from './errors.js';
@@ -36,6 +36,7 @@ interface MirrorOptions {
   ringBlocks: number;
   ringTimeoutMs: number;
   lowLatency?: boolean;
+  priority: WorkerPriority;
 }
 
 export function parseInterfaceRef(text: string): InterfaceRef {
@@ -188,7 +189,7 @@ async function runMirror(options: MirrorOptions): Promise<void> {
     ['destination', destinationLabel(destination)],
   ]);
 
-  const engine = new Engine({ workers: options.workers });
+  const engine = new Engine({ workers: options.workers, priority: options.priority });
   // The histogram records whole timer periods: subtract the period to get the lag.
   const lagResolutionMs = 10;
   const lag = monitorEventLoopDelay({ resolution: lagResolutionMs });
@@ -290,6 +291,8 @@ export function registerMirror(program: Command): void {
     .option('--ring-block-size <BYTES>', 'ring block size, a power of two >= 65536', positiveInteger('--ring-block-size'), 131072)
     .option('--ring-blocks <N>', 'ring blocks per source', positiveInteger('--ring-blocks'), 16)
     .option('--ring-timeout-ms <MS>', 'how long a partly filled block waits', positiveInteger('--ring-timeout-ms'), 1)
+    .addOption(new Option('--priority <LEVEL>', 'scheduling of the capture threads: nice 0, nice -10, or SCHED_FIFO')
+      .choices(['normal', 'high', 'realtime']).default('high'))
     .option('--low-latency', 'hand each frame over at once (TPACKET_V2) instead of in blocks: sub-millisecond ' +
       'added latency, more CPU at low rates, frames over ~1.9 KiB truncated')
     .addHelpText('after', `

@@ -13,6 +13,7 @@ import { DEFAULT_QUOTAS, UNLIMITED, type QuotaLimits } from '../service/quotas.j
 import { UsageError } from './errors.js';
 
 export interface ServeFlags {
+  priority: 'normal' | 'high' | 'realtime';
   listen: string;
   stateDir: string;
   auth?: AuthMode;
@@ -51,6 +52,8 @@ export function registerServe(program: Command): void {
       + 'the admin can override it per project with PUT /v2.0/quotas/PROJECT')
       .argParser(parseQuota).default({}, Object.entries(DEFAULT_QUOTAS).map(([kind, limit]) => `${kind}=${limit}`).join(' ')))
     .option('--workers <n>', 'engine worker threads', '1')
+    .addOption(new Option('--priority <level>', 'scheduling of the engine\'s workers: nice 0, nice -10, or SCHED_FIFO')
+      .choices(['normal', 'high', 'realtime']).default('high'))
     .option('--agent-interval <ms>', 'how often the agent re-checks interfaces and engine health', '1000')
     .option('--log-level <level>', 'pino log level', 'info')
     .action(async (flags: ServeFlags) => {

@@ -12,7 +12,7 @@ import { Agent } from '../agent/agent.js';
 import { loadTokens, noauth, tokenAuth, tokensFileIsShared, TokensFileError, type AuthMode } from '../api/auth.js';
 import { Metrics } from '../api/metrics.js';
 import { buildApi } from '../api/server.js';
-import { Engine, probeInterface } from '../engine/engine.js';
+import { Engine, probeInterface, type WorkerPriority } from '../engine/engine.js';
 import { DEFAULT_QUOTAS, type QuotaLimits } from '../service/quotas.js';
 import { TaasService } from '../service/taas-service.js';
 import { Store, StoreError } from '../store/store.js';
@@ -32,6 +32,7 @@ export interface DaemonOptions {
   hostId: string;
   quotas: QuotaLimits;
   workers: number;
+  priority?: WorkerPriority;
   /** How often the agent looks at interfaces and engine health unasked. */
   agentIntervalMs: number;
   logger: Logger;
@@ -78,7 +79,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
   const store = new Store(options.stateDir);
   store.resetStatusesAfterRestart();
-  const engine = new Engine({ workers: options.workers });
+  const engine = new Engine({ workers: options.workers, ...(options.priority ? { priority: options.priority } : {}) });
   const agent = new Agent({ store, dataPath: engine, probe: probeInterface, logger: logger.child({ component: 'agent' }), intervalMs: options.agentIntervalMs });
   const service = new TaasService(store, { hostId: options.hostId, quotas: options.quotas, onChange: () => void agent.trigger() });
   const metrics = new Metrics({ stats: () => engine.stats(), snapshot: () => agent.snapshot });
@@ -127,6 +128,7 @@ export async function runServe(flags: ServeFlags): Promise<void> {
       hostId: flags.host,
       quotas: { ...DEFAULT_QUOTAS, ...flags.quota },
       workers,
+      priority: flags.priority,
       agentIntervalMs: interval,
       logger,
     });

@@ -1,9 +1,11 @@
-import { loadAddon, type EngineStats, type InterfaceInfo, type NativeEngine } from './native.js';
+import { loadAddon, type EngineStats, type InterfaceInfo, type NativeEngine, type WorkerPriority } from './native.js';
 import type { Plan } from './plan.js';
 
 export interface EngineOptions {
   /** Worker threads; more than one spreads each source over a PACKET_FANOUT_HASH group. */
   workers?: number;
+  /** Default 'high' (nice -10): see WorkerPriority. Needs CAP_SYS_NICE; without it workers stay at nice 0. */
+  priority?: WorkerPriority;
 }
 
 /**
@@ -16,7 +18,7 @@ export class Engine {
   private applying: Promise<void> = Promise.resolve();
 
   constructor(options: EngineOptions = {}) {
-    this.native = new (loadAddon().NativeEngine)({ workers: options.workers ?? 1 });
+    this.native = new (loadAddon().NativeEngine)({ workers: options.workers ?? 1, priority: options.priority ?? 'high' });
   }
 
   /**
@@ -51,5 +53,5 @@ export function probeInterface(ifname: string, netns?: string): InterfaceInfo {
   return loadAddon().probeInterface(ifname, netns);
 }
 
-export type { EngineStats, InterfaceInfo, RuleStats, SinkStats, SourceStats, EndpointHealth } from './native.js';
+export type { EngineStats, InterfaceInfo, RuleStats, SinkStats, SourceStats, EndpointHealth, WorkerPriority } from './native.js';
 export type * from './plan.js';

@@ -58,6 +58,13 @@ export interface InterfaceInfo {
   up: boolean;
 }
 
+/**
+ * How worker threads compete for the CPU: normal (nice 0), high (nice -10, the
+ * default) or realtime (SCHED_FIFO 1). At nice 0 a busy host delays a worker
+ * for tens of milliseconds, longer than a ring holds at low rates.
+ */
+export type WorkerPriority = 'normal' | 'high' | 'realtime';
+
 export interface NativeEngine {
   /** Resolves once every worker runs the plan; rejects, changing nothing, if the plan is invalid. */
   apply(plan: Plan): Promise<void>;
@@ -123,7 +130,7 @@ export interface NativeCollector {
 }
 
 export interface NativeAddon {
-  NativeEngine: new (options?: { workers?: number }) => NativeEngine;
+  NativeEngine: new (options?: { workers?: number; priority?: WorkerPriority }) => NativeEngine;
   /** Throws with a readable reason (no such interface or netns, no CAP_NET_RAW). */
   probeInterface(ifname: string, netns?: string): InterfaceInfo;
   /** Opens its raw sockets at once (throws a readable reason) and receives on a native thread. */

@@ -1,6 +1,8 @@
+import { readdirSync, readFileSync } from 'node:fs';
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { Engine, type Plan } from '../../src/engine/engine.js';
+import { Engine, type Plan, type WorkerPriority } from '../../src/engine/engine.js';
 import { makeFrame, makeUdpFrame, testFramesOf } from '../helpers/frames.js';
 import { Lab, netnsAvailable, netnsSkipReason } from '../helpers/netns.js';
 
@@ -57,6 +59,34 @@ describe.skipIf(!netnsAvailable)(`oversize frames and several workers (${netnsSk
         expect(flow(copies)).toEqual(flow(sent));
       }
       expect(engine.stats().rules[0]).toMatchObject({ packets: 400 });
+    } finally {
+      await engine.close();
+    }
+  });
+
+  /** (nice, scheduling policy) of every thread of this process; policy 1 is SCHED_FIFO. */
+  function threadScheduling(): Array<{ nice: number; policy: number }> {
+    return readdirSync('/proc/self/task').flatMap((tid) => {
+      try {
+        const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        return [{ nice: Number(fields[16]), policy: Number(fields[38]) }];
+      } catch {
+        return [];
+      }
+    });
+  }
+
+  it.each([
+    ['high', { nice: -10, policy: 0 }],
+    ['realtime', { nice: 0, policy: 1 }],
+  ] as Array<[WorkerPriority, { nice: number; policy: number }]>)('a %s-priority engine runs its workers ahead of ordinary processes', async (priority, expected) => {
+    const before = threadScheduling().filter((t) => t.nice === expected.nice && t.policy === expected.policy).length;
+    const engine = new Engine({ workers: 2, priority });
+    try {
+      await engine.apply(plan());
+      const after = threadScheduling().filter((t) => t.nice === expected.nice && t.policy === expected.policy).length;
+      expect(after - before).toBe(2);
     } finally {
       await engine.close();
     }
