@@ -38,9 +38,12 @@ class RxRing {
   // Calls visit(const Frame&) for every frame of the next batch (a V3 block,
   // or up to a block's worth of consecutive V2 frames). Frames stay valid
   // until release_batch().
+  // Returns how many frames the batch held.
   template <typename Visit>
-  void read_batch(Visit&& visit);
+  size_t read_batch(Visit&& visit);
   void release_batch();
+  // TPACKET_V2: frames are handed over one by one, for latency.
+  bool per_frame() const { return version_ == TPACKET_V2; }
 
   // Drops and freezes since the last call (the kernel resets on read).
   RingStatistics take_statistics();
@@ -76,7 +79,7 @@ class RxRing {
 };
 
 template <typename Visit>
-void RxRing::read_batch(Visit&& visit) {
+size_t RxRing::read_batch(Visit&& visit) {
   Frame frame;
   if (version_ == TPACKET_V2) {
     const uint32_t limit = block_size_ / frame_size_;
@@ -87,20 +90,25 @@ void RxRing::read_batch(Visit&& visit) {
       if (read_frame(reinterpret_cast<const uint8_t*>(frame_at(index)), frame_size_, frame)) visit(frame);
       ++batch_frames_;
     }
-    return;
+    return batch_frames_;
   }
   const tpacket_block_desc* block = current_block();
   const uint32_t count = block->hdr.bh1.num_pkts;
   const auto* start = reinterpret_cast<const uint8_t*>(block);
   size_t offset = block->hdr.bh1.offset_to_first_pkt;
-  for (uint32_t i = 0; i < count && offset + sizeof(tpacket3_hdr) <= block_size_; ++i) {
+  uint32_t i = 0;
+  for (; i < count && offset + sizeof(tpacket3_hdr) <= block_size_; ++i) {
     const uint8_t* header = start + offset;
     frame = Frame{};
     if (read_frame(header, block_size_ - offset, frame)) visit(frame);
     const uint32_t next = reinterpret_cast<const tpacket3_hdr*>(header)->tp_next_offset;
-    if (next == 0) break;
+    if (next == 0) {
+      ++i;
+      break;
+    }
     offset += next;
   }
+  return i;
 }
 
 }  // namespace tapas

@@ -16,7 +16,12 @@
 namespace tapas {
 
 namespace {
-constexpr int kMaxEvents = 64;
+constexpr int kMaxEvents = 256;
+constexpr uint32_t kMaxPasses = 16;
+// A round under this many frames is light; after it the worker waits out one
+// default block timeout before it looks again.
+constexpr size_t kLightRound = 64;
+constexpr auto kCoalesceInterval = std::chrono::milliseconds(1);
 
 void wake(int fd) {
   uint64_t one = 1;
@@ -75,22 +80,17 @@ void Worker::install(WorkerUpdate& update) {
 void Worker::run() {
   raise_priority(priority_);
   epoll_event events[kMaxEvents];
+  std::vector<SourceLane*> ready;
   for (;;) {
     int count = epoll_wait(epoll_fd_, events, kMaxEvents, -1);
+    const auto woke = std::chrono::steady_clock::now();
+    bool mailbox = false;
+    ready.clear();
     for (int i = 0; i < count; ++i) {
       auto* source = static_cast<SourceLane*>(events[i].data.ptr);
       if (source == nullptr) {
-        uint64_t ignored;
-        (void)!read(wake_fd_, &ignored, sizeof ignored);
-        std::lock_guard<std::mutex> lock(mailbox_mu_);
-        if (stopping_) return;
-        if (pending_ != nullptr) {
-          apply_update(*pending_);
-          pending_ = nullptr;
-          mailbox_cv_.notify_all();
-        }
-        // The rest of this batch may name lanes the update just removed.
-        break;
+        mailbox = true;
+        continue;
       }
       if (events[i].events & EPOLLERR) {
         // A packet socket reports its link going down as an error; read it so
@@ -100,22 +100,49 @@ void Worker::run() {
         socklen_t length = sizeof error;
         getsockopt(source->ring->fd(), SOL_SOCKET, SO_ERROR, &error, &length);
       }
-      drain(*source);
+      ready.push_back(source);
     }
+    if (mailbox) {
+      uint64_t ignored;
+      (void)!read(wake_fd_, &ignored, sizeof ignored);
+      std::lock_guard<std::mutex> lock(mailbox_mu_);
+      if (stopping_) return;
+      if (pending_ != nullptr) {
+        apply_update(*pending_);
+        pending_ = nullptr;
+        mailbox_cv_.notify_all();
+      }
+      // The sources of this round may be lanes the update just removed:
+      // level-triggered epoll reports the live ones again.
+      continue;
+    }
+    const size_t frames = drain(ready);
+    // Many quiet sources each retire a block with a frame or two, and each
+    // such block would cost a wake-up of its own: after a light round, wait
+    // out a block timeout so that the next round collects them together. A
+    // single source retires at most one block per timeout anyway.
+    if (coalesce_wakeups_ && frames < kLightRound) std::this_thread::sleep_until(woke + kCoalesceInterval);
   }
 }
 
 void Worker::apply_update(WorkerUpdate& update) {
   for (auto& [lane, ring] : update.rings) {
-    if (lane->ring) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, lane->ring->fd(), nullptr);
+    if (lane->ring) {
+      epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, lane->ring->fd(), nullptr);
+      if (lane->ring->per_frame()) --per_frame_rings_;
+      --rings_;
+    }
     std::swap(lane->ring, ring);
     if (lane->ring) {
+      if (lane->ring->per_frame()) ++per_frame_rings_;
+      ++rings_;
       epoll_event event{};
       event.events = EPOLLIN;
       event.data.ptr = lane;
       epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, lane->ring->fd(), &event);
     }
   }
+  coalesce_wakeups_ = rings_ > 1 && per_frame_rings_ == 0;
   for (auto& [lane, sink] : update.sinks) std::swap(lane->sink, sink);
   for (RuleAssignment& rule : update.rules) {
     rule.lane->spec = std::move(rule.spec);
@@ -124,14 +151,26 @@ void Worker::apply_update(WorkerUpdate& update) {
   for (auto& [lane, rules] : update.rule_lists) lane->rules = std::move(rules);
 }
 
-void Worker::drain(SourceLane& source) {
-  RxRing& ring = *source.ring;
-  for (uint32_t batches = 0; batches < ring.batches_per_wake() && ring.batch_ready(); ++batches) {
-    ring.read_batch([&](const Frame& frame) { dispatch(source, frame); });
-    // The queued copies point into the ring: send them before the kernel may reuse it.
+size_t Worker::drain(std::vector<SourceLane*>& ready) {
+  size_t frames = 0;
+  std::vector<SourceLane*>& held = held_batches_;
+  // One batch from every ready source per pass, one flush per pass: copies of
+  // all the sources feeding a sink go out in the same send. Bounded, so that
+  // busy sources cannot keep the worker from its mailbox.
+  for (uint32_t pass = 0; pass < kMaxPasses && !ready.empty(); ++pass) {
+    held.clear();
+    for (SourceLane* source : ready) {
+      RxRing& ring = *source->ring;
+      if (!ring.batch_ready()) continue;
+      frames += ring.read_batch([&](const Frame& frame) { dispatch(*source, frame); });
+      held.push_back(source);
+    }
+    // The queued copies point into the rings: send them before the kernel may reuse them.
     flush_dirty_sinks();
-    ring.release_batch();
+    for (SourceLane* source : held) source->ring->release_batch();
+    ready.swap(held);
   }
+  return frames;
 }
 
 void Worker::dispatch(SourceLane& source, const Frame& frame) {

@@ -54,7 +54,7 @@ class Worker {
  private:
   void run();
   void apply_update(WorkerUpdate& update);
-  void drain(SourceLane& source);
+  size_t drain(std::vector<SourceLane*>& ready);
   void dispatch(SourceLane& source, const Frame& frame);
   void flush_dirty_sinks();
 
@@ -62,6 +62,11 @@ class Worker {
   int epoll_fd_ = -1;
   int wake_fd_ = -1;
   std::vector<SinkLane*> dirty_sinks_;
+  std::vector<SourceLane*> held_batches_;
+  // With several rings and none of them TPACKET_V2 (those are there for latency).
+  bool coalesce_wakeups_ = false;
+  int rings_ = 0;
+  int per_frame_rings_ = 0;
   uint64_t frame_sequence_ = 0;
 
   std::mutex mailbox_mu_;
