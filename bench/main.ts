@@ -66,6 +66,8 @@ interface Options {
   tapasRoot: string;
   only?: Set<string>;
   scale: boolean;
+  /** Only render report.md and the chart again from the results.json in `out`. */
+  render: boolean;
 }
 
 function usage(message?: string): never {
@@ -77,6 +79,8 @@ function usage(message?: string): never {
   --tapas DIR    the tapas checkout to measure (built; default this one)
   --only IDS     contenders: ${CONTENDERS.map((c) => c.id).join(', ')}
   --no-scale     skip the 1..256 sources runs
+  --render       measure nothing: write report.md and the chart again from
+                 the results.json in --out (after a change to the report)
 `);
   process.exit(2);
 }
@@ -87,6 +91,7 @@ function parseOptions(argv: string[]): Options {
   let tapasRoot = ROOT;
   let only: Set<string> | undefined;
   let scale = true;
+  let render = false;
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i]!;
     const value = () => argv[++i] ?? usage(`${arg} needs a value`);
@@ -95,6 +100,7 @@ function parseOptions(argv: string[]): Options {
     else if (arg === '--tapas') tapasRoot = resolve(value());
     else if (arg === '--only') only = new Set(value().split(','));
     else if (arg === '--no-scale') scale = false;
+    else if (arg === '--render') render = true;
     else if (arg === '--help' || arg === '-h') usage();
     else usage(`unknown argument ${arg}`);
   }
@@ -105,6 +111,7 @@ function parseOptions(argv: string[]): Options {
     tapasRoot,
     only,
     scale,
+    render,
   };
 }
 
@@ -210,6 +217,12 @@ async function runRepetition(contender: Contender, size: number, repeat: number,
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   const { settings } = options;
+  if (options.render) {
+    const results = JSON.parse(readFileSync(join(options.out, 'results.json'), 'utf8')) as Results;
+    writeChart(results, join(options.out, 'offered-vs-mirrored.svg'));
+    writeReport(results, join(options.out, 'report.md'), 'offered-vs-mirrored.svg');
+    return;
+  }
   if (process.getuid?.() !== 0) usage('the benchmark builds network namespaces: run it as root');
   const began = Date.now();
   removeStaleNamespaces();
