@@ -9,7 +9,10 @@ import { cpuNs, sleep } from './proc.js';
 import type { LatencyRun, RatePoint, SearchResult, Settings, Trial } from './results.js';
 import { quantile, spread } from './stats.js';
 import { counters, type MainTopology } from './topology.js';
-import { trafgen } from './traffic.js';
+import { multiSend, trafgen } from './traffic.js';
+
+/** What trafgen adds to each requested gap (a sendto and a wake-up), measured on the benchmark machine. */
+const TRAFGEN_GAP_OVERHEAD_NS = 6500;
 
 interface Snapshot {
   offered: number;
@@ -79,11 +82,11 @@ export class Session {
   }
 
   async trial(target: number | null, record = true): Promise<Trial> {
-    const count = target === null
-      ? this.settings.unpacedCount[this.size] ?? 500_000
-      : Math.max(Math.ceil(target * this.settings.trialSeconds), Math.ceil(target)); // trafgen paces only when count >= rate
     const before = await this.snapshot();
-    const sent = await trafgen(this.topology.gen, 'g0', this.config, count, target ?? undefined);
+    // Paced rates from the paced sender; "unpaced" is trafgen flat out.
+    const sent = target === null
+      ? await trafgen(this.topology.gen, 'g0', this.config, this.settings.unpacedCount[this.size] ?? 500_000)
+      : await multiSend(this.topology.gen, ['g0'], this.size, Math.ceil(target * this.settings.trialSeconds), target);
     await this.settle();
     const after = await this.snapshot();
     if (record) this.onTrial();
@@ -164,7 +167,8 @@ export class Session {
         await original.stop();
         throw error;
       });
-      await trafgen(this.topology.gen, 'g0', this.config, this.settings.latencyFrames, this.settings.latencyRate);
+      // trafgen with a gap: smooth, and its IPv4 ids count up for the pairing.
+      await trafgen(this.topology.gen, 'g0', this.config, this.settings.latencyFrames, 1e9 / this.settings.latencyRate - TRAFGEN_GAP_OVERHEAD_NS);
       await this.settle();
       await sleep(200);
       const delays = pairDelays(await original.stop(), await copy.stop());
