@@ -175,7 +175,7 @@ function method(results: Results): string {
 
 \`\`\`
 gen ──g0═s0── mir ──d0═m0── mon      local port: copies counted at m0
-               └──t0═c0── col        GRE / ERSPAN: tunnel packets counted at c0 (MTU 9000), dropped at its tc ingress
+               └──t0═c0── col        GRE / ERSPAN: tunnel packets counted at c0 (MTU 9000, no address: dropped there)
 \`\`\`
 
 - **Traffic**: IPv4/UDP frames (198.18.0.1 → 198.19.0.1, the RFC 2544 range) out of g0, from CPU 0. Paced rates come from \`bench/tools/multi-send.py\` (a packet socket, a batch every 0.5 ms: even load at any time scale a mirror cares about; up to about 400 kpps); the "unpaced" column is trafgen (netsniff-ng ${results.versions.trafgen}) flat out while the mirror runs. trafgen's own \`-b\` rate is not used: it sends each second's frames in one burst at full speed and then idles, which is not the offered rate it names. The latency runs use trafgen with a gap between frames (\`-t\`), which is smooth. Frames are 60 bytes on the veth (64 B on a wire, with FCS) and 1514 bytes (1518 B: a full 1500-byte MTU). The destination MAC belongs to nobody, so on s0 the frames are what the workload sends: TaaS direction OUT. Each trial sends ${s.trialSeconds} s of traffic.

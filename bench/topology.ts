@@ -6,7 +6,7 @@
  * only addresses are in the benchmarking range 198.18.0.0/15 (RFC 2544).
  *
  *   gen ──g0═s0── mir ──d0═m0── mon        local port: copies counted at m0
- *                  └───t0═c0── col         tunnels: GRE/ERSPAN counted at c0, dropped at its ingress
+ *                  └───t0═c0── col         tunnels: GRE/ERSPAN counted at c0
  */
 import { execFileSync, spawn } from 'node:child_process';
 
@@ -138,11 +138,6 @@ export async function buildMain(spaces: Namespaces): Promise<MainTopology> {
   // The collector has no address: tunnel packets reach c0 (and are counted
   // there) and are dropped without an ICMP reply. The mirror host reaches it
   // through a static neighbour entry.
-  // Tunnel packets are dropped at c0's ingress, after the veth counted them:
-  // without it the collector's IP layer looks each one up (no route: ip_error)
-  // in the softirq of the sender, and that would be billed to the mirror.
-  await run('tc', ['-n', col, 'qdisc', 'add', 'dev', 'c0', 'clsact']);
-  await run('tc', ['-n', col, 'filter', 'add', 'dev', 'c0', 'ingress', 'u32', 'match', 'u32', '0', '0', 'action', 'drop']);
   await run('ip', ['-n', mir, 'addr', 'add', TUNNEL_LOCAL, 'dev', 't0']);
   await run('ip', ['-n', mir, 'neigh', 'replace', COLLECTOR_IP, 'lladdr', await macOf(col, 'c0'), 'dev', 't0', 'nud', 'permanent']);
   return { gen, mir, mon, col };
