@@ -223,10 +223,16 @@ async function runMirror(options: MirrorOptions): Promise<void> {
   }, 1000);
 
   await new Promise<void>((resolve) => {
-    const done = () => resolve();
+    // Whichever comes first ends the run; the other must not keep the process alive.
+    const timer = options.duration === undefined ? undefined : setTimeout(() => done(), options.duration * 1000);
+    const done = () => {
+      clearTimeout(timer);
+      process.off('SIGINT', done);
+      process.off('SIGTERM', done);
+      resolve();
+    };
     process.once('SIGINT', done);
     process.once('SIGTERM', done);
-    if (options.duration !== undefined) setTimeout(done, options.duration * 1000);
   });
 
   clearInterval(ticker);

@@ -83,15 +83,17 @@ describe.skipIf(!netnsAvailable)(`tapas mirror in namespaces (${netnsSkipReason}
     expect(copies.map((f) => f.toString('hex'))).toEqual(sent.map((f) => f.toString('hex')));
   });
 
-  it('stops on SIGINT and prints a human summary', async () => {
-    const child = startCli(['mirror', '-s', `vmh@${host}`, '-d', 'IN', '-t', `monh@${host}`]);
+  it('stops on SIGINT, before --duration has passed, and prints a human summary', async () => {
+    const started = Date.now();
+    const child = startCli(['mirror', '-s', `vmh@${host}`, '-d', 'IN', '-t', `monh@${host}`, '--duration', '60']);
     const done = finished(child);
-    await stderrContains(child, 'Ctrl-C to stop');
+    await stderrContains(child, 'for 60 s');
     await lab.sendFrames(host, 'vmh', [makeFrame({ dst: VM_MAC, src: HOST_MAC, stream: 'sigint', sequence: 1 })]);
     await new Promise((resolve) => setTimeout(resolve, 200));
     child.kill('SIGINT');
     const result = await done;
     expect(result.code).toBe(0);
+    expect(Date.now() - started).toBeLessThan(30_000);
     expect(result.stdout).toMatch(/^mirrored 1 packets \(60 bytes\)/);
     expect(result.stdout).toContain(`source vmh@${host}: 1 packets seen, 0 ring drops`);
   });
