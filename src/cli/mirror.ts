@@ -8,7 +8,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Command, Option } from 'commander';
 
 import {
-  Engine, probeInterface, type EngineStats, type Plan, type Direction, type GreSinkPlan, type ErspanSinkPlan, type WorkerPriority,
+  Engine, type EngineStats, type Plan, type Direction, type GreSinkPlan, type ErspanSinkPlan, type WorkerPriority,
 } from '../engine/engine.js';
 import { parseVlanFilter, VlanFilterError } from '../model/vlan-filter.js';
 import { UsageError } from './errors.js';
@@ -122,14 +122,6 @@ export function buildMirrorPlan(sources: InterfaceRef[], destination: InterfaceR
   };
 }
 
-function checkInterface(ref: InterfaceRef, role: string): void {
-  try {
-    probeInterface(ref.ifname, ref.netns);
-  } catch (error) {
-    throw new Error(`${role} ${label(ref)}: ${(error as Error).message}`);
-  }
-}
-
 interface Report {
   elapsedSeconds: number;
   cpuSeconds: { user: number; system: number };
@@ -176,9 +168,6 @@ async function runMirror(options: MirrorOptions): Promise<void> {
     if (error instanceof VlanFilterError) throw new UsageError(error.message);
     throw error;
   }
-  sources.forEach((source) => checkInterface(source, 'source'));
-  if (!('kind' in destination)) checkInterface(destination, 'destination');
-
   const ring = {
     blockSize: options.ringBlockSize, blockCount: options.ringBlocks, blockTimeoutMs: options.ringTimeoutMs,
     ...(options.lowLatency ? { version: 2 as const } : {}),
@@ -199,7 +188,8 @@ async function runMirror(options: MirrorOptions): Promise<void> {
   const failed = [...initial.sources, ...initial.sinks].find((endpoint) => !endpoint.ok);
   if (failed) {
     await engine.close();
-    throw new Error(`${names.get(failed.id)}: ${failed.reason}`);
+    // The engine opened every interface in parallel; its reasons name what is wrong.
+    throw new Error(`${failed.id === 'destination' ? 'destination' : 'source'} ${names.get(failed.id)}: ${failed.reason}`);
   }
   lag.enable();
   process.stderr.write(`tapas: mirroring ${sources.map(label).join(', ')} (${options.direction}) to ${destinationLabel(destination)}` +
