@@ -143,47 +143,44 @@ void put_health(Napi::Object& object, const EndpointHealth& health) {
   if (!health.ok) object.Set("reason", health.reason);
 }
 
+// One JavaScript object per entry, filled by fill(object, entry).
+template <typename Entry, typename Fill>
+Napi::Array to_js_list(Napi::Env env, const std::vector<Entry>& entries, Fill&& fill) {
+  Napi::Array list = Napi::Array::New(env, entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    Napi::Object object = Napi::Object::New(env);
+    fill(object, entries[i]);
+    list.Set(static_cast<uint32_t>(i), object);
+  }
+  return list;
+}
+
 Napi::Object to_js(Napi::Env env, const EngineStats& stats) {
   auto number = [&](uint64_t value) { return Napi::Number::New(env, static_cast<double>(value)); };
-  Napi::Array sources = Napi::Array::New(env, stats.sources.size());
-  for (size_t i = 0; i < stats.sources.size(); ++i) {
-    const SourceStat& s = stats.sources[i];
-    Napi::Object o = Napi::Object::New(env);
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("sources", to_js_list(env, stats.sources, [&](Napi::Object& o, const SourceStat& s) {
     put_health(o, s);
     o.Set("packets", number(s.packets));
     o.Set("bytes", number(s.bytes));
     o.Set("ringDrops", number(s.ring_drops));
     o.Set("ringFreezes", number(s.ring_freezes));
     o.Set("truncated", number(s.truncated));
-    sources.Set(static_cast<uint32_t>(i), o);
-  }
-  Napi::Array sinks = Napi::Array::New(env, stats.sinks.size());
-  for (size_t i = 0; i < stats.sinks.size(); ++i) {
-    const SinkStat& s = stats.sinks[i];
-    Napi::Object o = Napi::Object::New(env);
+  }));
+  result.Set("sinks", to_js_list(env, stats.sinks, [&](Napi::Object& o, const SinkStat& s) {
     put_health(o, s);
     o.Set("packets", number(s.packets));
     o.Set("bytes", number(s.bytes));
     o.Set("errors", number(s.errors));
     o.Set("truncated", number(s.truncated));
     o.Set("fragmented", number(s.fragmented));
-    sinks.Set(static_cast<uint32_t>(i), o);
-  }
-  Napi::Array rules = Napi::Array::New(env, stats.rules.size());
-  for (size_t i = 0; i < stats.rules.size(); ++i) {
-    const RuleStat& r = stats.rules[i];
-    Napi::Object o = Napi::Object::New(env);
+  }));
+  result.Set("rules", to_js_list(env, stats.rules, [&](Napi::Object& o, const RuleStat& r) {
     o.Set("id", r.id);
     o.Set("packets", number(r.packets));
     o.Set("bytes", number(r.bytes));
     o.Set("oversize", number(r.oversize));
     o.Set("unavailable", number(r.unavailable));
-    rules.Set(static_cast<uint32_t>(i), o);
-  }
-  Napi::Object result = Napi::Object::New(env);
-  result.Set("sources", sources);
-  result.Set("sinks", sinks);
-  result.Set("rules", rules);
+  }));
   return result;
 }
 

@@ -57,7 +57,7 @@ Engine::~Engine() { close(); }
 template <typename Slot>
 std::unique_ptr<Slot> Engine::new_slot() const {
   auto slot = std::make_unique<Slot>();
-  for (size_t w = 0; w < workers_.size(); ++w) slot->lanes.push_back(std::make_unique<typename decltype(slot->lanes)::value_type::element_type>());
+  for (size_t w = 0; w < workers_.size(); ++w) slot->lanes.push_back(std::make_unique<typename Slot::Lane>());
   return slot;
 }
 

@@ -43,6 +43,7 @@ class Engine {
 
  private:
   struct SourceSlot {
+    using Lane = SourceLane;
     SourceSpec spec;
     uint16_t fanout_group = 0;
     bool open = false;
@@ -51,6 +52,7 @@ class Engine {
     std::vector<std::unique_ptr<SourceLane>> lanes;  // one per worker
   };
   struct SinkSlot {
+    using Lane = SinkLane;
     SinkSpec spec;
     bool open = false;
     Health health;
@@ -58,6 +60,7 @@ class Engine {
     std::vector<std::unique_ptr<SinkLane>> lanes;
   };
   struct RuleSlot {
+    using Lane = RuleLane;
     std::vector<std::unique_ptr<RuleLane>> lanes;
   };
   using Updates = std::vector<WorkerUpdate>;

@@ -37,8 +37,4 @@ inline bool direction_matches(Direction rule, bool outgoing) {
 
 bool vlan_matches(const std::vector<VlanRange>& filter, int vlan_id);
 
-// Writes the frame as it was on the wire (stripped tag re-inserted) into out;
-// returns the number of bytes written, at most capacity.
-uint32_t copy_original_frame(const Frame& frame, uint8_t* out, uint32_t capacity);
-
 }  // namespace tapas

@@ -8,8 +8,9 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Command, Option } from 'commander';
 
 import {
-  Engine, type EngineStats, type Plan, type Direction, type GreSinkPlan, type ErspanSinkPlan, type WorkerPriority,
+  Engine, WORKER_PRIORITIES, type EngineStats, type Plan, type Direction, type GreSinkPlan, type ErspanSinkPlan, type WorkerPriority,
 } from '../engine/engine.js';
+import { DIRECTIONS } from '../engine/plan.js';
 import { parseVlanFilter, VlanFilterError } from '../model/vlan-filter.js';
 import { UsageError } from './errors.js';
 
@@ -271,7 +272,7 @@ export function registerMirror(program: Command): void {
     )
     .requiredOption('-s, --source <IF[@NETNS]...>', 'source interface, optionally inside a network namespace (repeatable)',
       (value: string, previous: string[] = []) => [...previous, value])
-    .addOption(new Option('-d, --direction <DIR>', 'which traffic to mirror').choices(['IN', 'OUT', 'BOTH']).makeOptionMandatory())
+    .addOption(new Option('-d, --direction <DIR>', 'which traffic to mirror').choices([...DIRECTIONS]).makeOptionMandatory())
     .option('--vlan-filter <LIST>', 'only frames of these VLAN ids, e.g. 1-5,9 (untagged frames never match)')
     .option('-t, --to <IF[@NETNS]>', 'destination interface that receives the copies')
     .option('--gre <IP[@NETNS]>', 'or: send the copies in GRE to this collector (routed in NETNS)')
@@ -288,7 +289,7 @@ export function registerMirror(program: Command): void {
     .option('--ring-blocks <N>', 'ring blocks per source', positiveInteger('--ring-blocks'), 16)
     .option('--ring-timeout-ms <MS>', 'how long a partly filled block waits', positiveInteger('--ring-timeout-ms'), 1)
     .addOption(new Option('--priority <LEVEL>', 'scheduling of the capture threads: nice 0, nice -10, or SCHED_FIFO')
-      .choices(['normal', 'high', 'realtime']).default('high'))
+      .choices([...WORKER_PRIORITIES]).default('high'))
     .option('--low-latency', 'hand each frame over at once (TPACKET_V2) instead of in blocks: sub-millisecond ' +
       'added latency, more CPU at low rates, frames over ~1.9 KiB truncated')
     .addHelpText('after', `

@@ -6,6 +6,8 @@
  */
 import { Command, Option } from 'commander';
 
+import { DIRECTIONS, type Direction } from '../engine/plan.js';
+
 import { clientFor, ServerError, type ApiClient, type Collection, type Resource } from './client.js';
 import { UsageError } from './errors.js';
 import { addOutputOptions, formatMany, formatOne, print, selectColumns, type Column, type OutputFlags } from './output.js';
@@ -184,10 +186,8 @@ function upper(text: string): string {
   return text.toUpperCase();
 }
 
-const DIRECTIONS = ['IN', 'OUT', 'BOTH'];
-
-function parseDirection(text: string): string {
-  const direction = upper(text);
+function parseDirection(text: string): Direction {
+  const direction = upper(text) as Direction;
   if (!DIRECTIONS.includes(direction)) throw new UsageError(`--direction must be one of IN, OUT, BOTH, not '${text}'`);
   return direction;
 }
@@ -259,7 +259,7 @@ Examples:
         .requiredOption('--port <SOURCE_PORT>', 'name or ID of the port whose traffic is mirrored')
         .requiredOption('--tap-service <TAP_SERVICE>', 'name or ID of the tap service that receives the copies')
         .addOption(new Option('--direction <DIRECTION>', 'IN (to the workload), OUT (from it) or BOTH; any case')
-          .choices(DIRECTIONS).argParser(parseDirection).makeOptionMandatory())
+          .choices([...DIRECTIONS]).argParser(parseDirection).makeOptionMandatory())
         .option('--vlan-filter <VLAN_FILTER>', 'only frames of these VLAN ids, e.g. 1-5,9,18-27'),
       body: async (client, flags) => ({
         ...owned(flags),

@@ -8,12 +8,13 @@ import { join } from 'node:path';
 import { Command, Option } from 'commander';
 
 import type { AuthMode } from '../api/auth.js';
+import { WORKER_PRIORITIES, type WorkerPriority } from '../engine/native.js';
 import { RESOURCE_KINDS, type ResourceKind } from '../model/resources.js';
 import { DEFAULT_QUOTAS, UNLIMITED, type QuotaLimits } from '../service/quotas.js';
 import { UsageError } from './errors.js';
 
 export interface ServeFlags {
-  priority: 'normal' | 'high' | 'realtime';
+  priority: WorkerPriority;
   listen: string;
   stateDir: string;
   auth?: AuthMode;
@@ -53,7 +54,7 @@ export function registerServe(program: Command): void {
       .argParser(parseQuota).default({}, Object.entries(DEFAULT_QUOTAS).map(([kind, limit]) => `${kind}=${limit}`).join(' ')))
     .option('--workers <n>', 'engine worker threads', '1')
     .addOption(new Option('--priority <level>', 'scheduling of the engine\'s workers: nice 0, nice -10, or SCHED_FIFO')
-      .choices(['normal', 'high', 'realtime']).default('high'))
+      .choices([...WORKER_PRIORITIES]).default('high'))
     .option('--agent-interval <ms>', 'how often the agent re-checks interfaces and engine health', '1000')
     .option('--log-level <level>', 'pino log level', 'info')
     .action(async (flags: ServeFlags) => {

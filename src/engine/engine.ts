@@ -53,5 +53,6 @@ export function probeInterface(ifname: string, netns?: string): InterfaceInfo {
   return loadAddon().probeInterface(ifname, netns);
 }
 
+export { WORKER_PRIORITIES } from './native.js';
 export type { EngineStats, InterfaceInfo, RuleStats, SinkStats, SourceStats, EndpointHealth, WorkerPriority } from './native.js';
 export type * from './plan.js';

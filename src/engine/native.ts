@@ -63,7 +63,8 @@ export interface InterfaceInfo {
  * default) or realtime (SCHED_FIFO 1). At nice 0 a busy host delays a worker
  * for tens of milliseconds, longer than a ring holds at low rates.
  */
-export type WorkerPriority = 'normal' | 'high' | 'realtime';
+export const WORKER_PRIORITIES = ['normal', 'high', 'realtime'] as const;
+export type WorkerPriority = (typeof WORKER_PRIORITIES)[number];
 
 export interface NativeEngine {
   /** Resolves once every worker runs the plan; rejects, changing nothing, if the plan is invalid. */

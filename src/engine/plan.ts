@@ -98,4 +98,3 @@ export interface Plan {
   rules: RulePlan[];
 }
 
-export const EMPTY_PLAN: Plan = { sources: [], sinks: [], rules: [] };
