@@ -102,7 +102,9 @@ describe('tapas stats rendering, on recorded counters', () => {
 
 /** Runs the CLI under a pseudo-terminal (util-linux script), so that stdout is a TTY. */
 function underPty(args: string[], env: NodeJS.ProcessEnv) {
-  const command = [TAPAS, ...args].map((arg) => `'${arg}'`).join(' ');
+  // `exec`: script runs the command through $SHELL, and a shell left waiting in
+  // the terminal's process group would die of the Ctrl-C itself (dash does).
+  const command = `exec ${[TAPAS, ...args].map((arg) => `'${arg}'`).join(' ')}`;
   return spawn('script', ['-qfec', command, '/dev/null'], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
