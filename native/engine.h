@@ -79,6 +79,7 @@ class Engine {
 
   std::vector<std::unique_ptr<Worker>> workers_;
   uint16_t next_fanout_group_;
+  size_t sources_in_plan_ = 0;  // for rings whose plan leaves the block timeout open
 
   std::mutex control_mu_;           // one apply or health check at a time
   mutable std::mutex registry_mu_;  // the maps below, as stats() walks them

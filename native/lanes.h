@@ -33,6 +33,7 @@ struct SourceLane {
   std::unique_ptr<RxRing> ring;  // null while the source is failed
   SourceCounters counters;
   std::vector<RuleLane*> rules;
+  bool queued = false;  // worker-only: in its list of rings to look at
 };
 
 }  // namespace tapas

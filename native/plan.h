@@ -20,16 +20,17 @@ struct VlanRange {
 
 struct RingSpec {
   // TPACKET_V3 (the default) hands over whole blocks: few wake-ups and any
-  // frame size, but a frame waits until its block retires, and the kernel's
-  // retire timer counts in jiffies (4 ms at HZ=250). TPACKET_V2 hands over
+  // frame size, but a frame waits until its block retires (older kernels
+  // round the retire timer up to a jiffy, 4 ms at HZ=250). TPACKET_V2 hands over
   // each frame at once: lower latency, a wake-up per frame at low rates, and
   // frames longer than a slot are truncated (counted).
   uint32_t version = 3;
   // Blocks larger than a 64 KiB GRO super-packet, or the kernel clamps it.
   uint32_t block_size = 128 * 1024;
   uint32_t block_count = 16;
-  // V3: how long a partly filled block waits before the kernel hands it over.
-  uint32_t block_timeout_ms = 1;
+  // V3: how long a partly filled block waits before the kernel hands it over;
+  // 0 lets the engine choose from the number of sources (see engine.cc).
+  uint32_t block_timeout_ms = 0;
   // V2: bytes per frame slot, header included: 2048 holds a 1500-MTU frame with a VLAN tag.
   uint32_t frame_size = 2048;
   bool operator==(const RingSpec&) const = default;

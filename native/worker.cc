@@ -80,12 +80,15 @@ void Worker::install(WorkerUpdate& update) {
 void Worker::run() {
   raise_priority(priority_);
   epoll_event events[kMaxEvents];
+  // Edge-triggered: epoll reports a ring once per retired block (or frame)
+  // instead of polling every ready ring again on each wait, which with
+  // hundreds of quiet rings cost more than the frames did. The price is that
+  // a ring still holding data after a drain must be remembered here.
   std::vector<SourceLane*> ready;
   for (;;) {
-    int count = epoll_wait(epoll_fd_, events, kMaxEvents, -1);
+    int count = epoll_wait(epoll_fd_, events, kMaxEvents, ready.empty() ? -1 : 0);
     const auto woke = std::chrono::steady_clock::now();
     bool mailbox = false;
-    ready.clear();
     for (int i = 0; i < count; ++i) {
       auto* source = static_cast<SourceLane*>(events[i].data.ptr);
       if (source == nullptr) {
@@ -93,14 +96,16 @@ void Worker::run() {
         continue;
       }
       if (events[i].events & EPOLLERR) {
-        // A packet socket reports its link going down as an error; read it so
-        // that level-triggered epoll stops repeating it. The engine's health
-        // check tells down from removed.
+        // A packet socket reports its link going down as an error; clear it.
+        // The engine's health check tells down from removed.
         int error = 0;
         socklen_t length = sizeof error;
         getsockopt(source->ring->fd(), SOL_SOCKET, SO_ERROR, &error, &length);
       }
-      ready.push_back(source);
+      if (!source->queued) {
+        source->queued = true;
+        ready.push_back(source);
+      }
     }
     if (mailbox) {
       uint64_t ignored;
@@ -108,13 +113,15 @@ void Worker::run() {
       std::lock_guard<std::mutex> lock(mailbox_mu_);
       if (stopping_) return;
       if (pending_ != nullptr) {
+        // The lanes queued so far may be ones the update removes: look at
+        // every ring that remains once, edges missed meanwhile included.
+        for (SourceLane* source : ready) source->queued = false;
         apply_update(*pending_);
         pending_ = nullptr;
         mailbox_cv_.notify_all();
+        ready = sources_;
+        for (SourceLane* source : ready) source->queued = true;
       }
-      // The sources of this round may be lanes the update just removed:
-      // level-triggered epoll reports the live ones again.
-      continue;
     }
     const size_t frames = drain(ready);
     // Many quiet sources each retire a block with a frame or two, and each
@@ -130,19 +137,19 @@ void Worker::apply_update(WorkerUpdate& update) {
     if (lane->ring) {
       epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, lane->ring->fd(), nullptr);
       if (lane->ring->per_frame()) --per_frame_rings_;
-      --rings_;
+      std::erase(sources_, lane);
     }
     std::swap(lane->ring, ring);
     if (lane->ring) {
       if (lane->ring->per_frame()) ++per_frame_rings_;
-      ++rings_;
+      sources_.push_back(lane);
       epoll_event event{};
-      event.events = EPOLLIN;
+      event.events = EPOLLIN | EPOLLET;
       event.data.ptr = lane;
       epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, lane->ring->fd(), &event);
     }
   }
-  coalesce_wakeups_ = rings_ > 1 && per_frame_rings_ == 0;
+  coalesce_wakeups_ = sources_.size() > 1 && per_frame_rings_ == 0;
   for (auto& [lane, sink] : update.sinks) std::swap(lane->sink, sink);
   for (RuleAssignment& rule : update.rules) {
     rule.lane->spec = std::move(rule.spec);
@@ -156,12 +163,16 @@ size_t Worker::drain(std::vector<SourceLane*>& ready) {
   std::vector<SourceLane*>& held = held_batches_;
   // One batch from every ready source per pass, one flush per pass: copies of
   // all the sources feeding a sink go out in the same send. Bounded, so that
-  // busy sources cannot keep the worker from its mailbox.
+  // busy sources cannot keep the worker from its mailbox; what is still
+  // ready then stays in `ready` for the next round.
   for (uint32_t pass = 0; pass < kMaxPasses && !ready.empty(); ++pass) {
     held.clear();
     for (SourceLane* source : ready) {
       RxRing& ring = *source->ring;
-      if (!ring.batch_ready()) continue;
+      if (!ring.batch_ready()) {
+        source->queued = false;
+        continue;
+      }
       frames += ring.read_batch([&](const Frame& frame) { dispatch(*source, frame); });
       held.push_back(source);
     }

@@ -65,7 +65,7 @@ class Worker {
   std::vector<SourceLane*> held_batches_;
   // With several rings and none of them TPACKET_V2 (those are there for latency).
   bool coalesce_wakeups_ = false;
-  int rings_ = 0;
+  std::vector<SourceLane*> sources_;  // the lanes that have a ring
   int per_frame_rings_ = 0;
   uint64_t frame_sequence_ = 0;
 

@@ -35,7 +35,7 @@ interface MirrorOptions {
   workers: number;
   ringBlockSize: number;
   ringBlocks: number;
-  ringTimeoutMs: number;
+  ringTimeoutMs?: number;
   lowLatency?: boolean;
   priority: WorkerPriority;
 }
@@ -170,7 +170,8 @@ async function runMirror(options: MirrorOptions): Promise<void> {
     throw error;
   }
   const ring = {
-    blockSize: options.ringBlockSize, blockCount: options.ringBlocks, blockTimeoutMs: options.ringTimeoutMs,
+    blockSize: options.ringBlockSize, blockCount: options.ringBlocks,
+    ...(options.ringTimeoutMs === undefined ? {} : { blockTimeoutMs: options.ringTimeoutMs }),
     ...(options.lowLatency ? { version: 2 as const } : {}),
   };
   const plan = buildMirrorPlan(sources, destination, options.direction, vlans, ring);
@@ -287,7 +288,8 @@ export function registerMirror(program: Command): void {
     .option('--workers <N>', 'capture threads (more than one uses PACKET_FANOUT_HASH)', positiveInteger('--workers'), 1)
     .option('--ring-block-size <BYTES>', 'ring block size, a power of two >= 65536', positiveInteger('--ring-block-size'), 131072)
     .option('--ring-blocks <N>', 'ring blocks per source', positiveInteger('--ring-blocks'), 16)
-    .option('--ring-timeout-ms <MS>', 'how long a partly filled block waits', positiveInteger('--ring-timeout-ms'), 1)
+    .option('--ring-timeout-ms <MS>', 'how long a partly filled block waits (default: 1 ms, ' +
+      'and 1 ms more per 32 sources up to 8: every ring has a block timer)', positiveInteger('--ring-timeout-ms'))
     .addOption(new Option('--priority <LEVEL>', 'scheduling of the capture threads: nice 0, nice -10, or SCHED_FIFO')
       .choices([...WORKER_PRIORITIES]).default('high'))
     .option('--low-latency', 'hand each frame over at once (TPACKET_V2) instead of in blocks: sub-millisecond ' +

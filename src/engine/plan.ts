@@ -11,8 +11,8 @@ export const DIRECTIONS: readonly Direction[] = ['IN', 'OUT', 'BOTH'];
 export interface RingSettings {
   /**
    * 3 (TPACKET_V3, the default): the kernel hands over whole blocks — few
-   * wake-ups, any frame size, but a frame waits for its block to retire, which
-   * the kernel times in jiffies (4 ms at HZ=250). 2 (TPACKET_V2): every frame
+   * wake-ups, any frame size, but a frame waits for its block to retire (older
+   * kernels round that timer up to a jiffy, 4 ms at HZ=250). 2 (TPACKET_V2): every frame
    * at once — lower latency, more wake-ups at low rates, frames longer than a
    * slot truncated and counted.
    */
@@ -22,7 +22,11 @@ export interface RingSettings {
   /** Bytes per block: a power of two, at least 64 KiB (a GRO super-packet must fit). */
   blockSize?: number;
   blockCount?: number;
-  /** How long a partly filled block waits before the kernel hands it over. */
+  /**
+   * How long a partly filled block waits before the kernel hands it over.
+   * Omitted: 1 ms for up to 32 sources, then 1 ms more per 32 sources, at most
+   * 8 ms (each ring's block timer fires every timeout, traffic or not).
+   */
   blockTimeoutMs?: number;
 }
 
