@@ -24,8 +24,9 @@ export interface RingSettings {
   blockCount?: number;
   /**
    * How long a partly filled block waits before the kernel hands it over.
-   * Omitted: 1 ms for up to 32 sources, then 1 ms more per 32 sources, at most
-   * 8 ms (each ring's block timer fires every timeout, traffic or not).
+   * Omitted: 1 ms for up to 32 sources in the plan that opens the ring, then
+   * 1 ms more per 32 sources, at most 8 ms (each ring's block timer fires
+   * every timeout, traffic or not). A ring keeps its timeout while it runs.
    */
   blockTimeoutMs?: number;
 }
