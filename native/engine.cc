@@ -13,6 +13,10 @@ namespace {
 // Often enough that a vanished interface shows within a fraction of a second,
 // rarely enough to cost nothing next to the traffic.
 constexpr auto kHealthInterval = std::chrono::milliseconds(200);
+constexpr auto kRetryInterval = std::chrono::milliseconds(500);
+// Opening or closing a packet socket waits for an RCU grace period; done side
+// by side, many of them share one.
+constexpr size_t kMaxParallelSocketCalls = 32;
 
 // Every TPACKET_V3 ring runs a kernel timer that fires once per block timeout,
 // traffic or not, and each firing with a frame waiting retires a block and
@@ -25,10 +29,6 @@ uint32_t default_block_timeout_ms(size_t sources) {
   constexpr size_t kLongestMs = 8;
   return static_cast<uint32_t>(std::clamp<size_t>((sources + kFiringsPerMs - 1) / kFiringsPerMs, 1, kLongestMs));
 }
-constexpr auto kRetryInterval = std::chrono::milliseconds(500);
-// Opening or closing a packet socket waits for an RCU grace period; done side
-// by side, many of them share one.
-constexpr size_t kMaxParallelSocketCalls = 32;
 
 void run_parallel(std::vector<std::function<void()>>& jobs) {
   if (jobs.size() <= 1) {
