@@ -165,6 +165,7 @@ Napi::Object to_js(Napi::Env env, const EngineStats& stats) {
     o.Set("ringDrops", number(s.ring_drops));
     o.Set("ringFreezes", number(s.ring_freezes));
     o.Set("truncated", number(s.truncated));
+    o.Set("blockTimeoutMs", number(s.block_timeout_ms));
   }));
   result.Set("sinks", to_js_list(env, stats.sinks, [&](Napi::Object& o, const SinkStat& s) {
     put_health(o, s);

@@ -110,12 +110,17 @@ void open_lanes(const std::vector<Slot*>& slots, size_t workers, Open open, Hand
 }  // namespace
 
 void Engine::open_sources(const std::vector<SourceSlot*>& slots, Updates& updates) {
-  const uint32_t block_timeout_ms = default_block_timeout_ms(sources_in_plan_);
+  const uint32_t default_timeout_ms = default_block_timeout_ms(sources_in_plan_);
+  for (SourceSlot* slot : slots) {
+    const RingSpec& ring = slot->spec.ring;
+    uint32_t timeout_ms = ring.version == 2 ? 0 : ring.block_timeout_ms != 0 ? ring.block_timeout_ms : default_timeout_ms;
+    slot->block_timeout_ms.store(timeout_ms, std::memory_order_relaxed);
+  }
   open_lanes<SourceSlot, RxRing>(
       slots, workers_.size(),
-      [block_timeout_ms](const SourceSlot& slot, size_t, std::unique_ptr<RxRing>& ring) {
+      [](const SourceSlot& slot, size_t, std::unique_ptr<RxRing>& ring) {
         SourceSpec spec = slot.spec;
-        if (spec.ring.block_timeout_ms == 0) spec.ring.block_timeout_ms = block_timeout_ms;
+        spec.ring.block_timeout_ms = slot.block_timeout_ms.load(std::memory_order_relaxed);
         ring = std::make_unique<RxRing>();
         return ring->open(spec, slot.fanout_group);
       },
@@ -332,6 +337,7 @@ void Engine::check_health() {
 void Engine::collect(EngineStats& stats) const {
   for (const auto& [id, slot] : sources_) {
     SourceStat& stat = entry(stats.sources, id);
+    stat.block_timeout_ms = slot->block_timeout_ms.load(std::memory_order_relaxed);
     stat.ok = slot->health.ok();
     if (!stat.ok) stat.reason = slot->health.reason();
     for (const auto& lane : slot->lanes) {

@@ -4,6 +4,7 @@
 // failed. Workers only ever see ready sockets handed over between two blocks.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -47,6 +48,8 @@ class Engine {
     SourceSpec spec;
     uint16_t fanout_group = 0;
     bool open = false;
+    // Written by the engine as it opens the ring, read by stats().
+    std::atomic<uint32_t> block_timeout_ms{0};
     Health health;
     Clock::time_point retry_at;
     std::vector<std::unique_ptr<SourceLane>> lanes;  // one per worker

@@ -15,6 +15,7 @@ struct EndpointHealth {
 
 struct SourceStat : EndpointHealth {
   uint64_t packets = 0, bytes = 0, ring_drops = 0, ring_freezes = 0, truncated = 0;
+  uint32_t block_timeout_ms = 0;  // of the V3 ring it runs (or will run) on; 0 for V2
 };
 
 struct SinkStat : EndpointHealth {

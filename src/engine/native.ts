@@ -21,6 +21,8 @@ export interface SourceStats extends EndpointHealth {
   ringFreezes: number;
   /** Frames captured shorter than they were on the wire. */
   truncated: number;
+  /** The block timeout of the source's TPACKET_V3 ring (see RingSettings); 0 for TPACKET_V2. */
+  blockTimeoutMs: number;
 }
 
 export interface SinkStats extends EndpointHealth {

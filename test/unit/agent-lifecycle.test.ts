@@ -47,7 +47,7 @@ class ScriptedDataPath implements DataPath {
   private statsOf(plan: Plan): EngineStats {
     const health = (id: string) => (this.failing.has(id) ? { ok: false, reason: this.failing.get(id)! } : { ok: true });
     return {
-      sources: plan.sources.map((s) => ({ id: s.id, ...health(s.id), packets: 0, bytes: 0, ringDrops: 0, ringFreezes: 0, truncated: 0 })),
+      sources: plan.sources.map((s) => ({ id: s.id, ...health(s.id), packets: 0, bytes: 0, ringDrops: 0, ringFreezes: 0, truncated: 0, blockTimeoutMs: 1 })),
       sinks: plan.sinks.map((s) => ({ id: s.id, ...health(s.id), packets: 0, bytes: 0, errors: 0, truncated: 0, fragmented: 0 })),
       rules: plan.rules.map((r) => ({ id: r.id, packets: 0, bytes: 0, oversize: 0, unavailable: 0 })),
     };

@@ -62,7 +62,7 @@ describe('buildPlan', () => {
 
 describe('deriveStatuses', () => {
   const healthy: EngineStats = {
-    sources: [{ id: 'vm', ok: true, packets: 0, bytes: 0, ringDrops: 0, ringFreezes: 0, truncated: 0 }],
+    sources: [{ id: 'vm', ok: true, packets: 0, bytes: 0, ringDrops: 0, ringFreezes: 0, truncated: 0, blockTimeoutMs: 1 }],
     sinks: ['ts', mirrorTunnelId('tm', 'IN'), mirrorTunnelId('tm', 'OUT')].map((id) => ({ id, ok: true, packets: 0, bytes: 0, errors: 0, truncated: 0, fragmented: 0 })),
     rules: [],
   };
