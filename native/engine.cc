@@ -110,12 +110,6 @@ void open_lanes(const std::vector<Slot*>& slots, size_t workers, Open open, Hand
 }  // namespace
 
 void Engine::open_sources(const std::vector<SourceSlot*>& slots, Updates& updates) {
-  const uint32_t default_timeout_ms = default_block_timeout_ms(sources_in_plan_);
-  for (SourceSlot* slot : slots) {
-    const RingSpec& ring = slot->spec.ring;
-    uint32_t timeout_ms = ring.version == 2 ? 0 : ring.block_timeout_ms != 0 ? ring.block_timeout_ms : default_timeout_ms;
-    slot->block_timeout_ms.store(timeout_ms, std::memory_order_relaxed);
-  }
   open_lanes<SourceSlot, RxRing>(
       slots, workers_.size(),
       [](const SourceSlot& slot, size_t, std::unique_ptr<RxRing>& ring) {
@@ -178,7 +172,6 @@ std::string Engine::apply(const Plan& plan) {
   if (closed_) return "the engine is closed";
   std::string error = validate_plan(plan);
   if (!error.empty()) return error;
-  sources_in_plan_ = plan.sources.size();
 
   Updates updates(workers_.size());
   std::map<std::string, std::unique_ptr<SourceSlot>> created_sources;
@@ -215,7 +208,15 @@ std::string Engine::apply(const Plan& plan) {
     });
     if (!(slot->spec == spec)) unplug_source(*slot, updates);
     slot->spec = spec;
-    if (!slot->open) sources_to_open.push_back(slot);
+    if (!slot->open) {
+      // Decided once per opening by apply; a re-open after the interface returns keeps it.
+      const RingSpec& ring = spec.ring;
+      slot->block_timeout_ms.store(ring.version == 2             ? 0
+                                   : ring.block_timeout_ms != 0 ? ring.block_timeout_ms
+                                                                : default_block_timeout_ms(plan.sources.size()),
+                                   std::memory_order_relaxed);
+      sources_to_open.push_back(slot);
+    }
     source_by_id[spec.id] = slot;
   }
   for (auto& [id, slot] : sources_) {

@@ -48,7 +48,7 @@ class Engine {
     SourceSpec spec;
     uint16_t fanout_group = 0;
     bool open = false;
-    // Written by the engine as it opens the ring, read by stats().
+    // Set by apply before the ring opens, read by the opener and by stats().
     std::atomic<uint32_t> block_timeout_ms{0};
     Health health;
     Clock::time_point retry_at;
@@ -82,7 +82,6 @@ class Engine {
 
   std::vector<std::unique_ptr<Worker>> workers_;
   uint16_t next_fanout_group_;
-  size_t sources_in_plan_ = 0;  // for rings whose plan leaves the block timeout open
 
   std::mutex control_mu_;           // one apply or health check at a time
   mutable std::mutex registry_mu_;  // the maps below, as stats() walks them
