@@ -1,55 +1,63 @@
 /**
- * The agent: makes the data path match the store and reports back what it
- * does. One reconcile reads a snapshot, looks at every port's interface,
- * applies the plan, writes statuses, and removes the rows whose delete the
- * data path has now carried out. It runs after every change (coalesced) and
- * on a timer, so an interface that vanishes or comes back shows in the
- * statuses without anyone asking.
+ * The agent of one host: makes its data path match the host's desired state
+ * and reports what the data path does. It knows the control plane only
+ * through two interfaces: a DesiredStateSource (a snapshot, and word of
+ * changes) and an ObservationSink (its reports). One reconcile reads the
+ * snapshot, applies its plan, and reports an observation of every resource.
+ * It runs after every change (coalesced) and on a timer, so counters, vanished
+ * interfaces and ones that came back show without anyone asking; a tick with
+ * no change only reads the data path's stats.
  */
 import type { Logger } from 'pino';
 
-import type { EngineStats, InterfaceInfo, Plan } from '../engine/engine.js';
-import type { ResourceKind } from '../model/resources.js';
-import type { Snapshot, Store } from '../store/store.js';
-import { buildPlan, deriveStatuses, type InterfaceObservation } from './plan-builder.js';
+import type { Plan } from '../engine/plan.js';
+import type { DesiredState, DesiredStateSource, ObservationSink } from '../model/observation.js';
+import { buildPlan, observe, type DataPathStats } from './plan-builder.js';
 
-/** What the agent needs from the data path: the Engine fits it. */
+/** What the agent needs from a data path: the Engine fits it. */
 export interface DataPath {
-  apply(plan: Plan): Promise<EngineStats>;
-  stats(): EngineStats;
+  apply(plan: Plan): Promise<DataPathStats>;
+  stats(): DataPathStats;
 }
 
-export type InterfaceProbe = (ifname: string, netns?: string) => InterfaceInfo;
-
 export interface AgentOptions {
-  store: Store;
+  host: string;
+  desired: DesiredStateSource;
+  observations: ObservationSink;
   dataPath: DataPath;
-  probe: InterfaceProbe;
+  /** Named in the agent's registration (packet, bpf). */
+  datapathName?: string;
+  underlayIp?: string;
   logger: Logger;
-  /** How often to look again without being asked (interfaces come and go). */
+  /** How often to look again without being asked (counters, interfaces that come and go). */
   intervalMs?: number;
 }
 
-// Children before parents, so a purge never leaves a row pointing at nothing.
-const PURGE_ORDER: ReadonlyArray<[ResourceKind, keyof Snapshot]> = [
-  ['tap_flow', 'tapFlows'], ['tap_mirror', 'tapMirrors'], ['tap_service', 'tapServices'], ['port', 'ports'],
-];
-
 export class Agent {
-  private readonly options: Required<AgentOptions>;
+  private readonly options: AgentOptions & { intervalMs: number };
   private running: Promise<void> | undefined;
   private queued: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private unsubscribe: (() => void) | undefined;
   private stopped = false;
+  /** The revision the data path runs, and the state it was built from; undefined until the first apply. */
+  private applied: { revision: number; desired: DesiredState } | undefined;
   /** The last apply failure logged: a refused plan is retried every tick, but logged once. */
   private lastFailure: string | undefined;
-  private lastSnapshot: Snapshot = { ports: [], tapServices: [], tapFlows: [], tapMirrors: [] };
 
   constructor(options: AgentOptions) {
     this.options = { intervalMs: 1000, ...options };
   }
 
+  /** Registers with the control plane, reaches the desired state once, then keeps at it. */
   start(): Promise<void> {
+    const { host, observations, desired } = this.options;
+    observations.register({
+      host,
+      datapath: this.options.datapathName ?? 'packet',
+      ...(this.options.underlayIp ? { underlay_ip: this.options.underlayIp } : {}),
+    });
+    this.unsubscribe = desired.subscribe(host, () => void this.trigger());
     const first = this.trigger();
     this.timer = setInterval(() => void this.trigger(), this.options.intervalMs);
     this.timer.unref();
@@ -74,97 +82,44 @@ export class Agent {
     return next;
   }
 
-  /** Stops the timer and waits for the reconcile in progress, if any. */
+  /** Stops listening and the timer, waits for the reconcile in progress, and unregisters. */
   async stop(): Promise<void> {
+    if (this.stopped) return;
     this.stopped = true;
+    this.unsubscribe?.();
     if (this.timer) clearInterval(this.timer);
     await this.queued;
     await this.running;
-  }
-
-  /** The state the last reconcile worked from: labels for the metrics. */
-  get snapshot(): Snapshot {
-    return this.lastSnapshot;
+    this.options.observations.unregister(this.options.host);
   }
 
   private async reconcile(): Promise<void> {
-    const { store, logger } = this.options;
+    const { host, logger } = this.options;
     try {
-      const snapshot = store.snapshot();
-      const interfaces = this.observeInterfaces(snapshot);
-      const { stats, applied, mirrorsExcluded } = await this.applyPlan(snapshot);
-      const updates = deriveStatuses(snapshot, stats, interfaces, mirrorsExcluded);
-      if (updates.length > 0) {
-        store.setStatuses(updates);
-        for (const update of updates) {
-          logger.info({ kind: update.kind, id: update.id, status: update.status, reason: update.reason ?? undefined }, 'status');
-        }
-      }
-      if (applied) this.purgeReleased(snapshot);
-      this.lastSnapshot = snapshot;
+      const desired = this.options.desired.snapshot(host);
+      const stats = this.applied?.revision === desired.revision
+        ? this.options.dataPath.stats()
+        : await this.applyPlan(desired);
+      this.options.observations.report({ host, revision: desired.revision, observations: observe(desired, host, stats) });
     } catch (error) {
-      // The store is closing or broken: log and let the next tick try again.
+      // The desired state could not be read (the store is closing): the next tick tries again.
       logger.error({ err: error }, 'reconcile failed');
     }
   }
 
-  /**
-   * Applies the plan of a snapshot. If the engine refuses it and it has tunnel
-   * sinks (the newest and most environment-dependent part of a plan), applies
-   * it again without tap mirrors, so local mirroring keeps running.
-   */
-  private async applyPlan(snapshot: Snapshot): Promise<{
-    stats: EngineStats | { failure: string }; applied: boolean; mirrorsExcluded?: string;
-  }> {
-    const plan = buildPlan(snapshot);
+  private async applyPlan(desired: DesiredState): Promise<DataPathStats | { failure: string }> {
+    const plan = buildPlan(desired, this.options.host);
     try {
       const stats = await this.options.dataPath.apply(plan);
+      this.applied = { revision: desired.revision, desired };
       this.lastFailure = undefined;
-      return { stats, applied: true };
+      return stats;
     } catch (error) {
+      // Not remembered as applied: the next tick applies it again.
       const failure = `the data path refused the plan: ${(error as Error).message}`;
-      this.logFailureOnce(failure, error, plan);
-      if (!plan.sinks.some((sink) => sink.kind !== 'port')) return { stats: { failure }, applied: false };
-      const withoutMirrors = buildPlan(snapshot, { withoutMirrors: true });
-      try {
-        return { stats: await this.options.dataPath.apply(withoutMirrors), applied: true, mirrorsExcluded: failure };
-      } catch (retryError) {
-        this.logFailureOnce(`${failure}; without tap mirrors: ${(retryError as Error).message}`, retryError, withoutMirrors);
-        return { stats: { failure }, applied: false };
-      }
+      if (failure !== this.lastFailure) this.options.logger.error({ err: error, plan }, 'apply failed');
+      this.lastFailure = failure;
+      return { failure };
     }
-  }
-
-  /** A refused plan is retried every tick; say so once per distinct failure, not every second. */
-  private logFailureOnce(failure: string, error: unknown, plan: Plan): void {
-    if (failure !== this.lastFailure) this.options.logger.error({ err: error, plan }, 'apply failed');
-    this.lastFailure = failure;
-  }
-
-  private observeInterfaces(snapshot: Snapshot): Map<string, InterfaceObservation> {
-    const seen = new Map<string, InterfaceObservation>();
-    for (const port of snapshot.ports) {
-      if (port.status === 'PENDING_DELETE') continue;
-      try {
-        const info = this.options.probe(port.interface, port.netns ?? undefined);
-        seen.set(port.id, { ok: true, up: info.up, mac: info.mac });
-      } catch (error) {
-        seen.set(port.id, { ok: false, reason: (error as Error).message });
-      }
-    }
-    return seen;
-  }
-
-  /** The plan just applied left out every PENDING_DELETE row of the snapshot: the data path has let go of them. */
-  private purgeReleased(snapshot: Snapshot): void {
-    const { store, logger } = this.options;
-    store.transaction(() => {
-      for (const [kind, key] of PURGE_ORDER) {
-        const ids = snapshot[key].filter((row) => row.status === 'PENDING_DELETE').map((row) => row.id);
-        if (ids.length === 0) continue;
-        const removed = store.purge(kind, ids);
-        if (removed > 0) logger.info({ kind, ids }, 'deleted');
-      }
-    });
   }
 }

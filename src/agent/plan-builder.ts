@@ -1,49 +1,50 @@
 /**
- * Desired state → plan, and engine stats → statuses. Pure functions: the
- * agent feeds them the store's snapshot and the engine's counters.
+ * Desired state → plan, and what the data path reports → observations. Pure
+ * functions of one host's desired state: the agent feeds them what its
+ * DesiredStateSource gives and what its data path counts.
  *
  * Plan ids are resource UUIDs: a source is the port it captures (so a port
  * feeding several services is captured once), a port sink is the tap service,
- * a rule is the tap flow.
+ * a rule is the tap flow, and each direction of a tap mirror is a tunnel sink
+ * with the rule feeding it.
  */
-import type { EngineStats, Plan, RulePlan, SinkPlan, SinkStats, SourceStats } from '../engine/engine.js';
-import type { Port, ResourceKind, Status } from '../model/resources.js';
+import type { Plan, RulePlan, SinkPlan } from '../engine/plan.js';
+import type { Counters, DesiredState, Observation, ObservedStatus } from '../model/observation.js';
+import type { Port, ResourceKind } from '../model/resources.js';
 import { parseVlanFilter } from '../model/vlan-filter.js';
-import type { Snapshot, StatusUpdate } from '../store/store.js';
-
-export interface InterfaceObservation {
-  ok: boolean;
-  up?: boolean;
-  mac?: string;
-  reason?: string;
-}
-
-const live = <T extends { status: Status }>(rows: readonly T[]) => rows.filter((row) => row.status !== 'PENDING_DELETE');
 
 /** The plan id of one direction of a tap mirror: its tunnel sink and the rule feeding it. */
 export const mirrorTunnelId = (mirrorId: string, direction: 'IN' | 'OUT') => `${mirrorId}/${direction}`;
 
-export interface PlanOptions {
-  /** Leave tap mirrors out (the engine refused their tunnel sinks). */
-  withoutMirrors?: boolean;
-}
+/** This host's part of the desired state, as a plan: ports on other hosts are not this agent's. */
+export function buildPlan(desired: DesiredState, host: string): Plan {
+  const ports = new Map(desired.ports.map((port) => [port.id, port]));
+  const local = (portId: string) => ports.get(portId)?.host_id === host;
+  const services = new Map(desired.tapServices.filter((service) => ports.has(service.port_id)).map((service) => [service.id, service]));
 
-export function buildPlan(snapshot: Snapshot, options: PlanOptions = {}): Plan {
-  const ports = new Map(live(snapshot.ports).map((port) => [port.id, port]));
-  const services = live(snapshot.tapServices).filter((service) => ports.has(service.port_id));
-  const serviceIds = new Set(services.map((service) => service.id));
-  const flows = live(snapshot.tapFlows).filter((flow) => serviceIds.has(flow.tap_service_id) && ports.has(flow.source_port));
-  const mirrors = options.withoutMirrors ? [] : live(snapshot.tapMirrors).filter((mirror) => ports.has(mirror.port_id));
-
-  const sinks: SinkPlan[] = services.map((service) => ({ ...interfaceOf(service.id, ports.get(service.port_id)!), kind: 'port' as const }));
-  const rules: RulePlan[] = flows.map((flow) => ({
-    id: flow.id,
-    sourceId: flow.source_port,
-    sinkId: flow.tap_service_id,
-    direction: flow.direction,
-    ...(flow.vlan_filter === null ? {} : { vlans: parseVlanFilter(flow.vlan_filter) }),
-  }));
-  for (const mirror of mirrors) {
+  const sinks: SinkPlan[] = [];
+  const rules: RulePlan[] = [];
+  for (const service of services.values()) {
+    if (local(service.port_id)) sinks.push({ ...interfaceOf(service.id, ports.get(service.port_id)!), kind: 'port' });
+  }
+  const remoteSinks = new Set<string>();
+  for (const flow of desired.tapFlows) {
+    const service = services.get(flow.tap_service_id);
+    if (!service || !local(flow.source_port)) continue;
+    if (!local(service.port_id) && !remoteSinks.has(service.id)) {
+      remoteSinks.add(service.id);
+      sinks.push({ id: service.id, kind: 'host', host: ports.get(service.port_id)!.host_id });
+    }
+    rules.push({
+      id: flow.id,
+      sourceId: flow.source_port,
+      sinkId: service.id,
+      direction: flow.direction,
+      ...(flow.vlan_filter === null ? {} : { vlans: parseVlanFilter(flow.vlan_filter) }),
+    });
+  }
+  for (const mirror of desired.tapMirrors) {
+    if (!local(mirror.port_id)) continue;
     const port = ports.get(mirror.port_id)!;
     // The tunnel leaves from the port's own namespace: the host side of the workload routes it.
     const netns = port.netns === null ? {} : { netns: port.netns };
@@ -59,11 +60,31 @@ export function buildPlan(snapshot: Snapshot, options: PlanOptions = {}): Plan {
   }
 
   const sourcePortIds = [...new Set(rules.map((rule) => rule.sourceId))];
-  return { sources: sourcePortIds.map((id) => interfaceOf(id, ports.get(id)!)), sinks, rules };
+  const localPorts = desired.ports.filter((port) => port.host_id === host);
+  return {
+    sources: sourcePortIds.map((id) => interfaceOf(id, ports.get(id)!)),
+    sinks,
+    rules,
+    interfaces: localPorts.map((port) => interfaceOf(port.id, port)),
+  };
 }
 
 function interfaceOf(id: string, port: Port) {
   return port.netns === null ? { id, ifname: port.interface } : { id, ifname: port.interface, netns: port.netns };
+}
+
+/** What the agent reads of a data path's stats: any backend that reports these fits. */
+interface Health {
+  id: string;
+  ok: boolean;
+  reason?: string;
+}
+
+export interface DataPathStats {
+  sources: Array<Health & { packets: number; bytes: number; captureDrops: number }>;
+  sinks: Array<Health & { packets: number; bytes: number; errors: number }>;
+  rules: Array<{ id: string; ok?: boolean; reason?: string; packets: number; bytes: number; oversize: number; unavailable: number }>;
+  interfaces?: Array<{ id: string; present: boolean; up: boolean; running: boolean; mac: string; mtu: number; reason?: string }>;
 }
 
 function portLabel(port: Port | undefined): string {
@@ -72,69 +93,108 @@ function portLabel(port: Port | undefined): string {
   return `port ${port.id} (${where})`;
 }
 
-type Health = Pick<SourceStats | SinkStats, 'ok' | 'reason'> | undefined;
+const ruleCounters = (rule: DataPathStats['rules'][number]): Counters => ({
+  packets: rule.packets, bytes: rule.bytes, drops: { oversize: rule.oversize, unavailable: rule.unavailable },
+});
+
+function sum(parts: readonly Counters[]): Counters {
+  const total: Counters = { packets: 0, bytes: 0, drops: {} };
+  for (const part of parts) {
+    total.packets += part.packets;
+    total.bytes += part.bytes;
+    for (const [cause, count] of Object.entries(part.drops)) total.drops[cause] = (total.drops[cause] ?? 0) + count;
+  }
+  return total;
+}
 
 /**
- * The status of every live TaaS resource, as the data path reports it, and of
- * every port, as its interface looks. Only changes are returned.
+ * What this host observes of every resource of its desired state, from the
+ * stats of the plan just applied (or the reason the data path refused it).
+ * A resource whose state the data path has not reported yet is left out.
  */
-export function deriveStatuses(
-  snapshot: Snapshot,
-  stats: EngineStats | { failure: string },
-  interfaces: ReadonlyMap<string, InterfaceObservation>,
-  /** Why tap mirrors were left out of the plan, if they were. */
-  mirrorsExcluded?: string,
-): StatusUpdate[] {
-  const ports = new Map(snapshot.ports.map((port) => [port.id, port]));
-  const failure = 'failure' in stats ? stats.failure : undefined;
-  const sources = new Map('failure' in stats ? [] : stats.sources.map((s) => [s.id, s]));
-  const sinks = new Map('failure' in stats ? [] : stats.sinks.map((s) => [s.id, s]));
-  const updates: StatusUpdate[] = [];
+export function observe(desired: DesiredState, host: string, stats: DataPathStats | { failure: string }): Observation[] {
+  const ports = new Map(desired.ports.map((port) => [port.id, port]));
+  const local = (portId: string) => ports.get(portId)?.host_id === host;
+  const observations: Observation[] = [];
+  const add = (kind: ResourceKind, id: string, status: ObservedStatus, reason: string | null, extra: Partial<Observation> = {}) =>
+    observations.push({ kind, id, status, reason, ...extra });
 
-  const report = (kind: ResourceKind, row: { id: string; status: Status; status_reason: string | null }, status: Status, reason: string | null) => {
-    if (row.status !== status || row.status_reason !== reason) updates.push({ kind, id: row.id, status, reason });
-  };
-  const problem = (what: string, health: Health): string | undefined => {
-    if (failure) return failure;
+  if ('failure' in stats) {
+    for (const port of desired.ports) if (local(port.id)) add('port', port.id, 'ERROR', stats.failure);
+    for (const service of desired.tapServices) if (local(service.port_id)) add('tap_service', service.id, 'ERROR', stats.failure);
+    for (const flow of desired.tapFlows) add('tap_flow', flow.id, 'ERROR', stats.failure);
+    for (const mirror of desired.tapMirrors) add('tap_mirror', mirror.id, 'ERROR', stats.failure);
+    return observations;
+  }
+
+  const sources = new Map(stats.sources.map((source) => [source.id, source]));
+  const sinks = new Map(stats.sinks.map((sink) => [sink.id, sink]));
+  const rules = new Map(stats.rules.map((rule) => [rule.id, rule]));
+  const interfaces = new Map((stats.interfaces ?? []).map((state) => [state.id, state]));
+  const problem = (what: string, health: Health | undefined): string | undefined => {
     if (!health) return `${what} is not running in the data path`;
     return health.ok ? undefined : `${what}: ${health.reason ?? 'failed'}`;
   };
+  const ruleProblem = (id: string): string | undefined => {
+    const rule = rules.get(id);
+    if (!rule) return 'not running in the data path';
+    return rule.ok === false ? rule.reason ?? 'failed' : undefined;
+  };
+
+  for (const port of desired.ports) {
+    if (!local(port.id)) continue;
+    const state = interfaces.get(port.id);
+    if (!state) continue;
+    const source = sources.get(port.id);
+    const counters = source ? { packets: source.packets, bytes: source.bytes, drops: { capture: source.captureDrops } } : undefined;
+    const seen = { present: state.present, up: state.up, running: state.running, mac: state.present ? state.mac : null, mtu: state.present ? state.mtu : null };
+    const extra = { interface: seen, ...(counters ? { counters } : {}) };
+    if (!state.present) add('port', port.id, 'ERROR', state.reason ?? `interface '${port.interface}' does not exist`, extra);
+    else if (!state.up) add('port', port.id, 'DOWN', 'interface is down', extra);
+    else if (!state.running) add('port', port.id, 'DOWN', 'interface has no carrier', extra);
+    else add('port', port.id, 'ACTIVE', null, extra);
+  }
 
   const serviceProblems = new Map<string, string | undefined>();
-  for (const service of live(snapshot.tapServices)) {
-    const issue = problem(`destination ${portLabel(ports.get(service.port_id))}`, sinks.get(service.id));
+  for (const service of desired.tapServices) {
+    if (!local(service.port_id)) continue;
+    const sink = sinks.get(service.id);
+    const issue = problem(`destination ${portLabel(ports.get(service.port_id))}`, sink);
     serviceProblems.set(service.id, issue);
-    report('tap_service', service, issue ? 'ERROR' : 'ACTIVE', issue ?? null);
+    const counters = sink ? { counters: { packets: sink.packets, bytes: sink.bytes, drops: { send_errors: sink.errors } } } : {};
+    add('tap_service', service.id, issue ? 'ERROR' : 'ACTIVE', issue ?? null, counters);
   }
-  for (const flow of live(snapshot.tapFlows)) {
-    const issue = problem(`source ${portLabel(ports.get(flow.source_port))}`, sources.get(flow.source_port))
-      ?? (serviceProblems.get(flow.tap_service_id) && `tap service ${flow.tap_service_id} is in ERROR`);
-    report('tap_flow', flow, issue ? 'ERROR' : 'ACTIVE', issue ?? null);
+
+  const services = new Map(desired.tapServices.map((service) => [service.id, service]));
+  for (const flow of desired.tapFlows) {
+    const service = services.get(flow.tap_service_id);
+    let issue: string | undefined;
+    let counters: Counters | undefined;
+    if (local(flow.source_port)) {
+      issue = problem(`source ${portLabel(ports.get(flow.source_port))}`, sources.get(flow.source_port))
+        ?? (service && !local(service.port_id) ? problem(`tap service ${service.id} on host ${ports.get(service.port_id)?.host_id}`, sinks.get(service.id)) : undefined)
+        ?? ruleProblem(flow.id);
+      const rule = rules.get(flow.id);
+      if (rule) counters = ruleCounters(rule);
+    }
+    if (!issue && serviceProblems.get(flow.tap_service_id)) issue = `tap service ${flow.tap_service_id} is in ERROR`;
+    add('tap_flow', flow.id, issue ? 'ERROR' : 'ACTIVE', issue ?? null, counters ? { counters } : {});
   }
-  for (const mirror of live(snapshot.tapMirrors)) {
-    let issue = mirrorsExcluded ?? problem(`source ${portLabel(ports.get(mirror.port_id))}`, sources.get(mirror.port_id));
+
+  for (const mirror of desired.tapMirrors) {
+    if (!local(mirror.port_id)) continue;
+    let issue = problem(`source ${portLabel(ports.get(mirror.port_id))}`, sources.get(mirror.port_id));
+    const parts: Record<string, Counters> = {};
     for (const direction of ['IN', 'OUT'] as const) {
-      if (issue || mirror.directions[direction] === undefined) continue;
-      issue = problem(`${direction} tunnel to ${mirror.remote_ip}`, sinks.get(mirrorTunnelId(mirror.id, direction)));
+      if (mirror.directions[direction] === undefined) continue;
+      const id = mirrorTunnelId(mirror.id, direction);
+      issue ??= problem(`${direction} tunnel to ${mirror.remote_ip}`, sinks.get(id));
+      const rule = rules.get(id);
+      if (!issue && rule?.ok === false) issue = `${direction} tunnel to ${mirror.remote_ip}: ${rule.reason ?? 'failed'}`;
+      if (rule) parts[direction] = ruleCounters(rule);
     }
-    report('tap_mirror', mirror, issue ? 'ERROR' : 'ACTIVE', issue ?? null);
+    const counted = Object.values(parts);
+    add('tap_mirror', mirror.id, issue ? 'ERROR' : 'ACTIVE', issue ?? null, counted.length > 0 ? { counters: sum(counted), parts } : {});
   }
-  for (const port of live(snapshot.ports)) {
-    const seen = interfaces.get(port.id);
-    if (!seen) continue;
-    let status: Status = 'ACTIVE';
-    let reason: string | null = null;
-    if (!seen.ok) {
-      status = 'ERROR';
-      reason = seen.reason ?? 'interface not found';
-    } else if (!seen.up) {
-      status = 'DOWN';
-      reason = 'interface is down';
-    }
-    const mac = seen.mac ?? port.mac_address;
-    if (port.status !== status || port.status_reason !== reason || port.mac_address !== mac) {
-      updates.push({ kind: 'port', id: port.id, status, reason, macAddress: mac });
-    }
-  }
-  return updates;
+  return observations;
 }

@@ -26,12 +26,11 @@ export interface ApiOptions {
   authenticate: Authenticate;
   metrics: Metrics;
   logger: Logger;
-  /** Resolves once the agent has applied the current desired state (deletes wait for it, bounded). */
-  settle: () => Promise<void>;
   /** Whether /metrics needs a token too (token mode: it names every project's resources). */
   metricsNeedAuth: boolean;
   bodyLimit?: number;
-  settleTimeoutMs?: number;
+  /** How long a DELETE waits for the hosts to release what it removes before answering 204 anyway (PENDING_DELETE). */
+  deleteWaitMs?: number;
 }
 
 declare module 'fastify' {
@@ -163,9 +162,9 @@ export function buildApi(options: ApiOptions): FastifyInstance {
 
       app.delete<{ Params: { id: string } }>(`${path}/:id`, { config: authenticated }, async (request, reply) => {
         const outcome = service.delete(kind, request.context, request.params.id);
-        // The row stays PENDING_DELETE until the data path let go of it: give the agent a moment so
+        // The row stays PENDING_DELETE until every host let go of it: give them a moment so
         // that, usually, the answer comes once it is really gone.
-        if (outcome.pending) await settleWithin(options.settle(), options.settleTimeoutMs ?? 5000);
+        if (outcome.pending) await service.waitUntilGone(kind, request.params.id, options.deleteWaitMs ?? 5000);
         return reply.code(204).send();
       });
 
@@ -236,10 +235,4 @@ function methodNotAllowed(app: FastifyInstance, path: string, methods: Array<'PU
 
 function baseUrl(request: FastifyRequest): string {
   return `${request.protocol}://${request.host}`;
-}
-
-async function settleWithin(settled: Promise<void>, timeoutMs: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([settled, new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs); })]);
-  clearTimeout(timer);
 }

@@ -3,7 +3,7 @@
  * echoed as tenant_id), and Neutron's list semantics over those views:
  * filters on any attribute, `fields`, `limit`/`marker` pagination, sorting.
  */
-import type { Port, ResourceKind, ResourceOf, TapFlow, TapMirror, TapService } from '../model/resources.js';
+import type { ResourceKind, Shown } from '../model/resources.js';
 import { BadRequest } from '../service/errors.js';
 
 export type View = Record<string, unknown>;
@@ -21,7 +21,7 @@ export const ATTRIBUTES: Record<ResourceKind, readonly string[]> = {
 /** Attributes whose values are objects: not usable as list filters. */
 const NOT_FILTERABLE = new Set(['binding:profile', 'directions']);
 
-export function toView<K extends ResourceKind>(kind: K, resource: ResourceOf[K]): View {
+export function toView<K extends ResourceKind>(kind: K, resource: Shown<K>): View {
   const common = {
     id: resource.id,
     project_id: resource.project_id,
@@ -35,7 +35,7 @@ export function toView<K extends ResourceKind>(kind: K, resource: ResourceOf[K])
   };
   switch (kind) {
     case 'port': {
-      const port = resource as Port;
+      const port = resource as Shown<'port'>;
       return {
         ...common,
         mac_address: port.mac_address,
@@ -45,13 +45,13 @@ export function toView<K extends ResourceKind>(kind: K, resource: ResourceOf[K])
       };
     }
     case 'tap_service':
-      return { ...common, port_id: (resource as TapService).port_id };
+      return { ...common, port_id: (resource as Shown<'tap_service'>).port_id };
     case 'tap_flow': {
-      const flow = resource as TapFlow;
+      const flow = resource as Shown<'tap_flow'>;
       return { ...common, tap_service_id: flow.tap_service_id, source_port: flow.source_port, direction: flow.direction, vlan_filter: flow.vlan_filter };
     }
     case 'tap_mirror': {
-      const mirror = resource as TapMirror;
+      const mirror = resource as Shown<'tap_mirror'>;
       return { ...common, port_id: mirror.port_id, directions: mirror.directions, remote_ip: mirror.remote_ip, mirror_type: mirror.mirror_type };
     }
   }

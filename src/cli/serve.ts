@@ -12,7 +12,9 @@ import { Agent } from '../agent/agent.js';
 import { loadTokens, noauth, tokenAuth, tokensFileIsShared, TokensFileError, type AuthMode } from '../api/auth.js';
 import { Metrics } from '../api/metrics.js';
 import { buildApi } from '../api/server.js';
-import { Engine, probeInterface, type WorkerPriority } from '../engine/engine.js';
+import { Engine, type WorkerPriority } from '../engine/engine.js';
+import { LocalDesiredState } from '../service/desired-state.js';
+import { ObservationBook } from '../service/observations.js';
 import { DEFAULT_QUOTAS, type QuotaLimits } from '../service/quotas.js';
 import { TaasService } from '../service/taas-service.js';
 import { Store, StoreError } from '../store/store.js';
@@ -78,14 +80,22 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   }
 
   const store = new Store(options.stateDir);
-  store.resetStatusesAfterRestart();
+  // The embedded mode: the agent of this host runs in this process, linked to the
+  // control plane by the in-process desired state and observation book.
+  const desired = new LocalDesiredState(store);
+  const observations = new ObservationBook();
+  const service = new TaasService(store, { hostId: options.hostId, quotas: options.quotas, desired, observations });
   const engine = new Engine({ workers: options.workers, ...(options.priority ? { priority: options.priority } : {}) });
-  const agent = new Agent({ store, dataPath: engine, probe: probeInterface, logger: logger.child({ component: 'agent' }), intervalMs: options.agentIntervalMs });
-  const service = new TaasService(store, { hostId: options.hostId, quotas: options.quotas, onChange: () => void agent.trigger() });
-  const metrics = new Metrics({ stats: () => engine.stats(), snapshot: () => agent.snapshot });
+  const agent = new Agent({
+    host: options.hostId, desired, observations, dataPath: engine,
+    logger: logger.child({ component: 'agent' }), intervalMs: options.agentIntervalMs,
+  });
+  const metrics = new Metrics({
+    resources: () => service.everything(),
+    observationsOf: (kind, id) => observations.observationsOf(kind, id),
+  });
   const app = buildApi({
     service, metrics, authenticate, logger: logger.child({ component: 'api' }),
-    settle: () => agent.trigger(),
     metricsNeedAuth: options.auth === 'token',
   });
 

@@ -85,7 +85,20 @@ export interface ErspanSinkPlan {
 }
 
 export type TunnelSinkPlan = GreSinkPlan | ErspanSinkPlan;
-export type SinkPlan = PortSinkPlan | TunnelSinkPlan;
+
+/**
+ * A tap service whose port is on another host: copies travel there through
+ * a tunnel between agents (cluster mode). A data path that cannot reach other
+ * hosts reports this sink, and the rules into it, as failed.
+ */
+export interface HostSinkPlan {
+  id: string;
+  kind: 'host';
+  /** The host of the tap service's port (binding:host_id). */
+  host: string;
+}
+
+export type SinkPlan = PortSinkPlan | TunnelSinkPlan | HostSinkPlan;
 
 /** Frames of one source, in one direction, optionally of some VLANs, to one sink. */
 export interface RulePlan {

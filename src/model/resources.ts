@@ -23,16 +23,20 @@ export interface MirrorDirections {
   OUT?: number;
 }
 
+/**
+ * What every resource records of what a user asked for. Nothing here is
+ * observed: statuses, reasons and MAC addresses come from the agents'
+ * observations (see model/observation.ts) and are joined in for the API.
+ */
 interface Owned {
   id: string;
   project_id: string;
   name: string;
   description: string;
-  status: Status;
-  /** Why the resource is in ERROR (or DOWN for a known cause); null when nothing is wrong. */
-  status_reason: string | null;
   created_at: string;
   updated_at: string;
+  /** A delete was accepted: the resource waits for every involved host to let go of it (PENDING_DELETE). */
+  deleting: boolean;
 }
 
 export interface Port extends Owned {
@@ -40,9 +44,8 @@ export interface Port extends Owned {
   interface: string;
   /** Network namespace of the interface (name under /run/netns or a path); null: the daemon's own. */
   netns: string | null;
+  /** binding:host_id: the host whose agent captures this interface. */
   host_id: string;
-  /** Read from the interface by the agent; null until it has been seen. */
-  mac_address: string | null;
 }
 
 export interface TapService extends Owned {
@@ -72,6 +75,21 @@ export interface ResourceOf {
   tap_flow: TapFlow;
   tap_mirror: TapMirror;
 }
+
+/** The status a client sees, derived from the observations of every host a resource involves. */
+export interface Lifecycle {
+  status: Status;
+  /** Why the resource is in ERROR (or DOWN for a known cause); null when nothing is wrong. */
+  status_reason: string | null;
+}
+
+/** Ports also show what their interface looks like. */
+export interface PortObservedAttributes {
+  mac_address: string | null;
+}
+
+/** A resource as clients see it: what was asked for, with its derived status. */
+export type Shown<K extends ResourceKind> = ResourceOf[K] & Lifecycle & (K extends 'port' ? PortObservedAttributes : unknown);
 
 /** ERSPAN type II carries a 10-bit session id. */
 export const ERSPAN_MAX_SESSION_ID = 1023;

@@ -3,21 +3,27 @@
  * validation (the API's schemas have already checked shapes and types),
  * ownership, quotas, conflicts and loops, cascades and the delete half of the
  * status lifecycle. Every change is one store transaction, committed before
- * the method returns; the agent is then told that the desired state changed.
+ * the method returns; the desired-state feed is then told that it changed.
+ * What clients see of a resource joins the record with the status derived
+ * from the agents' observations (status.ts).
  */
 import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 
 import { canonicalIpAddress, IpAddressError } from '../model/ip-address.js';
 import {
   ERSPAN_MAX_SESSION_ID, GRE_MAX_KEY,
-  type Direction, type MirrorDirections, type MirrorType, type Port, type ResourceKind, type ResourceOf,
+  type Direction, type MirrorDirections, type MirrorType, type Port, type ResourceKind, type ResourceOf, type Shown,
   type TapFlow, type TapMirror, type TapService,
 } from '../model/resources.js';
 import { parseVlanFilter, VlanFilterError } from '../model/vlan-filter.js';
-import { timestamp, UniqueViolation, type Store } from '../store/store.js';
+import { timestamp, UniqueViolation, type Snapshot, type Store } from '../store/store.js';
 import { canSee, canWrite, isAdmin, type RequestContext } from './context.js';
+import type { DesiredStateFeed } from './desired-state.js';
 import { BadRequest, Conflict, invalidInput, NotFound, PolicyNotAuthorized } from './errors.js';
 import { checkQuotaLimit, isQuotaResource, Quotas, type QuotaLimits } from './quotas.js';
+import type { ObservationBook } from './observations.js';
+import { StatusView } from './status.js';
 import { findLoop, findOverlappingFlow } from './topology.js';
 
 interface Owned {
@@ -57,9 +63,12 @@ export interface AttributeChanges {
 }
 
 export interface DeleteOutcome {
-  /** True when the data path still runs something of it: the rows wait in PENDING_DELETE for the agent. */
+  /** True when a host may still carry something of it: the rows wait in PENDING_DELETE until released. */
   pending: boolean;
 }
+
+// Children before parents, so a purge never takes along a row that some host still carries.
+const PURGE_ORDER: readonly ResourceKind[] = ['tap_flow', 'tap_mirror', 'tap_service', 'port'];
 
 const NOT_FOUND: Record<ResourceKind, { type: string; message: (id: string) => string }> = {
   port: { type: 'PortNotFound', message: (id) => `Port ${id} could not be found.` },
@@ -78,38 +87,65 @@ const NETNS_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$/;
 const NETNS_PATH = /^\/[A-Za-z0-9_./-]{1,4095}$/;
 
 export interface ServiceOptions {
-  /** This agent's host name: ports are bound to it. */
+  /** The host a port is bound to when its create names none (binding:host_id). */
   hostId: string;
   quotas: QuotaLimits;
-  /** Called after every committed change of the desired state. */
-  onChange: () => void;
+  /** Told after every committed change of the desired state. */
+  desired: DesiredStateFeed;
+  /** What the agents observe: statuses are derived from it, deletes complete by it. */
+  observations: ObservationBook;
 }
 
 export class TaasService {
   readonly quotas: Quotas;
+  private readonly observations: ObservationBook;
+  /** The desired-state revision at which each pending delete was accepted, by `kind/id`. */
+  private readonly deletedAt = new Map<string, number>();
+  private readonly purged = new EventEmitter();
 
   constructor(
     private readonly store: Store,
     private readonly options: ServiceOptions,
   ) {
     this.quotas = new Quotas(store, options.quotas);
+    this.observations = options.observations;
+    this.purged.setMaxListeners(0);
+    options.observations.onChange(() => this.completeDeletes());
   }
 
   // ---- reads ----
 
-  /** Every resource of a kind the caller may see, oldest first. */
-  list<K extends ResourceKind>(kind: K, context: RequestContext): Array<ResourceOf[K]> {
+  /** Every resource of a kind the caller may see, oldest first, with its status. */
+  list<K extends ResourceKind>(kind: K, context: RequestContext): Array<Shown<K>> {
     const all = this.store.list(kind);
-    return isAdmin(context) ? all : all.filter((resource) => resource.project_id === context.projectId);
+    const visible = isAdmin(context) ? all : all.filter((resource) => resource.project_id === context.projectId);
+    const view = this.statusView();
+    return visible.map((resource) => view.show(kind, resource));
   }
 
-  get<K extends ResourceKind>(kind: K, context: RequestContext, id: string): ResourceOf[K] {
-    return this.visible(kind, context, id);
+  get<K extends ResourceKind>(kind: K, context: RequestContext, id: string): Shown<K> {
+    return this.statusView().show(kind, this.visible(kind, context, id));
+  }
+
+  /** Every resource with its status, whoever owns it (the operator's metrics and stats). */
+  everything(): { ports: Array<Shown<'port'>>; tapServices: Array<Shown<'tap_service'>>; tapFlows: Array<Shown<'tap_flow'>>; tapMirrors: Array<Shown<'tap_mirror'>> } {
+    const snapshot = this.store.snapshot();
+    const view = new StatusView(snapshot.ports, snapshot.tapServices, this.observations);
+    return {
+      ports: snapshot.ports.map((port) => view.show('port', port)),
+      tapServices: snapshot.tapServices.map((service) => view.show('tap_service', service)),
+      tapFlows: snapshot.tapFlows.map((flow) => view.show('tap_flow', flow)),
+      tapMirrors: snapshot.tapMirrors.map((mirror) => view.show('tap_mirror', mirror)),
+    };
+  }
+
+  private statusView(): StatusView {
+    return new StatusView(this.store.list('port'), this.store.list('tap_service'), this.observations);
   }
 
   // ---- creates ----
 
-  createPort(context: RequestContext, input: PortCreate): Port {
+  createPort(context: RequestContext, input: PortCreate): Shown<'port'> {
     // Registering a host interface decides what the daemon (root) may capture:
     // an operator's job, like binding a VM's port. Members use the ports given to them.
     this.requireAdmin(context, 'create_port');
@@ -123,25 +159,22 @@ export class TaasService {
       throw invalidInput('binding:profile', `'${netns}' is not a valid network namespace `
         + '(a name under /run/netns or an absolute path)');
     }
-    if (input.host_id !== undefined && input.host_id !== this.options.hostId) {
-      throw invalidInput('binding:host_id', `this agent serves host '${this.options.hostId}', not '${input.host_id}'`);
-    }
     const port: Port = {
       ...this.ownedFields(projectId, input),
       interface: input.interface,
       netns,
-      host_id: this.options.hostId,
-      mac_address: null,
+      host_id: input.host_id ?? this.options.hostId,
     };
     return this.insert('port', port, () => {
-      const existing = this.store.list('port').find((p) => p.interface === port.interface && p.netns === port.netns);
+      const existing = this.store.list('port')
+        .find((p) => p.host_id === port.host_id && p.interface === port.interface && p.netns === port.netns);
       if (existing) {
         throw new Conflict('PortInterfaceInUse', `Interface ${describeInterface(port)} is already registered as port ${existing.id}.`);
       }
     });
   }
 
-  createTapService(context: RequestContext, input: TapServiceCreate): TapService {
+  createTapService(context: RequestContext, input: TapServiceCreate): Shown<'tap_service'> {
     this.requireWriter(context, 'create_tap_service');
     const projectId = this.owningProject(context, input);
     const portId = this.reference('port_id', input.port_id);
@@ -156,7 +189,7 @@ export class TaasService {
     });
   }
 
-  createTapFlow(context: RequestContext, input: TapFlowCreate): TapFlow {
+  createTapFlow(context: RequestContext, input: TapFlowCreate): Shown<'tap_flow'> {
     this.requireWriter(context, 'create_tap_flow');
     const projectId = this.owningProject(context, input);
     const serviceId = this.reference('tap_service_id', input.tap_service_id);
@@ -180,7 +213,7 @@ export class TaasService {
     return this.insert('tap_flow', flow, () => {
       // Another project's tap service does not exist for a non-admin.
       const service = this.visible('tap_service', context, serviceId);
-      if (service.status === 'PENDING_DELETE') {
+      if (service.deleting) {
         throw new Conflict('TapServiceBeingDeleted', `Tap Service ${serviceId} is being deleted.`);
       }
       this.usablePort(context, sourcePortId, 'InvalidSourcePort', 'Source Port');
@@ -202,7 +235,7 @@ export class TaasService {
     });
   }
 
-  createTapMirror(context: RequestContext, input: TapMirrorCreate): TapMirror {
+  createTapMirror(context: RequestContext, input: TapMirrorCreate): Shown<'tap_mirror'> {
     this.requireWriter(context, 'create_tap_mirror');
     const projectId = this.owningProject(context, input);
     const portId = this.reference('port_id', input.port_id);
@@ -257,39 +290,104 @@ export class TaasService {
 
   // ---- updates and deletes ----
 
-  update<K extends ResourceKind>(kind: K, context: RequestContext, id: string, changes: AttributeChanges): ResourceOf[K] {
+  update<K extends ResourceKind>(kind: K, context: RequestContext, id: string, changes: AttributeChanges): Shown<K> {
     this.requireWriter(context, `update_${kind}`);
     if (kind === 'port') this.requireAdmin(context, 'update_port');
-    this.store.transaction(() => {
-      this.visible(kind, context, id);
-      if (Object.keys(changes).length > 0) this.store.updateAttributes(kind, id, changes);
+    const updated = this.store.transaction(() => {
+      const resource = this.visible(kind, context, id);
+      if (Object.keys(changes).length > 0) this.store.updateAttributes(kind, resource.id, changes);
+      return this.store.get(kind, resource.id)!;
     });
-    return this.store.get(kind, id)!;
+    return this.statusView().show(kind, updated);
   }
 
+  /**
+   * Marks the resource and what it takes along as being deleted; each row is
+   * removed once every host it involves has released it (at once when none
+   * carries it). `pending` says whether anything is still waiting.
+   */
   delete(kind: ResourceKind, context: RequestContext, id: string): DeleteOutcome {
     this.requireWriter(context, `delete_${kind}`);
     if (kind === 'port') this.requireAdmin(context, 'delete_port');
-    const outcome = this.store.transaction(() => {
+    const marked = this.store.transaction(() => {
       const resource = this.visible(kind, context, id);
-      if (resource.status === 'PENDING_DELETE') return { pending: true };
-      const affected = this.cascade(kind, id);
-      const runs = affected.some(([affectedKind, rows]) => affectedKind !== 'port' && rows.some((row) => row.status === 'ACTIVE'));
-      if (!runs) {
-        this.store.delete(kind, [id]);
-        return { pending: false };
-      }
-      for (const [affectedKind, rows] of affected) {
-        this.store.markPendingDelete(affectedKind, rows.filter((row) => row.status !== 'PENDING_DELETE').map((row) => row.id));
-      }
-      return { pending: true };
+      const affected = this.cascade(kind, resource.id)
+        .map(([affectedKind, rows]) => [affectedKind, rows.filter((row) => !row.deleting).map((row) => row.id)] as const);
+      for (const [affectedKind, ids] of affected) this.store.markDeleting(affectedKind, ids);
+      return { id: resource.id, affected };
     });
-    this.options.onChange();
-    return outcome;
+    const revision = this.options.desired.changed();
+    for (const [affectedKind, ids] of marked.affected) {
+      for (const affectedId of ids) this.deletedAt.set(`${affectedKind}/${affectedId}`, revision);
+    }
+    this.completeDeletes();
+    return { pending: this.store.get(kind, marked.id) !== undefined };
+  }
+
+  /** Resolves once the resource is gone, or after timeoutMs, whichever comes first. */
+  async waitUntilGone(kind: ResourceKind, id: string, timeoutMs: number): Promise<boolean> {
+    const key = `${kind}/${id.toLowerCase()}`;
+    if (this.store.get(kind, id.toLowerCase()) === undefined) return true;
+    return new Promise<boolean>((resolve) => {
+      const done = (gone: boolean) => {
+        clearTimeout(timer);
+        this.purged.off(key, onPurged);
+        resolve(gone);
+      };
+      const onPurged = () => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.purged.on(key, onPurged);
+    });
+  }
+
+  /**
+   * Removes every row being deleted that no involved host carries any more.
+   * Runs after each delete and whenever an agent reports, registers or leaves.
+   */
+  completeDeletes(): void {
+    if (!this.store.hasDeleting()) return;
+    const removed: string[] = [];
+    this.store.transaction(() => {
+      const snapshot = this.store.snapshot();
+      const view = new StatusView(snapshot.ports, snapshot.tapServices, this.observations);
+      const remaining = {
+        tap_flow: snapshot.tapFlows as Array<ResourceOf[ResourceKind]>,
+        tap_mirror: snapshot.tapMirrors as Array<ResourceOf[ResourceKind]>,
+        tap_service: snapshot.tapServices as Array<ResourceOf[ResourceKind]>,
+        port: snapshot.ports as Array<ResourceOf[ResourceKind]>,
+      };
+      const gone = new Set<string>();
+      for (const kind of PURGE_ORDER) {
+        for (const row of remaining[kind]) {
+          if (!row.deleting) continue;
+          const since = this.deletedAt.get(`${kind}/${row.id}`) ?? 0;
+          const released = view.hostsOf(kind, row).every((host) => this.observations.released(host, kind, row.id, since));
+          if (!released || this.hasRemainingChildren(kind, row, snapshot, gone)) continue;
+          if (this.store.purge(kind, [row.id]) > 0) {
+            gone.add(row.id);
+            removed.push(`${kind}/${row.id}`);
+          }
+        }
+      }
+    });
+    for (const key of removed) {
+      this.deletedAt.delete(key);
+      this.purged.emit(key);
+    }
+  }
+
+  /** A parent waits for its children: removing it would cascade over rows some host still carries. */
+  private hasRemainingChildren(kind: ResourceKind, row: ResourceOf[ResourceKind], snapshot: Snapshot, gone: ReadonlySet<string>): boolean {
+    const left = (rows: ReadonlyArray<{ id: string }>) => rows.some((child) => !gone.has(child.id));
+    if (kind === 'tap_service') return left(snapshot.tapFlows.filter((flow) => flow.tap_service_id === row.id));
+    if (kind !== 'port') return false;
+    return left(snapshot.tapFlows.filter((flow) => flow.source_port === row.id))
+      || left(snapshot.tapMirrors.filter((mirror) => mirror.port_id === row.id))
+      || left(snapshot.tapServices.filter((service) => service.port_id === row.id));
   }
 
   /** The resource and everything deleting it takes along: service → flows; port → services, their flows, flows from it, mirrors. */
-  private cascade(kind: ResourceKind, id: string): Array<[ResourceKind, Array<{ id: string; status: string }>]> {
+  private cascade(kind: ResourceKind, id: string): Array<[ResourceKind, Array<{ id: string; deleting: boolean }>]> {
     switch (kind) {
       case 'tap_flow':
         return [['tap_flow', [this.store.get('tap_flow', id)!]]];
@@ -350,7 +448,7 @@ export class TaasService {
 
   // ---- helpers ----
 
-  private insert<K extends ResourceKind>(kind: K, resource: ResourceOf[K], checks: () => void): ResourceOf[K] {
+  private insert<K extends ResourceKind>(kind: K, resource: ResourceOf[K], checks: () => void): Shown<K> {
     try {
       this.store.transaction(() => {
         this.quotas.ensureRoomFor(kind, resource.project_id);
@@ -362,8 +460,8 @@ export class TaasService {
       if (error instanceof UniqueViolation) throw new Conflict('Conflict', `The ${kind} conflicts with an existing one (${error.constraint}).`);
       throw error;
     }
-    this.options.onChange();
-    return this.store.get(kind, resource.id)!;
+    this.options.desired.changed();
+    return this.statusView().show(kind, this.store.get(kind, resource.id)!);
   }
 
   private ownedFields(projectId: string, input: Owned) {
@@ -373,8 +471,7 @@ export class TaasService {
       project_id: projectId,
       name: input.name ?? '',
       description: input.description ?? '',
-      status: 'DOWN' as const,
-      status_reason: null,
+      deleting: false,
       created_at: now,
       updated_at: now,
     };
@@ -406,7 +503,7 @@ export class TaasService {
     if (!port || (!isAdmin(context) && port.project_id !== context.projectId)) {
       throw new NotFound(notFoundType, `${role} ${id} does not exist`);
     }
-    if (port.status === 'PENDING_DELETE') throw new Conflict('PortBeingDeleted', `Port ${id} is being deleted.`);
+    if (port.deleting) throw new Conflict('PortBeingDeleted', `Port ${id} is being deleted.`);
     return port;
   }
 

@@ -25,7 +25,7 @@ export function findLoop(
   // Edges of the graph: a flow copies what its source port carries onto its service's port.
   const copiesTo = new Map<string, string[]>();
   for (const flow of flows) {
-    if (flow.status === 'PENDING_DELETE') continue;
+    if (flow.deleting) continue;
     const to = servicePort.get(flow.tap_service_id);
     if (to === undefined) continue;
     copiesTo.set(flow.source_port, [...(copiesTo.get(flow.source_port) ?? []), to]);
@@ -74,7 +74,7 @@ export function findOverlappingFlow(
   flows: readonly TapFlow[],
 ): TapFlow | undefined {
   const candidateVlans = rangesOf(candidate.vlan_filter);
-  return flows.find((flow) => flow.status !== 'PENDING_DELETE'
+  return flows.find((flow) => !flow.deleting
     && flow.source_port === candidate.source_port
     && flow.tap_service_id === candidate.tap_service_id
     && directionsOverlap(flow.direction, candidate.direction)

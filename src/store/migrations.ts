@@ -87,4 +87,29 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (project_id, resource)
   );
   `,
+  // 2: the record holds only what users asked for. Statuses, reasons and MAC
+  // addresses are observations of the agents, kept apart; a delete in progress
+  // is desired state (the user asked), so it stays as a flag.
+  `
+  ALTER TABLE ports ADD COLUMN deleting INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE tap_services ADD COLUMN deleting INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE tap_flows ADD COLUMN deleting INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE tap_mirrors ADD COLUMN deleting INTEGER NOT NULL DEFAULT 0;
+  UPDATE ports SET deleting = 1 WHERE status = 'PENDING_DELETE';
+  UPDATE tap_services SET deleting = 1 WHERE status = 'PENDING_DELETE';
+  UPDATE tap_flows SET deleting = 1 WHERE status = 'PENDING_DELETE';
+  UPDATE tap_mirrors SET deleting = 1 WHERE status = 'PENDING_DELETE';
+  ALTER TABLE ports DROP COLUMN status;
+  ALTER TABLE ports DROP COLUMN status_reason;
+  ALTER TABLE ports DROP COLUMN mac_address;
+  ALTER TABLE tap_services DROP COLUMN status;
+  ALTER TABLE tap_services DROP COLUMN status_reason;
+  ALTER TABLE tap_flows DROP COLUMN status;
+  ALTER TABLE tap_flows DROP COLUMN status_reason;
+  ALTER TABLE tap_mirrors DROP COLUMN status;
+  ALTER TABLE tap_mirrors DROP COLUMN status_reason;
+  -- Interfaces are per host: two hosts may each have a tap0.
+  DROP INDEX ports_by_interface;
+  CREATE UNIQUE INDEX ports_by_interface ON ports (host_id, interface, ifnull(netns, ''));
+  `,
 ];

@@ -10,7 +10,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import type {
-  MirrorDirections, Port, ResourceKind, ResourceOf, Status, TapFlow, TapMirror, TapService,
+  MirrorDirections, Port, ResourceKind, ResourceOf, TapFlow, TapMirror, TapService,
 } from '../model/resources.js';
 import { MIGRATIONS } from './migrations.js';
 
@@ -34,31 +34,20 @@ const TABLES: Record<ResourceKind, string> = {
 
 /** Columns each kind stores directly (tap mirror directions live in their own table). */
 const COLUMNS: Record<ResourceKind, readonly string[]> = {
-  port: ['id', 'project_id', 'name', 'description', 'interface', 'netns', 'host_id', 'mac_address',
-    'status', 'status_reason', 'created_at', 'updated_at'],
-  tap_service: ['id', 'project_id', 'name', 'description', 'port_id', 'status', 'status_reason',
+  port: ['id', 'project_id', 'name', 'description', 'interface', 'netns', 'host_id', 'deleting', 'created_at', 'updated_at'],
+  tap_service: ['id', 'project_id', 'name', 'description', 'port_id', 'deleting', 'created_at', 'updated_at'],
+  tap_flow: ['id', 'project_id', 'name', 'description', 'tap_service_id', 'source_port', 'direction', 'vlan_filter',
+    'deleting', 'created_at', 'updated_at'],
+  tap_mirror: ['id', 'project_id', 'name', 'description', 'port_id', 'remote_ip', 'mirror_type', 'deleting',
     'created_at', 'updated_at'],
-  tap_flow: ['id', 'project_id', 'name', 'description', 'tap_service_id', 'source_port', 'direction',
-    'vlan_filter', 'status', 'status_reason', 'created_at', 'updated_at'],
-  tap_mirror: ['id', 'project_id', 'name', 'description', 'port_id', 'remote_ip', 'mirror_type',
-    'status', 'status_reason', 'created_at', 'updated_at'],
 };
 
-/** Everything the agent needs to compute a plan, read in one transaction. */
+/** Every resource, read in one transaction. */
 export interface Snapshot {
   ports: Port[];
   tapServices: TapService[];
   tapFlows: TapFlow[];
   tapMirrors: TapMirror[];
-}
-
-export interface StatusUpdate {
-  kind: ResourceKind;
-  id: string;
-  status: Status;
-  reason: string | null;
-  /** Ports only: the MAC address read from the interface. */
-  macAddress?: string | null;
 }
 
 export function timestamp(date = new Date()): string {
@@ -128,7 +117,7 @@ export class Store {
     const columns = COLUMNS[kind];
     const sql = `INSERT INTO ${TABLES[kind]} (${columns.join(', ')}) VALUES (${columns.map((c) => `@${c}`).join(', ')})`;
     this.write(() => {
-      this.db.prepare(sql).run(pick(resource, columns));
+      this.db.prepare(sql).run(toRow(resource, columns));
       if (kind === 'tap_mirror') this.insertTunnels(resource as TapMirror);
     });
   }
@@ -163,7 +152,7 @@ export class Store {
   /** How many resources of a kind a project holds, not counting those being deleted. */
   count(kind: ResourceKind, projectId: string): number {
     const row = this.db.prepare(
-      `SELECT count(*) AS n FROM ${TABLES[kind]} WHERE project_id = ? AND status != 'PENDING_DELETE'`,
+      `SELECT count(*) AS n FROM ${TABLES[kind]} WHERE project_id = ? AND deleting = 0`,
     ).get(projectId) as { n: number };
     return row.n;
   }
@@ -175,28 +164,9 @@ export class Store {
       .run({ ...changes, updated_at: timestamp(), id });
   }
 
-  /**
-   * Writes what the agent observed. Never revives a row being deleted: a delete
-   * accepted after the agent read its snapshot wins over the agent's report.
-   */
-  setStatuses(updates: StatusUpdate[]): void {
-    this.transaction(() => {
-      for (const update of updates) {
-        const table = TABLES[update.kind];
-        if (update.kind === 'port' && update.macAddress !== undefined) {
-          this.db.prepare(`UPDATE ${table} SET status = ?, status_reason = ?, mac_address = ? WHERE id = ? AND status != 'PENDING_DELETE'`)
-            .run(update.status, update.reason, update.macAddress, update.id);
-        } else {
-          this.db.prepare(`UPDATE ${table} SET status = ?, status_reason = ? WHERE id = ? AND status != 'PENDING_DELETE'`)
-            .run(update.status, update.reason, update.id);
-        }
-      }
-    });
-  }
-
-  markPendingDelete(kind: ResourceKind, ids: string[]): void {
-    const statement = this.db.prepare(
-      `UPDATE ${TABLES[kind]} SET status = 'PENDING_DELETE', status_reason = NULL, updated_at = ? WHERE id = ?`);
+  /** Marks rows as being deleted (PENDING_DELETE): they wait for every involved host to release them. */
+  markDeleting(kind: ResourceKind, ids: string[]): void {
+    const statement = this.db.prepare(`UPDATE ${TABLES[kind]} SET deleting = 1, updated_at = ? WHERE id = ?`);
     const now = timestamp();
     for (const id of ids) statement.run(now, id);
   }
@@ -207,24 +177,17 @@ export class Store {
     for (const id of ids) statement.run(id);
   }
 
-  /** Deletes the given rows only if they are still PENDING_DELETE (the agent released them). */
+  /** Whether any row waits in PENDING_DELETE. */
+  hasDeleting(): boolean {
+    return Object.values(TABLES).some((table) => this.db.prepare(`SELECT 1 FROM ${table} WHERE deleting = 1 LIMIT 1`).get() !== undefined);
+  }
+
+  /** Deletes the given rows only if they are being deleted. */
   purge(kind: ResourceKind, ids: string[]): number {
-    const statement = this.db.prepare(`DELETE FROM ${TABLES[kind]} WHERE id = ? AND status = 'PENDING_DELETE'`);
+    const statement = this.db.prepare(`DELETE FROM ${TABLES[kind]} WHERE id = ? AND deleting = 1`);
     let removed = 0;
     for (const id of ids) removed += statement.run(id).changes;
     return removed;
-  }
-
-  /**
-   * After a restart nothing runs yet: every status the previous process
-   * reported is stale until the agent has applied the plan again.
-   */
-  resetStatusesAfterRestart(): void {
-    this.transaction(() => {
-      for (const table of Object.values(TABLES)) {
-        this.db.prepare(`UPDATE ${table} SET status = 'DOWN', status_reason = NULL WHERE status != 'PENDING_DELETE'`).run();
-      }
-    });
   }
 
   snapshot(): Snapshot {
@@ -275,17 +238,21 @@ export class Store {
     }
   }
 
-  private fromRow<K extends ResourceKind>(kind: K, row: Record<string, unknown>): ResourceOf[K] {
+  private fromRow<K extends ResourceKind>(kind: K, stored: Record<string, unknown>): ResourceOf[K] {
+    const row = { ...stored, deleting: stored.deleting === 1 };
     if (kind !== 'tap_mirror') return row as unknown as ResourceOf[K];
     const tunnels = this.db.prepare('SELECT direction, tunnel_id FROM tap_mirror_tunnels WHERE tap_mirror_id = ? ORDER BY direction')
-      .all(row.id) as Array<{ direction: 'IN' | 'OUT'; tunnel_id: number }>;
+      .all(stored.id) as Array<{ direction: 'IN' | 'OUT'; tunnel_id: number }>;
     const directions: MirrorDirections = {};
     for (const tunnel of tunnels) directions[tunnel.direction] = tunnel.tunnel_id;
     return { ...row, directions } as unknown as ResourceOf[K];
   }
 }
 
-function pick(resource: object, columns: readonly string[]): Record<string, unknown> {
+function toRow(resource: object, columns: readonly string[]): Record<string, unknown> {
   const source = resource as Record<string, unknown>;
-  return Object.fromEntries(columns.map((column) => [column, source[column] ?? null]));
+  return Object.fromEntries(columns.map((column) => {
+    const value = source[column];
+    return [column, typeof value === 'boolean' ? Number(value) : value ?? null];
+  }));
 }

@@ -1,0 +1,93 @@
+/**
+ * The two narrow interfaces between the control plane and an agent, and what
+ * crosses them. An agent hears of its host's desired state through a
+ * DesiredStateSource and reports what its data path does through an
+ * ObservationSink; nothing else connects them. The embedded daemon implements
+ * both in-process (service/local-link.ts); cluster mode carries them over etcd.
+ */
+import type { Port, ResourceKind, TapFlow, TapMirror, TapService } from './resources.js';
+
+/**
+ * What users asked for that concerns one host: its ports, and every tap
+ * service, tap flow and tap mirror with a port on it, plus the ports on
+ * other hosts those refer to (so the agent knows where the far end lives).
+ * Resources being deleted are left out: the agent lets go of them.
+ */
+export interface DesiredState {
+  /** Grows with every change of the desired state; an agent reports the revision it applied. */
+  revision: number;
+  ports: Port[];
+  tapServices: TapService[];
+  tapFlows: TapFlow[];
+  tapMirrors: TapMirror[];
+}
+
+export interface DesiredStateSource {
+  /** The desired state of a host right now. */
+  snapshot(host: string): DesiredState;
+  /** Calls listener after every change that may concern the host; returns the unsubscribe. */
+  subscribe(host: string, listener: () => void): () => void;
+}
+
+/** What a data path counted for one resource on one host. */
+export interface Counters {
+  packets: number;
+  bytes: number;
+  /** Frames lost or refused, by cause (oversize, unavailable, capture, send_errors, ...). */
+  drops: Record<string, number>;
+}
+
+/** What the data path sees of a port's interface. */
+export interface InterfaceState {
+  present: boolean;
+  /** Administratively up (IFF_UP). */
+  up: boolean;
+  /** Carrier (IFF_RUNNING). */
+  running: boolean;
+  mac: string | null;
+  mtu: number | null;
+}
+
+/** The state a host reports for one resource. */
+export type ObservedStatus = 'ACTIVE' | 'DOWN' | 'ERROR';
+
+export interface Observation {
+  kind: ResourceKind;
+  id: string;
+  status: ObservedStatus;
+  /** Why it is ERROR or DOWN; null when nothing is wrong. */
+  reason: string | null;
+  counters?: Counters;
+  /** Tap mirrors: counters per direction (IN, OUT). */
+  parts?: Record<string, Counters>;
+  /** Ports: their interface. */
+  interface?: InterfaceState;
+}
+
+/**
+ * One host's complete account of what its data path runs, after applying
+ * `revision` of its desired state. A resource the host reported before and
+ * leaves out now has been released by it.
+ */
+export interface HostReport {
+  host: string;
+  revision: number;
+  observations: Observation[];
+}
+
+/** What an agent says about itself (Neutron's agent `configurations`). */
+export interface AgentInfo {
+  host: string;
+  /** The data path it drives: packet or bpf. */
+  datapath: string;
+  /** Where other hosts reach its tunnels, in cluster mode. */
+  underlay_ip?: string;
+}
+
+export interface ObservationSink {
+  /** The agent is up and serves host; its reports follow. */
+  register(agent: AgentInfo): void;
+  report(report: HostReport): void;
+  /** The agent stops: its observations are gone with it. */
+  unregister(host: string): void;
+}

@@ -1,0 +1,132 @@
+/**
+ * The observed state: what each host's agent last reported, kept in memory.
+ * Observations are not part of the record. They describe a running data path,
+ * are stale the moment a process restarts, and change every second (counters),
+ * so they are never written to the SQLite store; a restarted daemon shows
+ * DOWN until its agents have reported again, as before.
+ */
+import { EventEmitter } from 'node:events';
+
+import type { AgentInfo, Counters, HostReport, Observation, ObservationSink } from '../model/observation.js';
+import type { ResourceKind } from '../model/resources.js';
+import { timestamp } from '../store/store.js';
+
+export interface Rates {
+  packets_per_second: number;
+  bits_per_second: number;
+}
+
+/** One host's observation of one resource, as the control plane keeps it. */
+export interface StoredObservation extends Observation {
+  host: string;
+  observed_at: string;
+  /** Rates since the host's previous report of the same resource; absent on the first. */
+  rates?: Rates;
+}
+
+export interface AgentRecord extends AgentInfo {
+  started_at: string;
+  heartbeat_at: string;
+  /** The desired-state revision of the host's last report; -1 before the first. */
+  revision: number;
+}
+
+interface HostRecord {
+  agent: AgentRecord;
+  /** Monotonic time of the last report, for rates. */
+  reportedAtMs: number;
+  observations: Map<string, StoredObservation>;
+}
+
+const keyOf = (kind: ResourceKind, id: string) => `${kind}/${id}`;
+
+function ratesBetween(previous: Counters | undefined, current: Counters | undefined, seconds: number): Rates | undefined {
+  if (!previous || !current || seconds <= 0) return undefined;
+  const packets = current.packets - previous.packets;
+  const bytes = current.bytes - previous.bytes;
+  // A counter that went backwards was restarted: no rate this time.
+  if (packets < 0 || bytes < 0) return undefined;
+  return { packets_per_second: packets / seconds, bits_per_second: (bytes * 8) / seconds };
+}
+
+export class ObservationBook implements ObservationSink {
+  private readonly hosts = new Map<string, HostRecord>();
+  private readonly events = new EventEmitter();
+
+  constructor(private readonly now: () => number = () => performance.now()) {
+    this.events.setMaxListeners(0);
+  }
+
+  register(info: AgentInfo): void {
+    const at = timestamp();
+    const existing = this.hosts.get(info.host);
+    this.hosts.set(info.host, {
+      agent: { ...info, started_at: at, heartbeat_at: at, revision: -1 },
+      reportedAtMs: existing?.reportedAtMs ?? this.now(),
+      observations: existing?.observations ?? new Map(),
+    });
+    this.events.emit('change', info.host);
+  }
+
+  report(report: HostReport): void {
+    const record = this.hosts.get(report.host);
+    if (!record) throw new Error(`no agent registered for host '${report.host}'`);
+    const at = timestamp();
+    const nowMs = this.now();
+    const seconds = (nowMs - record.reportedAtMs) / 1000;
+    const observations = new Map<string, StoredObservation>();
+    for (const observation of report.observations) {
+      const key = keyOf(observation.kind, observation.id);
+      const rates = ratesBetween(record.observations.get(key)?.counters, observation.counters, seconds);
+      observations.set(key, { ...observation, host: report.host, observed_at: at, ...(rates ? { rates } : {}) });
+    }
+    record.observations = observations;
+    record.reportedAtMs = nowMs;
+    record.agent.heartbeat_at = at;
+    record.agent.revision = report.revision;
+    this.events.emit('change', report.host);
+  }
+
+  unregister(host: string): void {
+    if (this.hosts.delete(host)) this.events.emit('change', host);
+  }
+
+  /** Calls listener with the host after every register, report and unregister. */
+  onChange(listener: (host: string) => void): () => void {
+    this.events.on('change', listener);
+    return () => this.events.off('change', listener);
+  }
+
+  hasAgent(host: string): boolean {
+    return this.hosts.has(host);
+  }
+
+  agents(): AgentRecord[] {
+    return [...this.hosts.values()].map((record) => ({ ...record.agent }));
+  }
+
+  observation(host: string, kind: ResourceKind, id: string): StoredObservation | undefined {
+    return this.hosts.get(host)?.observations.get(keyOf(kind, id));
+  }
+
+  /** Every observation of a resource, one per host that reported it. */
+  observationsOf(kind: ResourceKind, id: string): StoredObservation[] {
+    const found: StoredObservation[] = [];
+    for (const record of this.hosts.values()) {
+      const observation = record.observations.get(keyOf(kind, id));
+      if (observation) found.push(observation);
+    }
+    return found;
+  }
+
+  /**
+   * Whether host no longer carries a resource whose delete was accepted at
+   * desired-state revision `since`: its agent is gone, or it reported a
+   * revision at least that new without the resource.
+   */
+  released(host: string, kind: ResourceKind, id: string, since: number): boolean {
+    const record = this.hosts.get(host);
+    if (!record) return true;
+    return record.agent.revision >= since && !record.observations.has(keyOf(kind, id));
+  }
+}
