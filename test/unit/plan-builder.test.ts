@@ -1,29 +1,28 @@
 import { describe, expect, it } from 'vitest';
 
-import { buildPlan, deriveStatuses, mirrorTunnelId } from '../../src/agent/plan-builder.js';
-import type { EngineStats } from '../../src/engine/engine.js';
+import { buildPlan, mirrorTunnelId, observe, type DataPathStats } from '../../src/agent/plan-builder.js';
+import type { DesiredState } from '../../src/model/observation.js';
 import type { Port, TapFlow, TapMirror, TapService } from '../../src/model/resources.js';
-import type { Snapshot } from '../../src/store/store.js';
 
-const base = { project_id: 'p', name: '', description: '', status_reason: null, created_at: '', updated_at: '' };
-const port = (id: string, ifname: string, netns: string | null = 'hostns'): Port =>
-  ({ ...base, id, interface: ifname, netns, host_id: 'h', mac_address: null, status: 'ACTIVE' });
+const base = { project_id: 'p', name: '', description: '', deleting: false, created_at: '', updated_at: '' };
+const port = (id: string, ifname: string, netns: string | null = 'hostns', host = 'h'): Port =>
+  ({ ...base, id, interface: ifname, netns, host_id: host });
 
-function snapshot(overrides: Partial<Snapshot> = {}): Snapshot {
-  const services: TapService[] = [{ ...base, id: 'ts', port_id: 'mon', status: 'DOWN' }];
+function snapshot(overrides: Partial<DesiredState> = {}): DesiredState {
+  const services: TapService[] = [{ ...base, id: 'ts', port_id: 'mon' }];
   const flows: TapFlow[] = [
-    { ...base, id: 'f-in', tap_service_id: 'ts', source_port: 'vm', direction: 'IN', vlan_filter: '1-5,9', status: 'DOWN' },
-    { ...base, id: 'f-out', tap_service_id: 'ts', source_port: 'vm', direction: 'OUT', vlan_filter: null, status: 'DOWN' },
+    { ...base, id: 'f-in', tap_service_id: 'ts', source_port: 'vm', direction: 'IN', vlan_filter: '1-5,9' },
+    { ...base, id: 'f-out', tap_service_id: 'ts', source_port: 'vm', direction: 'OUT', vlan_filter: null },
   ];
   const mirrors: TapMirror[] = [{
-    ...base, id: 'tm', port_id: 'vm', directions: { IN: 101, OUT: 102 }, remote_ip: '192.0.2.1', mirror_type: 'erspanv1', status: 'DOWN',
+    ...base, id: 'tm', port_id: 'vm', directions: { IN: 101, OUT: 102 }, remote_ip: '192.0.2.1', mirror_type: 'erspanv1',
   }];
-  return { ports: [port('mon', 'monh'), port('vm', 'vmh')], tapServices: services, tapFlows: flows, tapMirrors: mirrors, ...overrides };
+  return { revision: 1, ports: [port('mon', 'monh'), port('vm', 'vmh')], tapServices: services, tapFlows: flows, tapMirrors: mirrors, ...overrides };
 }
 
 describe('buildPlan', () => {
   it('captures each source port once, with one rule per flow and one tunnel per mirror direction', () => {
-    const plan = buildPlan(snapshot());
+    const plan = buildPlan(snapshot(), 'h');
     expect(plan.sources).toEqual([{ id: 'vm', ifname: 'vmh', netns: 'hostns' }]);
     expect(plan.sinks).toEqual([
       { id: 'ts', kind: 'port', ifname: 'monh', netns: 'hostns' },
@@ -36,75 +35,111 @@ describe('buildPlan', () => {
       { id: 'tm/IN', sourceId: 'vm', sinkId: 'tm/IN', direction: 'IN' },
       { id: 'tm/OUT', sourceId: 'vm', sinkId: 'tm/OUT', direction: 'OUT' },
     ]);
+    expect(plan.interfaces).toEqual([{ id: 'mon', ifname: 'monh', netns: 'hostns' }, { id: 'vm', ifname: 'vmh', netns: 'hostns' }]);
   });
 
   it('makes GRE mirrors GRE sinks keyed by the tunnel id', () => {
-    const mirrors: TapMirror[] = [{ ...base, id: 'g', port_id: 'vm', directions: { OUT: 7 }, remote_ip: '2001:db8::1', mirror_type: 'gre', status: 'DOWN' }];
-    const plan = buildPlan(snapshot({ tapMirrors: mirrors, tapFlows: [] }));
+    const mirrors: TapMirror[] = [{ ...base, id: 'g', port_id: 'vm', directions: { OUT: 7 }, remote_ip: '2001:db8::1', mirror_type: 'gre' }];
+    const plan = buildPlan(snapshot({ tapMirrors: mirrors, tapFlows: [] }), 'h');
     expect(plan.sinks.filter((sink) => sink.kind === 'gre')).toEqual([{ id: 'g/OUT', kind: 'gre', remoteIp: '2001:db8::1', key: 7, netns: 'hostns' }]);
   });
 
-  it('leaves out everything being deleted, and mirrors when asked to', () => {
-    const state = snapshot();
-    state.tapFlows[0]!.status = 'PENDING_DELETE';
-    const plan = buildPlan(state, { withoutMirrors: true });
-    expect(plan.rules.map((rule) => rule.id)).toEqual(['f-out']);
-    expect(plan.sinks.map((sink) => sink.id)).toEqual(['ts']);
-    state.tapServices[0]!.status = 'PENDING_DELETE';
-    expect(buildPlan(state, { withoutMirrors: true })).toEqual({ sources: [], sinks: [], rules: [] });
+  it('omits netns for ports in the daemon\'s own namespace', () => {
+    const plan = buildPlan(snapshot({ ports: [port('mon', 'monh', null), port('vm', 'vmh', null)], tapMirrors: [] }), 'h');
+    expect(plan.sources).toEqual([{ id: 'vm', ifname: 'vmh' }]);
   });
 
-  it('omits netns for ports in the daemon\'s own namespace', () => {
-    const plan = buildPlan(snapshot({ ports: [port('mon', 'monh', null), port('vm', 'vmh', null)], tapMirrors: [] }));
-    expect(plan.sources).toEqual([{ id: 'vm', ifname: 'vmh' }]);
+  it('honours binding:host_id: a port on another host is not this agent\'s', () => {
+    const state = snapshot({ ports: [port('mon', 'monh', null, 'h2'), port('vm', 'vmh', null, 'h1')] });
+    const source = buildPlan(state, 'h1');
+    expect(source.sources.map((s) => s.id)).toEqual(['vm']);
+    expect(source.sinks).toContainEqual({ id: 'ts', kind: 'host', host: 'h2' });
+    expect(source.rules.map((r) => [r.id, r.sinkId])).toEqual([['f-in', 'ts'], ['f-out', 'ts'], ['tm/IN', 'tm/IN'], ['tm/OUT', 'tm/OUT']]);
+    expect(source.interfaces!.map((i) => i.id)).toEqual(['vm']);
+    const destination = buildPlan(state, 'h2');
+    expect(destination).toEqual({ sources: [], sinks: [{ id: 'ts', kind: 'port', ifname: 'monh' }], rules: [], interfaces: [{ id: 'mon', ifname: 'monh' }] });
+    expect(buildPlan(state, 'h3')).toEqual({ sources: [], sinks: [], rules: [], interfaces: [] });
   });
 });
 
-describe('deriveStatuses', () => {
-  const healthy: EngineStats = {
-    sources: [{ id: 'vm', ok: true, packets: 0, bytes: 0, ringDrops: 0, ringFreezes: 0, truncated: 0, blockTimeoutMs: 1 }],
-    sinks: ['ts', mirrorTunnelId('tm', 'IN'), mirrorTunnelId('tm', 'OUT')].map((id) => ({ id, ok: true, packets: 0, bytes: 0, errors: 0, truncated: 0, fragmented: 0 })),
-    rules: [],
+describe('observe', () => {
+  const healthy: DataPathStats = {
+    sources: [{ id: 'vm', ok: true, packets: 10, bytes: 1000, captureDrops: 2 }],
+    sinks: ['ts', mirrorTunnelId('tm', 'IN'), mirrorTunnelId('tm', 'OUT')].map((id) => ({ id, ok: true, packets: 0, bytes: 0, errors: 0 })),
+    rules: ['f-in', 'f-out', 'tm/IN', 'tm/OUT'].map((id) => ({ id, ok: true, packets: 3, bytes: 300, oversize: 1, unavailable: 0 })),
+    interfaces: [
+      { id: 'vm', present: true, up: true, running: true, mac: '02:00:00:00:00:01', mtu: 1500 },
+      { id: 'mon', present: true, up: true, running: true, mac: '02:00:00:00:00:02', mtu: 1500 },
+    ],
   };
-  const up = new Map([['vm', { ok: true, up: true, mac: '02:00:00:00:00:01' }], ['mon', { ok: true, up: true, mac: '02:00:00:00:00:02' }]]);
+  const byId = (observations: ReturnType<typeof observe>) => new Map(observations.map((o) => [o.id, o]));
 
-  it('reports ACTIVE when the data path runs everything', () => {
-    const updates = deriveStatuses(snapshot(), healthy, up);
-    expect(updates.filter((u) => u.kind !== 'port').map((u) => [u.id, u.status])).toEqual([
-      ['ts', 'ACTIVE'], ['f-in', 'ACTIVE'], ['f-out', 'ACTIVE'], ['tm', 'ACTIVE'],
+  it('reports ACTIVE with counters when the data path runs everything', () => {
+    const seen = byId(observe(snapshot(), 'h', healthy));
+    expect([...seen.values()].map((o) => [o.id, o.status])).toEqual([
+      ['mon', 'ACTIVE'], ['vm', 'ACTIVE'], ['ts', 'ACTIVE'], ['f-in', 'ACTIVE'], ['f-out', 'ACTIVE'], ['tm', 'ACTIVE'],
     ]);
-    expect(updates.find((u) => u.id === 'vm')).toMatchObject({ status: 'ACTIVE', macAddress: '02:00:00:00:00:01' });
+    expect(seen.get('vm')).toMatchObject({ interface: { mac: '02:00:00:00:00:01', mtu: 1500 }, counters: { packets: 10, drops: { capture: 2 } } });
+    expect(seen.get('f-in')!.counters).toEqual({ packets: 3, bytes: 300, drops: { oversize: 1, unavailable: 0 } });
+    expect(seen.get('tm')).toMatchObject({ counters: { packets: 6, bytes: 600, drops: { oversize: 2 } }, parts: { IN: { packets: 3 }, OUT: { packets: 3 } } });
   });
 
   it('reports ERROR with the engine\'s reason, naming the port and interface', () => {
-    const stats: EngineStats = { ...healthy, sources: [{ ...healthy.sources[0]!, ok: false, reason: "interface 'vmh' does not exist" }] };
-    const updates = deriveStatuses(snapshot(), stats, new Map([['vm', { ok: false, reason: "interface 'vmh' does not exist" }]]));
-    const flow = updates.find((u) => u.id === 'f-in')!;
-    expect(flow.status).toBe('ERROR');
-    expect(flow.reason).toBe("source port vm (vmh@hostns): interface 'vmh' does not exist");
-    expect(updates.find((u) => u.id === 'tm')).toMatchObject({ status: 'ERROR' });
-    expect(updates.find((u) => u.id === 'ts')).toMatchObject({ status: 'ACTIVE' });
-    expect(updates.find((u) => u.id === 'vm')).toMatchObject({ kind: 'port', status: 'ERROR' });
+    const stats: DataPathStats = {
+      ...healthy,
+      sources: [{ ...healthy.sources[0]!, ok: false, reason: "interface 'vmh' does not exist" }],
+      interfaces: [{ id: 'vm', present: false, up: false, running: false, mac: '', mtu: 0, reason: "interface 'vmh' does not exist" }, healthy.interfaces![1]!],
+    };
+    const seen = byId(observe(snapshot(), 'h', stats));
+    expect(seen.get('f-in')).toMatchObject({ status: 'ERROR', reason: "source port vm (vmh@hostns): interface 'vmh' does not exist" });
+    expect(seen.get('tm')).toMatchObject({ status: 'ERROR' });
+    expect(seen.get('ts')).toMatchObject({ status: 'ACTIVE' });
+    expect(seen.get('vm')).toMatchObject({ kind: 'port', status: 'ERROR', reason: "interface 'vmh' does not exist", interface: { present: false, mac: null } });
+  });
+
+  it('reports a port that is down or has lost its carrier as DOWN, with the reason', () => {
+    const down = { ...healthy, interfaces: [{ ...healthy.interfaces![0]!, up: false, running: false }, { ...healthy.interfaces![1]!, running: false }] };
+    const seen = byId(observe(snapshot(), 'h', down));
+    expect(seen.get('vm')).toMatchObject({ status: 'DOWN', reason: 'interface is down' });
+    expect(seen.get('mon')).toMatchObject({ status: 'DOWN', reason: 'interface has no carrier' });
   });
 
   it('reports an unroutable tunnel as the mirror\'s ERROR', () => {
-    const stats: EngineStats = {
+    const stats: DataPathStats = {
       ...healthy,
       sinks: healthy.sinks.map((sink) => (sink.id === 'tm/OUT' ? { ...sink, ok: false, reason: 'no route to 192.0.2.1' } : sink)),
     };
-    const mirror = deriveStatuses(snapshot(), stats, up).find((u) => u.id === 'tm')!;
-    expect(mirror).toMatchObject({ status: 'ERROR', reason: 'OUT tunnel to 192.0.2.1: no route to 192.0.2.1' });
+    expect(byId(observe(snapshot(), 'h', stats)).get('tm')).toMatchObject({ status: 'ERROR', reason: 'OUT tunnel to 192.0.2.1: no route to 192.0.2.1' });
   });
 
-  it('writes nothing when nothing changed', () => {
-    const state = snapshot();
-    for (const row of [...state.tapServices, ...state.tapFlows, ...state.tapMirrors]) row.status = 'ACTIVE';
-    state.ports = state.ports.map((p) => ({ ...p, mac_address: up.get(p.id)!.mac }));
-    expect(deriveStatuses(state, healthy, up)).toEqual([]);
+  it('reports a rule the data path refused on its own resource only', () => {
+    const stats: DataPathStats = {
+      ...healthy,
+      rules: healthy.rules.map((rule) => (rule.id === 'f-out' ? { ...rule, ok: false, reason: 'destination port mon is also a mirrored source' } : rule)),
+    };
+    const seen = byId(observe(snapshot(), 'h', stats));
+    expect(seen.get('f-out')).toMatchObject({ status: 'ERROR', reason: 'destination port mon is also a mirrored source' });
+    expect(seen.get('f-in')!.status).toBe('ACTIVE');
   });
 
-  it('puts everything in ERROR when the engine refused the plan', () => {
-    const updates = deriveStatuses(snapshot(), { failure: 'the data path refused the plan: boom' }, up);
-    expect(updates.filter((u) => u.kind !== 'port').every((u) => u.status === 'ERROR' && u.reason === 'the data path refused the plan: boom')).toBe(true);
+  it('leaves out ports whose interface the data path has not looked at yet', () => {
+    expect(byId(observe(snapshot(), 'h', { ...healthy, interfaces: [] })).has('vm')).toBe(false);
+  });
+
+  it('puts everything in ERROR when the data path refused the plan', () => {
+    const observations = observe(snapshot(), 'h', { failure: 'the data path refused the plan: boom' });
+    expect(observations).toHaveLength(6);
+    expect(observations.every((o) => o.status === 'ERROR' && o.reason === 'the data path refused the plan: boom')).toBe(true);
+  });
+
+  it('observes on each host only its own side of a flow across hosts', () => {
+    const state = snapshot({ ports: [port('mon', 'monh', null, 'h2'), port('vm', 'vmh', null, 'h1')], tapMirrors: [] });
+    const onSource = observe(state, 'h1', { ...healthy, sinks: [{ id: 'ts', ok: false, reason: 'no tunnel to host h2' }] });
+    expect(onSource.map((o) => [o.kind, o.id, o.status])).toEqual([['port', 'vm', 'ACTIVE'], ['tap_flow', 'f-in', 'ERROR'], ['tap_flow', 'f-out', 'ERROR']]);
+    expect(onSource[1]!.reason).toBe('tap service ts on host h2: no tunnel to host h2');
+    const onDestination = observe(state, 'h2', healthy);
+    expect(onDestination.map((o) => [o.kind, o.id, o.status])).toEqual([
+      ['port', 'mon', 'ACTIVE'], ['tap_service', 'ts', 'ACTIVE'], ['tap_flow', 'f-in', 'ACTIVE'], ['tap_flow', 'f-out', 'ACTIVE'],
+    ]);
   });
 });

@@ -3,11 +3,11 @@ import { describe, expect, it } from 'vitest';
 import type { Direction, TapFlow, TapService } from '../../src/model/resources.js';
 import { findLoop, findOverlappingFlow } from '../../src/service/topology.js';
 
-const base = { project_id: 'p', name: '', description: '', status_reason: null, created_at: '', updated_at: '' };
-const service = (id: string, port: string): TapService => ({ ...base, id, port_id: port, status: 'ACTIVE' });
+const base = { project_id: 'p', name: '', description: '', deleting: false, created_at: '', updated_at: '' };
+const service = (id: string, port: string): TapService => ({ ...base, id, port_id: port });
 const flow = (id: string, source: string, serviceId: string, direction: Direction = 'BOTH', vlan: string | null = null,
-  status: TapFlow['status'] = 'ACTIVE'): TapFlow => ({
-  ...base, id, source_port: source, tap_service_id: serviceId, direction, vlan_filter: vlan, status,
+  deleting = false): TapFlow => ({
+  ...base, id, source_port: source, tap_service_id: serviceId, direction, vlan_filter: vlan, deleting,
 });
 
 describe('findLoop', () => {
@@ -30,7 +30,7 @@ describe('findLoop', () => {
   });
 
   it('ignores flows being deleted', () => {
-    const flows = [flow('1', 'pa', 'B', 'BOTH', null, 'PENDING_DELETE')];
+    const flows = [flow('1', 'pa', 'B', 'BOTH', null, true)];
     expect(findLoop('pb', 'pa', services, flows)).toBeUndefined();
   });
 });

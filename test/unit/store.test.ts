@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -9,8 +9,8 @@ import type { Port, TapMirror, TapService } from '../../src/model/resources.js';
 import { MIGRATIONS } from '../../src/store/migrations.js';
 import { Store, STORE_FILE, StoreError, UniqueViolation } from '../../src/store/store.js';
 
-const base = { project_id: 'p', name: '', description: '', status: 'DOWN' as const, status_reason: null, created_at: 't', updated_at: 't' };
-const port = (id: string, ifname: string): Port => ({ ...base, id, interface: ifname, netns: 'ns', host_id: 'h', mac_address: null });
+const base = { project_id: 'p', name: '', description: '', deleting: false, created_at: 't', updated_at: 't' };
+const port = (id: string, ifname: string): Port => ({ ...base, id, interface: ifname, netns: 'ns', host_id: 'h' });
 
 describe('Store (SQLite file)', () => {
   let dir: string;
@@ -58,10 +58,11 @@ describe('Store (SQLite file)', () => {
     store = new Store(mkdtempSync(join(tmpdir(), 'tapas-store-')));
   });
 
-  it('enforces one port per interface and one service per port in the schema itself', () => {
+  it('enforces one port per interface of a host and one service per port in the schema itself', () => {
     store.insert('port', port('a', 'eth0'));
     expect(() => store.insert('port', port('b', 'eth0'))).toThrow(UniqueViolation);
     store.insert('port', { ...port('c', 'eth0'), netns: 'other' });
+    store.insert('port', { ...port('d', 'eth0'), host_id: 'another-host' });
     const service: TapService = { ...base, id: 's1', port_id: 'a' };
     store.insert('tap_service', service);
     expect(() => store.insert('tap_service', { ...service, id: 's2' })).toThrow(UniqueViolation);
@@ -91,22 +92,39 @@ describe('Store (SQLite file)', () => {
     expect(store.list('tap_service')).toHaveLength(1);
   });
 
-  it('never lets an agent report revive a row being deleted, and purges only PENDING_DELETE rows', () => {
+  it('keeps no observed state: a row holds what was asked, and a delete in progress as a flag', () => {
     store.insert('port', port('a', 'eth0'));
     store.insert('port', port('b', 'eth1'));
-    store.markPendingDelete('port', ['a']);
-    store.setStatuses([{ kind: 'port', id: 'a', status: 'ACTIVE', reason: null }, { kind: 'port', id: 'b', status: 'ERROR', reason: 'gone' }]);
-    expect(store.get('port', 'a')!.status).toBe('PENDING_DELETE');
-    expect(store.get('port', 'b')).toMatchObject({ status: 'ERROR', status_reason: 'gone' });
+    store.markDeleting('port', ['a']);
+    expect(store.get('port', 'a')).toEqual({ ...port('a', 'eth0'), deleting: true, updated_at: expect.any(String) });
+    expect(Object.keys(store.get('port', 'b')!)).not.toContain('status');
+    expect(store.hasDeleting()).toBe(true);
     expect(store.purge('port', ['a', 'b'])).toBe(1);
     expect(store.list('port').map((p) => p.id)).toEqual(['b']);
+    expect(store.hasDeleting()).toBe(false);
+  });
+
+  it('moves a version 1 store\'s statuses out of the record, keeping deletes in progress', () => {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir);
+    const db = new Database(join(dir, STORE_FILE));
+    db.exec(MIGRATIONS[0]!);
+    db.pragma('user_version = 1');
+    db.prepare(`INSERT INTO ports VALUES ('a', 'p', '', '', 'eth0', NULL, 'h', '02:00:00:00:00:01', 'ACTIVE', NULL, 't', 't')`).run();
+    db.prepare(`INSERT INTO ports VALUES ('b', 'p', '', '', 'eth1', NULL, 'h', NULL, 'PENDING_DELETE', NULL, 't', 't')`).run();
+    db.close();
+    store = new Store(dir);
+    expect(store.list('port').map((p) => [p.id, p.deleting])).toEqual([['a', false], ['b', true]]);
+    expect(Object.keys(store.get('port', 'a')!).sort()).toEqual(
+      ['created_at', 'deleting', 'description', 'host_id', 'id', 'interface', 'name', 'netns', 'project_id', 'updated_at']);
   });
 
   it('counts toward quotas everything but rows being deleted', () => {
     store.insert('port', port('a', 'eth0'));
     store.insert('port', port('b', 'eth1'));
     expect(store.count('port', 'p')).toBe(2);
-    store.markPendingDelete('port', ['a']);
+    store.markDeleting('port', ['a']);
     expect(store.count('port', 'p')).toBe(1);
     expect(store.count('port', 'other')).toBe(0);
   });
