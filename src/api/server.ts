@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 
 import type { ResourceKind } from '../model/resources.js';
 import type { RequestContext } from '../service/context.js';
+import type { TaasStats } from '../service/stats.js';
 import type { TaasService } from '../service/taas-service.js';
 import type { Authenticate } from './auth.js';
 import { classify, errorBody, sendError, type RouteMeta } from './errors.js';
@@ -19,10 +20,12 @@ import type { Metrics } from './metrics.js';
 import {
   createBodySchema, itemReplySchema, listReplySchema, neutronErrorSchema, updateBodySchema,
 } from './schemas.js';
+import { registerStatsRoutes } from './stats-routes.js';
 import { queryViews, selectFields, toView, type Query } from './views.js';
 
 export interface ApiOptions {
   service: TaasService;
+  stats: TaasStats;
   authenticate: Authenticate;
   metrics: Metrics;
   logger: Logger;
@@ -172,6 +175,8 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       methodNotAllowed(app, `${path}/:id`, ['POST', 'PATCH']);
     }
   }
+
+  registerStatsRoutes(app, options.stats, replyErrors);
 
   app.get('/v2.0/quotas', { config: authenticated }, async (request) => ({
     quotas: service.quotaProjects(request.context).map(({ project_id: projectId, limits }) => ({ project_id: projectId, tenant_id: projectId, ...limits })),

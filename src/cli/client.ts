@@ -34,20 +34,7 @@ export class ApiClient {
   constructor(readonly endpoint: string, private readonly token?: string) {}
 
   async request(method: string, path: string, body?: unknown): Promise<unknown> {
-    const headers: Record<string, string> = { accept: 'application/json' };
-    if (this.token) headers['x-auth-token'] = this.token;
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    let response: Response;
-    try {
-      response = await fetch(`${this.endpoint}${path}`, {
-        method, headers, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      });
-    } catch (error) {
-      const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-      const reason = cause?.code ?? cause?.message ?? (error instanceof Error ? error.message : String(error));
-      throw new ServerError(`cannot reach the tapas daemon at ${this.endpoint} (${reason}): is \`tapas serve\` running? (--endpoint, TAPAS_ENDPOINT)`);
-    }
+    const response = await this.send(method, path, 'application/json', AbortSignal.timeout(REQUEST_TIMEOUT_MS), body);
     const text = await response.text();
     let parsed: unknown;
     try {
@@ -55,18 +42,62 @@ export class ApiClient {
     } catch {
       parsed = text;
     }
-    if (!response.ok) {
-      const neutron = (parsed as { NeutronError?: { type?: string; message?: string } } | undefined)?.NeutronError;
-      if (neutron?.message) throw new ServerError(neutron.message, response.status, neutron.type);
-      throw new ServerError(`${method} ${path}: HTTP ${response.status} ${response.statusText}`, response.status);
-    }
+    if (!response.ok) throw errorOf(method, path, response, parsed);
     return parsed;
   }
 
-  /** The raw text of a GET (for /metrics). */
-  async text(path: string): Promise<string> {
-    const body = await this.request('GET', path);
-    return typeof body === 'string' ? body : JSON.stringify(body);
+  /**
+   * Follows a Server-Sent Events stream: calls onEvent with each event's name
+   * and parsed data until the stream ends or signal aborts.
+   */
+  async stream(path: string, onEvent: (event: string, data: unknown) => void, signal: AbortSignal): Promise<void> {
+    const response = await this.send('GET', path, 'text/event-stream', signal);
+    if (!response.ok || !response.body) {
+      const text = await response.text();
+      let parsed: unknown = text;
+      try {
+        parsed = JSON.parse(text);
+      } catch { /* not JSON: reported as the status line */ }
+      throw errorOf('GET', path, response, parsed);
+    }
+    const decoder = new TextDecoder();
+    let buffered = '';
+    try {
+      for await (const chunk of response.body) {
+        buffered += decoder.decode(chunk as Uint8Array, { stream: true });
+        let end: number;
+        while ((end = buffered.indexOf('\n\n')) >= 0) {
+          const block = buffered.slice(0, end);
+          buffered = buffered.slice(end + 2);
+          let event = 'message';
+          const data: string[] = [];
+          for (const line of block.split('\n')) {
+            if (line.startsWith('event:')) event = line.slice(6).trim();
+            else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+          }
+          if (data.length > 0) onEvent(event, JSON.parse(data.join('\n')));
+        }
+      }
+    } catch (error) {
+      if (signal.aborted) return;
+      throw new ServerError(`the stream from ${this.endpoint}${path} broke: ${(error as Error).message}`);
+    }
+  }
+
+  private async send(method: string, path: string, accept: string, signal: AbortSignal, body?: unknown): Promise<Response> {
+    const headers: Record<string, string> = { accept };
+    if (this.token) headers['x-auth-token'] = this.token;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    try {
+      return await fetch(`${this.endpoint}${path}`, {
+        method, headers, signal,
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+    } catch (error) {
+      const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+      const reason = cause?.code ?? cause?.message ?? (error instanceof Error ? error.message : String(error));
+      throw new ServerError(`cannot reach the tapas daemon at ${this.endpoint} (${reason}): is \`tapas serve\` running? (--endpoint, TAPAS_ENDPOINT)`);
+    }
   }
 
   async list(collection: Collection, filters: Record<string, string> = {}): Promise<Resource[]> {
@@ -114,6 +145,12 @@ export class ApiClient {
     }
     throw new ServerError(`No ${collection.label} with a name or ID of '${nameOrId}' exists`);
   }
+}
+
+function errorOf(method: string, path: string, response: Response, parsed: unknown): ServerError {
+  const neutron = (parsed as { NeutronError?: { type?: string; message?: string } } | undefined)?.NeutronError;
+  if (neutron?.message) return new ServerError(neutron.message, response.status, neutron.type);
+  return new ServerError(`${method} ${path}: HTTP ${response.status} ${response.statusText}`, response.status);
 }
 
 export interface ClientFlags {

@@ -16,6 +16,7 @@ import { Engine, type WorkerPriority } from '../engine/engine.js';
 import { LocalDesiredState } from '../service/desired-state.js';
 import { ObservationBook } from '../service/observations.js';
 import { DEFAULT_QUOTAS, type QuotaLimits } from '../service/quotas.js';
+import { TaasStats } from '../service/stats.js';
 import { TaasService } from '../service/taas-service.js';
 import { Store, StoreError } from '../store/store.js';
 import { UsageError } from './errors.js';
@@ -95,7 +96,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     observationsOf: (kind, id) => observations.observationsOf(kind, id),
   });
   const app = buildApi({
-    service, metrics, authenticate, logger: logger.child({ component: 'api' }),
+    service, stats: new TaasStats(service, observations), metrics, authenticate, logger: logger.child({ component: 'api' }),
     metricsNeedAuth: options.auth === 'token',
   });
 

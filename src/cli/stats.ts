@@ -1,17 +1,18 @@
 /**
  * `tapas stats [--watch]`: per tap flow and tap mirror, what the data path
- * mirrored — packets/s, bits/s, drops — next to the resource's status. The
- * counters come from the daemon's /metrics (the engine's own counters), the
- * statuses from the API; rates are the difference of two samples.
+ * mirrored — packets/s, bits/s, drops — next to the resource's status, from
+ * the daemon's stats report (GET /v2.0/taas/stats; --watch follows its
+ * Server-Sent Events stream). Rates are the difference of two samples, over
+ * the interval the user chose.
  * On a terminal --watch redraws one table in place; into a pipe it writes
  * plain `key=value` lines, one per resource and sample.
  */
 import { Command, Option } from 'commander';
 
-import { clientFor, type ApiClient, type Resource } from './client.js';
+import type { ResourceStats, StatsReport } from '../service/stats.js';
+import { clientFor, type ApiClient } from './client.js';
 import { UsageError } from './errors.js';
 import { table } from './output.js';
-import { TAP_FLOW, TAP_MIRROR, TAP_SERVICE } from './resources.js';
 
 export interface Counters {
   packets: number;
@@ -44,101 +45,41 @@ export interface StatsRow extends StatsEntry {
   bits_per_second: number | null;
 }
 
-export interface MetricSeries {
-  labels: Record<string, string>;
-  value: number;
-}
+export const STATS_PATH = '/v2.0/taas/stats';
 
-/** The samples of a Prometheus text exposition, by metric name. */
-export function parseMetrics(text: string): Map<string, MetricSeries[]> {
-  const metrics = new Map<string, MetricSeries[]>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const name = /^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(line)?.[0];
-    if (!name) continue;
-    let rest = line.slice(name.length);
-    const labels: Record<string, string> = {};
-    if (rest.startsWith('{')) {
-      rest = rest.slice(1);
-      for (;;) {
-        const label = /^\s*,?\s*([a-zA-Z_][a-zA-Z0-9_]*)="/.exec(rest);
-        if (!label) break;
-        rest = rest.slice(label[0].length);
-        let value = '';
-        let at = 0;
-        for (; at < rest.length && rest[at] !== '"'; at += 1) {
-          if (rest[at] === '\\' && at + 1 < rest.length) {
-            at += 1;
-            value += rest[at] === 'n' ? '\n' : rest[at];
-          } else {
-            value += rest[at];
-          }
-        }
-        labels[label[1]!] = value;
-        rest = rest.slice(at + 1);
-      }
-      rest = rest.replace(/^\s*,?\s*\}/, '');
-    }
-    const value = Number(rest.trim().split(/\s+/)[0]);
-    if (Number.isNaN(value)) continue;
-    const series = metrics.get(name) ?? [];
-    series.push({ labels, value });
-    metrics.set(name, series);
-  }
-  return metrics;
-}
+const dropped = (drops: Record<string, number>) => Object.values(drops).reduce((total, count) => total + count, 0);
 
-function countersBy(metrics: Map<string, MetricSeries[]>, prefix: string, label: string): Map<string, Counters> {
-  const counters = new Map<string, Counters>();
-  const add = (suffix: string, field: keyof Counters) => {
-    for (const { labels, value } of metrics.get(`${prefix}_${suffix}_total`) ?? []) {
-      const id = labels[label];
-      if (id === undefined) continue;
-      const entry = counters.get(id) ?? { packets: 0, bytes: 0, drops: 0 };
-      entry[field] += value;
-      counters.set(id, entry);
-    }
-  };
-  add('packets', 'packets');
-  add('bytes', 'bytes');
-  add('dropped', 'drops');
-  return counters;
-}
-
-/** One look at the daemon: its resources and the engine's counters. */
-export async function takeSample(client: ApiClient): Promise<Sample> {
-  const [flows, mirrors, services, text] = await Promise.all([
-    client.list(TAP_FLOW), client.list(TAP_MIRROR), client.list(TAP_SERVICE), client.text('/metrics'),
-  ]);
-  const at = Date.now();
-  const metrics = parseMetrics(text);
-  const flowCounters = countersBy(metrics, 'tapas_tap_flow', 'tap_flow_id');
-  const mirrorCounters = countersBy(metrics, 'tapas_tap_mirror', 'tap_mirror_id');
-  const serviceNames = new Map(services.map((service) => [service.id, String(service.name || service.id)]));
-  const common = (resource: Resource) => ({
+/** One look at the daemon's report: what the CLI shows of each tap flow and tap mirror. */
+export function sampleOf(report: StatsReport, at = Date.now()): Sample {
+  const serviceNames = new Map(report.tap_services.map((service) => [service.id, service.name || service.id]));
+  const common = (resource: ResourceStats) => ({
     id: resource.id,
-    name: String(resource.name ?? ''),
-    status: String(resource.status),
-    status_reason: (resource.status_reason ?? null) as string | null,
+    name: resource.name,
+    status: resource.status,
+    status_reason: resource.status_reason,
+    counters: resource.packets === null ? null : { packets: resource.packets, bytes: resource.bytes ?? 0, drops: dropped(resource.drops) },
   });
   const entries: StatsEntry[] = [
-    ...flows.map((flow): StatsEntry => ({
+    ...report.tap_flows.map((flow): StatsEntry => ({
       kind: 'tap_flow', ...common(flow),
-      direction: String(flow.direction),
-      to: serviceNames.get(String(flow.tap_service_id)) ?? String(flow.tap_service_id),
-      counters: flowCounters.get(flow.id) ?? null,
+      direction: flow.direction,
+      to: serviceNames.get(flow.tap_service_id) ?? flow.tap_service_id,
     })),
-    ...mirrors.map((mirror): StatsEntry => {
-      const directions = Object.keys((mirror.directions ?? {}) as Record<string, number>);
+    ...report.tap_mirrors.map((mirror): StatsEntry => {
+      const directions = Object.keys(mirror.directions);
       return {
         kind: 'tap_mirror', ...common(mirror),
         direction: directions.length === 2 ? 'BOTH' : directions.join(''),
-        to: `${String(mirror.mirror_type)} to ${String(mirror.remote_ip)}`,
-        counters: mirrorCounters.get(mirror.id) ?? null,
+        to: `${mirror.mirror_type} to ${mirror.remote_ip}`,
       };
     }),
   ];
   return { at, entries };
+}
+
+export async function takeSample(client: ApiClient): Promise<Sample> {
+  const body = await client.request('GET', STATS_PATH) as { stats: StatsReport };
+  return sampleOf(body.stats);
 }
 
 /** Rates between two samples; a counter that went backwards (restart, re-created) has no rate. */
@@ -253,36 +194,40 @@ async function runStats(flags: StatsFlags, command: Command): Promise<void> {
     return;
   }
 
-  let stopped = false;
-  let wake: (() => void) | undefined;
-  const stop = () => {
-    stopped = true;
-    wake?.();
-  };
+  // --watch follows the daemon's stream; every event is one refresh.
+  const stopping = new AbortController();
+  const stop = () => stopping.abort();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   if (tty) process.stdout.write('\x1b[?25l');
   let drawnLines = 0;
-  try {
-    for (let refresh = 0; !stopped && (flags.count === undefined || refresh < flags.count); refresh += 1) {
-      await new Promise<void>((resolve) => {
-        wake = resolve;
-        setTimeout(resolve, intervalMs);
-      });
-      if (stopped) break;
-      const current = await takeSample(client);
-      const rows = rates(previous, current);
-      previous = current;
-      if (flags.format === 'json') {
-        process.stdout.write(`${renderJson(rows, current.at, false)}\n`);
-      } else if (tty) {
-        const text = `${renderTable(rows, current.at, flags.interval)}\n(Ctrl-C to stop)`;
-        process.stdout.write(redraw(drawnLines, text));
-        drawnLines = text.split('\n').length;
-      } else if (rows.length > 0) {
-        process.stdout.write(`${renderLines(rows, current.at)}\n`);
-      }
+  let refreshes = 0;
+  const show = (current: Sample) => {
+    const rows = rates(previous, current);
+    previous = current;
+    refreshes += 1;
+    if (flags.format === 'json') {
+      process.stdout.write(`${renderJson(rows, current.at, false)}\n`);
+    } else if (tty) {
+      const text = `${renderTable(rows, current.at, flags.interval)}\n(Ctrl-C to stop)`;
+      process.stdout.write(redraw(drawnLines, text));
+      drawnLines = text.split('\n').length;
+    } else if (rows.length > 0) {
+      process.stdout.write(`${renderLines(rows, current.at)}\n`);
     }
+    if (flags.count !== undefined && refreshes >= flags.count) stop();
+  };
+  try {
+    let first = true;
+    await client.stream(`${STATS_PATH}/stream?interval=${flags.interval}`, (event, data) => {
+      if (event !== 'stats' || stopping.signal.aborted) return;
+      // The stream's first event is the report at once: the sample taken above already covers it.
+      if (first) {
+        first = false;
+        return;
+      }
+      show(sampleOf((data as { stats: StatsReport }).stats));
+    }, stopping.signal);
   } finally {
     if (tty) process.stdout.write('\x1b[?25h');
     process.off('SIGINT', stop);
@@ -306,6 +251,7 @@ Examples:
   tapas stats --watch | grep tf_0      plain lines: name=... status=... packets=... pkt/s=... bit/s=...
   tapas stats -f json --watch --count 10
 
-The counters are the engine's (Prometheus: GET /metrics on the daemon; an admin token in token mode).`)
+The counters are what each host's data path reported (GET /v2.0/taas/stats, and /v2.0/taas/stats/stream
+for --watch); in token mode a project sees its own resources.`)
     .action(runStats);
 }

@@ -3,8 +3,9 @@ import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import {
-  humanRate, parseMetrics, rates, redraw, renderJson, renderLines, renderTable, type Sample,
+  humanRate, rates, redraw, renderJson, renderLines, renderTable, sampleOf, type Sample,
 } from '../../src/cli/stats.js';
+import type { StatsReport } from '../../src/service/stats.js';
 import { DaemonProcess, until, type ApiClient } from '../api/daemon-process.js';
 import { finished, runCli, TAPAS, type CliResult } from '../helpers/cli.js';
 import { makeFrame } from '../helpers/frames.js';
@@ -13,18 +14,25 @@ import { Lab, netnsAvailable, netnsSkipReason, sleep } from '../helpers/netns.js
 const ABSENT_NS = `tapas-stats-absent-${process.pid}`;
 const ESC = '\x1b';
 
-/** What /metrics looked like once: two flows (one with an awkward name), a mirror's two directions. */
-const RECORDED_METRICS = `# HELP tapas_tap_flow_packets_total Frames a tap flow mirrored to its tap service
-# TYPE tapas_tap_flow_packets_total counter
-tapas_tap_flow_packets_total{tap_flow_id="f1",tap_service_id="s1",source_port="p1",project_id="default",name="tf_0"} 120
-tapas_tap_flow_packets_total{tap_flow_id="f2",tap_service_id="s1",source_port="p2",project_id="default",name="say \\"hi\\", c:\\\\ \\n"} 5
-tapas_tap_flow_bytes_total{tap_flow_id="f1",tap_service_id="s1",source_port="p1",project_id="default",name="tf_0"} 11760
-tapas_tap_flow_dropped_total{tap_flow_id="f1",tap_service_id="s1",source_port="p1",project_id="default",name="tf_0"} 2
-tapas_tap_mirror_packets_total{tap_mirror_id="m1",direction="IN",remote_ip="192.0.2.9",mirror_type="erspanv1",project_id="default",name="tm"} 7
-tapas_tap_mirror_packets_total{tap_mirror_id="m1",direction="OUT",remote_ip="192.0.2.9",mirror_type="erspanv1",project_id="default",name="tm"} 9
-tapas_process_cpu_seconds_total 1.5
-tapas_http_requests_total{method="GET",route="/v2.0/ports",status="200"} 3 1700000000000
-`;
+const rated = (packets: number | null, bytes: number | null, drops: Record<string, number> = {}) =>
+  ({ packets, bytes, drops, packets_per_second: null, bits_per_second: null });
+const owned = { project_id: 'default', hosts: [] };
+
+/** A stats report as the daemon once answered: two flows (one with an awkward name), a mirror that does not run. */
+const RECORDED_REPORT: StatsReport = {
+  time: '2026-01-02T03:04:05.000Z',
+  tap_flows: [
+    { ...owned, id: 'f1', name: 'tf_0', status: 'ACTIVE', status_reason: null, tap_service_id: 's1', source_port: 'p1', direction: 'BOTH',
+      ...rated(120, 11_760, { oversize: 1, unavailable: 1 }) },
+    { ...owned, id: 'f2', name: 'say "hi", c:\\ \n', status: 'ACTIVE', status_reason: null, tap_service_id: 'gone', source_port: 'p2', direction: 'IN',
+      ...rated(5, 500) },
+  ],
+  tap_mirrors: [{
+    ...owned, id: 'm1', name: 'tm', status: 'ERROR', status_reason: 'interface vm9 is gone', port_id: 'p1', remote_ip: '192.0.2.9', mirror_type: 'erspanv1',
+    directions: { IN: { tunnel_id: 7, ...rated(null, null) } }, ...rated(null, null),
+  }],
+  tap_services: [{ ...owned, id: 's1', name: 'ts_0', status: 'ACTIVE', status_reason: null, port_id: 'p9', ...rated(125, 12_260) }],
+};
 
 function sample(at: number, packets: number | null, bytes = 0): Sample {
   return {
@@ -39,16 +47,18 @@ function sample(at: number, packets: number | null, bytes = 0): Sample {
 }
 
 describe('tapas stats rendering, on recorded counters', () => {
-  it('reads the Prometheus text: labels with escapes, series without labels, timestamps', () => {
-    const metrics = parseMetrics(RECORDED_METRICS);
-    expect(metrics.get('tapas_tap_flow_packets_total')).toEqual([
-      { labels: { tap_flow_id: 'f1', tap_service_id: 's1', source_port: 'p1', project_id: 'default', name: 'tf_0' }, value: 120 },
-      { labels: { tap_flow_id: 'f2', tap_service_id: 's1', source_port: 'p2', project_id: 'default', name: 'say "hi", c:\\ \n' }, value: 5 },
-    ]);
-    expect(metrics.get('tapas_tap_mirror_packets_total')!.map((series) => [series.labels.direction, series.value])).toEqual([['IN', 7], ['OUT', 9]]);
-    expect(metrics.get('tapas_process_cpu_seconds_total')).toEqual([{ labels: {}, value: 1.5 }]);
-    expect(metrics.get('tapas_http_requests_total')![0]!.value).toBe(3);
-    expect(metrics.has('# HELP')).toBe(false);
+  it('reads the daemon\'s stats report: flows with their service\'s name, mirrors with their tunnel, drops summed', () => {
+    expect(sampleOf(RECORDED_REPORT, 1000)).toEqual({
+      at: 1000,
+      entries: [
+        { kind: 'tap_flow', id: 'f1', name: 'tf_0', status: 'ACTIVE', status_reason: null, direction: 'BOTH', to: 'ts_0',
+          counters: { packets: 120, bytes: 11_760, drops: 2 } },
+        { kind: 'tap_flow', id: 'f2', name: 'say "hi", c:\\ \n', status: 'ACTIVE', status_reason: null, direction: 'IN', to: 'gone',
+          counters: { packets: 5, bytes: 500, drops: 0 } },
+        { kind: 'tap_mirror', id: 'm1', name: 'tm', status: 'ERROR', status_reason: 'interface vm9 is gone', direction: 'IN',
+          to: 'erspanv1 to 192.0.2.9', counters: null },
+      ],
+    });
   });
 
   it('computes rates between two samples; no rate without a previous sample, after a reset, or for what does not run', () => {
