@@ -3,8 +3,11 @@
 #include <napi.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <memory>
+#include <optional>
+#include <stdexcept>
 
 #include "collector.h"
 #include "encap.h"
@@ -15,124 +18,192 @@ namespace {
 
 using namespace tapas;
 
-std::string string_field(const Napi::Object& object, const char* name, bool required = true) {
-  Napi::Value value = object.Get(name);
-  if (value.IsUndefined() || value.IsNull()) {
-    if (required) throw Napi::TypeError::New(object.Env(), std::string("missing field '") + name + "'");
-    return "";
+// Every entry point runs its body through this. A C++ exception must never
+// reach N-API: node-addon-api passes on only Napi::Error, and anything else
+// would end the whole process in std::terminate. `doing` starts the message
+// ("cannot start the engine: epoll_create1: Too many open files").
+template <typename Body>
+auto guarded(Napi::Env env, const char* doing, Body&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const Napi::Error&) {
+    throw;  // already a JavaScript error (a TypeError about the input, say)
+  } catch (const std::exception& error) {
+    throw Napi::Error::New(env, std::string(doing) + ": " + error.what());
+  } catch (...) {
+    throw Napi::Error::New(env, std::string(doing) + ": an unknown C++ exception");
   }
-  if (!value.IsString()) throw Napi::TypeError::New(object.Env(), std::string("field '") + name + "' must be a string");
-  return value.As<Napi::String>().Utf8Value();
 }
 
-uint32_t uint_field(const Napi::Object& object, const char* name, uint32_t fallback) {
-  Napi::Value value = object.Get(name);
-  if (value.IsUndefined()) return fallback;
-  if (!value.IsNumber()) throw Napi::TypeError::New(object.Env(), std::string("field '") + name + "' must be a number");
-  return value.As<Napi::Number>().Uint32Value();
+// How a wrong value reads in a message: -1, 1.5, NaN, "3" (a string), null.
+std::string shown(const Napi::Value& value) {
+  if (value.IsNumber()) return value.ToString().Utf8Value();
+  if (value.IsString()) return "\"" + value.As<Napi::String>().Utf8Value() + "\" (a string)";
+  if (value.IsUndefined()) return "undefined";
+  if (value.IsNull()) return "null";
+  if (value.IsBoolean()) return value.As<Napi::Boolean>().Value() ? "true" : "false";
+  if (value.IsArray()) return "an array";
+  return "an object";
 }
 
-// An integer in [0, max]; anything else is a TypeError naming the field.
-uint32_t required_uint(const Napi::Object& object, const char* name, uint32_t max) {
-  Napi::Value value = object.Get(name);
-  double number = value.IsNumber() ? value.As<Napi::Number>().DoubleValue() : -1;
-  if (!(number >= 0 && number <= max && number == static_cast<double>(static_cast<uint32_t>(number)))) {
-    throw Napi::TypeError::New(object.Env(), std::string("field '") + name + "' must be an integer from 0 to " +
-                                                 std::to_string(max));
+// Reads the fields of one JavaScript object; every error is a TypeError that
+// names the field and where it is ("field 'key' of sinks[2] must be ...").
+class Fields {
+ public:
+  Fields(const Napi::Object& object, std::string where) : object_(object), where_(std::move(where)) {}
+
+  Napi::Value get(const char* name) const { return object_.Get(name); }
+  bool has(const char* name) const { return !get(name).IsUndefined(); }
+
+  Napi::TypeError error(const std::string& name, const std::string& what) const {
+    return Napi::TypeError::New(object_.Env(), "field '" + name + "' of " + where_ + " " + what);
   }
-  return static_cast<uint32_t>(number);
-}
 
-bool bool_field(const Napi::Object& object, const char* name) {
-  Napi::Value value = object.Get(name);
-  if (value.IsUndefined()) return false;
-  if (!value.IsBoolean()) throw Napi::TypeError::New(object.Env(), std::string("field '") + name + "' must be a boolean");
-  return value.As<Napi::Boolean>().Value();
-}
+  std::string string(const char* name, bool required = true) const {
+    Napi::Value value = get(name);
+    if (value.IsUndefined() || value.IsNull()) {
+      if (required) throw error(name, "is missing");
+      return "";
+    }
+    if (!value.IsString()) throw error(name, "must be a string, not " + shown(value));
+    return value.As<Napi::String>().Utf8Value();
+  }
 
-Napi::Array array_field(const Napi::Object& object, const char* name) {
-  Napi::Value value = object.Get(name);
-  if (value.IsUndefined()) return Napi::Array::New(object.Env());
-  if (!value.IsArray()) throw Napi::TypeError::New(object.Env(), std::string("field '") + name + "' must be an array");
-  return value.As<Napi::Array>();
-}
+  // An integer in [min, max]: a negative, fractional, NaN, infinite or
+  // non-numeric value is an error, never wrapped or rounded into range.
+  uint32_t integer(const char* name, uint32_t min, uint32_t max, std::optional<uint32_t> fallback = std::nullopt) const {
+    Napi::Value value = get(name);
+    if (value.IsUndefined() && fallback) return *fallback;
+    return integer_value(value, name, min, max);
+  }
 
+  uint32_t integer_value(const Napi::Value& value, const std::string& name, uint32_t min, uint32_t max) const {
+    const double number = value.IsNumber() ? value.As<Napi::Number>().DoubleValue() : std::nan("");
+    if (!(std::isfinite(number) && number >= min && number <= max && std::floor(number) == number)) {
+      throw error(name, "must be an integer from " + std::to_string(min) + " to " + std::to_string(max) + ", not " + shown(value));
+    }
+    return static_cast<uint32_t>(number);
+  }
+
+  bool boolean(const char* name) const {
+    Napi::Value value = get(name);
+    if (value.IsUndefined()) return false;
+    if (!value.IsBoolean()) throw error(name, "must be a boolean, not " + shown(value));
+    return value.As<Napi::Boolean>().Value();
+  }
+
+  Napi::Array array(const char* name) const {
+    Napi::Value value = get(name);
+    if (value.IsUndefined()) return Napi::Array::New(object_.Env());
+    if (!value.IsArray()) throw error(name, "must be an array, not " + shown(value));
+    return value.As<Napi::Array>();
+  }
+
+  // The rule the API applies too: what the kernel accepts as a name (iface.h).
+  std::string interface_name(const char* name, bool required = true) const {
+    std::string ifname = string(name, required);
+    if (ifname.empty() && !required) return ifname;
+    std::string problem = check_interface_name(ifname);
+    if (!problem.empty()) throw error(name, "is not an interface name: it " + problem + " ('" + ifname + "')");
+    return ifname;
+  }
+
+  std::string netns(const char* name) const {
+    std::string netns = string(name, false);
+    if (netns.find('\0') != std::string::npos) throw error(name, "must not contain a NUL byte");
+    return netns;
+  }
+
+ private:
+  Napi::Object object_;
+  std::string where_;
+};
+
+// Calls each(Fields) for every entry of plan.name, each an object.
 template <typename Each>
-void for_each_object(const Napi::Array& array, Each&& each) {
+void for_each_entry(const Fields& plan, const char* name, Each&& each) {
+  Napi::Array array = plan.array(name);
   for (uint32_t i = 0; i < array.Length(); ++i) {
     Napi::Value item = array.Get(i);
-    if (!item.IsObject()) throw Napi::TypeError::New(array.Env(), "plan entries must be objects");
-    each(item.As<Napi::Object>());
+    const std::string where = std::string(name) + "[" + std::to_string(i) + "]";
+    if (!item.IsObject() || item.IsArray()) {
+      throw Napi::TypeError::New(array.Env(), where + " must be an object, not " + shown(item));
+    }
+    each(Fields(item.As<Napi::Object>(), where));
   }
 }
 
-Direction to_direction(const Napi::Env& env, const std::string& text) {
+Direction to_direction(const Fields& rule) {
+  const std::string text = rule.string("direction");
   if (text == "IN") return Direction::In;
   if (text == "OUT") return Direction::Out;
   if (text == "BOTH") return Direction::Both;
-  throw Napi::TypeError::New(env, "direction must be IN, OUT or BOTH, not '" + text + "'");
+  throw rule.error("direction", "must be IN, OUT or BOTH, not '" + text + "'");
 }
 
+// Only a plan that cannot be read (wrong types, out-of-range numbers, bad
+// interface names) is refused here, as a whole; what can be read but not run
+// (duplicate ids, missing references, a sink that is also a source, an
+// unknown sink kind) goes to the engine, which runs the rest (plan.h).
 Plan to_plan(const Napi::Object& object) {
   Plan plan;
-  for_each_object(array_field(object, "sources"), [&](const Napi::Object& item) {
+  const Fields fields(object, "the plan");
+  for_each_entry(fields, "sources", [&](const Fields& item) {
     SourceSpec source;
-    source.id = string_field(item, "id");
-    source.ifname = string_field(item, "ifname");
-    source.netns = string_field(item, "netns", false);
-    Napi::Value ring = item.Get("ring");
-    if (ring.IsObject()) {
-      Napi::Object settings = ring.As<Napi::Object>();
-      source.ring.block_size = uint_field(settings, "blockSize", source.ring.block_size);
-      source.ring.block_count = uint_field(settings, "blockCount", source.ring.block_count);
-      source.ring.block_timeout_ms = uint_field(settings, "blockTimeoutMs", source.ring.block_timeout_ms);
-      source.ring.version = uint_field(settings, "version", source.ring.version);
-      source.ring.frame_size = uint_field(settings, "frameSize", source.ring.frame_size);
-    }
+    source.id = item.string("id");
+    source.ifname = item.interface_name("ifname");
+    source.netns = item.netns("netns");
     plan.sources.push_back(std::move(source));
   });
-  for_each_object(array_field(object, "sinks"), [&](const Napi::Object& item) {
+  for_each_entry(fields, "sinks", [&](const Fields& item) {
     SinkSpec sink;
-    sink.id = string_field(item, "id");
-    std::string kind = string_field(item, "kind");
-    sink.netns = string_field(item, "netns", false);
-    if (kind == "port") {
+    sink.id = item.string("id");
+    sink.kind_name = item.string("kind");
+    sink.netns = item.netns("netns");
+    if (sink.kind_name == "port") {
       sink.kind = SinkKind::Port;
-      sink.ifname = string_field(item, "ifname");
-    } else if (kind == "gre") {
+      sink.ifname = item.interface_name("ifname");
+    } else if (sink.kind_name == "gre") {
       sink.kind = SinkKind::Gre;
-      sink.remote_ip = string_field(item, "remoteIp");
-      sink.key = required_uint(item, "key", 0xffffffffu);
-      sink.gre_truncate = bool_field(item, "truncate");
-    } else if (kind == "erspan") {
+      sink.remote_ip = item.string("remoteIp");
+      sink.key = item.integer("key", 0, 0xffffffffu);
+      sink.gre_truncate = item.boolean("truncate");
+    } else if (sink.kind_name == "erspan") {
       sink.kind = SinkKind::Erspan;
-      sink.remote_ip = string_field(item, "remoteIp");
-      sink.session = static_cast<uint16_t>(required_uint(item, "session", encap::kErspanMaxSession));
-      sink.erspan_index = item.Get("index").IsUndefined()
-                              ? encap::openstack_erspan_index(sink.session)
-                              : required_uint(item, "index", encap::kErspanMaxIndex);
+      sink.remote_ip = item.string("remoteIp");
+      sink.session = static_cast<uint16_t>(item.integer("session", 0, encap::kErspanMaxSession));
+      sink.erspan_index = item.has("index") ? item.integer("index", 0, encap::kErspanMaxIndex)
+                                            : encap::openstack_erspan_index(sink.session);
     } else {
-      throw Napi::TypeError::New(item.Env(), "unknown sink kind '" + kind + "'");
+      sink.kind = SinkKind::Unknown;  // refused by the engine, with the kind in the reason
     }
     plan.sinks.push_back(std::move(sink));
   });
-  for_each_object(array_field(object, "rules"), [&](const Napi::Object& item) {
+  for_each_entry(fields, "rules", [&](const Fields& item) {
     RuleSpec rule;
-    rule.id = string_field(item, "id");
-    rule.source_id = string_field(item, "sourceId");
-    rule.sink_id = string_field(item, "sinkId");
-    rule.direction = to_direction(item.Env(), string_field(item, "direction"));
-    Napi::Array vlans = array_field(item, "vlans");
+    rule.id = item.string("id");
+    rule.source_id = item.string("sourceId");
+    rule.sink_id = item.string("sinkId");
+    rule.direction = to_direction(item);
+    Napi::Array vlans = item.array("vlans");
     for (uint32_t i = 0; i < vlans.Length(); ++i) {
       Napi::Value range = vlans.Get(i);
+      const std::string name = "vlans[" + std::to_string(i) + "]";
       if (!range.IsArray() || range.As<Napi::Array>().Length() != 2) {
-        throw Napi::TypeError::New(item.Env(), "vlans must be [low, high] pairs");
+        throw item.error(name, "must be a [low, high] pair, not " + shown(range));
       }
       Napi::Array pair = range.As<Napi::Array>();
-      rule.vlans.push_back({static_cast<uint16_t>(pair.Get(0u).As<Napi::Number>().Uint32Value()),
-                            static_cast<uint16_t>(pair.Get(1u).As<Napi::Number>().Uint32Value())});
+      rule.vlans.push_back({static_cast<uint16_t>(item.integer_value(pair.Get(0u), name + "[0]", 1, 4094)),
+                            static_cast<uint16_t>(item.integer_value(pair.Get(1u), name + "[1]", 1, 4094))});
     }
     plan.rules.push_back(std::move(rule));
+  });
+  for_each_entry(fields, "interfaces", [&](const Fields& item) {
+    InterfaceSpec interface;
+    interface.id = item.string("id");
+    interface.ifname = item.interface_name("ifname");
+    interface.netns = item.netns("netns");
+    plan.interfaces.push_back(std::move(interface));
   });
   return plan;
 }
@@ -162,10 +233,14 @@ Napi::Object to_js(Napi::Env env, const EngineStats& stats) {
     put_health(o, s);
     o.Set("packets", number(s.packets));
     o.Set("bytes", number(s.bytes));
-    o.Set("ringDrops", number(s.ring_drops));
-    o.Set("ringFreezes", number(s.ring_freezes));
+    o.Set("captureDrops", number(s.capture_drops));
     o.Set("truncated", number(s.truncated));
-    o.Set("blockTimeoutMs", number(s.block_timeout_ms));
+    if (s.packet) {
+      Napi::Object packet = Napi::Object::New(env);
+      packet.Set("ringFreezes", number(s.packet->ring_freezes));
+      packet.Set("blockTimeoutMs", number(s.packet->block_timeout_ms));
+      o.Set("packet", packet);
+    }
   }));
   result.Set("sinks", to_js_list(env, stats.sinks, [&](Napi::Object& o, const SinkStat& s) {
     put_health(o, s);
@@ -176,11 +251,21 @@ Napi::Object to_js(Napi::Env env, const EngineStats& stats) {
     o.Set("fragmented", number(s.fragmented));
   }));
   result.Set("rules", to_js_list(env, stats.rules, [&](Napi::Object& o, const RuleStat& r) {
-    o.Set("id", r.id);
+    put_health(o, r);
     o.Set("packets", number(r.packets));
     o.Set("bytes", number(r.bytes));
     o.Set("oversize", number(r.oversize));
     o.Set("unavailable", number(r.unavailable));
+  }));
+  result.Set("interfaces", to_js_list(env, stats.interfaces, [&](Napi::Object& o, const InterfaceStat& i) {
+    o.Set("id", i.id);
+    o.Set("present", i.present);
+    o.Set("up", i.up);
+    o.Set("running", i.running);
+    o.Set("mac", i.mac);
+    o.Set("mtu", number(i.mtu));
+    o.Set("ifindex", Napi::Number::New(env, i.ifindex));
+    if (!i.reason.empty()) o.Set("reason", i.reason);
   }));
   return result;
 }
@@ -194,9 +279,16 @@ class ApplyWork : public Napi::AsyncWorker {
   Napi::Promise promise() { return deferred_.Promise(); }
 
  protected:
+  // On a thread of libuv's pool: nothing may escape it.
   void Execute() override {
-    std::string error = engine_->apply(plan_);
-    if (!error.empty()) SetError(error);
+    try {
+      std::string error = engine_->apply(plan_);
+      if (!error.empty()) SetError(error);
+    } catch (const std::exception& error) {
+      SetError(std::string("cannot apply the plan: ") + error.what());
+    } catch (...) {
+      SetError("cannot apply the plan: an unknown C++ exception");
+    }
   }
   void OnOK() override { deferred_.Resolve(Env().Undefined()); }
   void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
@@ -216,66 +308,110 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   }
 
   explicit NativeEngine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeEngine>(info) {
-    EngineOptions options;
-    if (info.Length() > 0 && info[0].IsObject()) {
-      Napi::Object settings = info[0].As<Napi::Object>();
-      options.workers = uint_field(settings, "workers", 1);
-      std::string priority = string_field(settings, "priority", false);
-      if (priority == "normal") options.priority = WorkerPriority::Normal;
-      else if (priority == "realtime") options.priority = WorkerPriority::Realtime;
-      else if (priority.empty() || priority == "high") options.priority = WorkerPriority::High;
-      else throw Napi::TypeError::New(info.Env(), "priority must be normal, high or realtime, not '" + priority + "'");
-    }
-    engine_ = std::make_shared<Engine>(options);
+    EngineOptions options = to_options(info);
+    engine_ = guarded(info.Env(), "cannot start the engine", [&] { return std::make_shared<Engine>(options); });
   }
 
  private:
-  Napi::Value Apply(const Napi::CallbackInfo& info) {
-    if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "apply(plan) needs a plan object");
-    auto* work = new ApplyWork(info.Env(), engine_, to_plan(info[0].As<Napi::Object>()));
-    Napi::Promise promise = work->promise();
-    work->Queue();
-    return promise;
+  static EngineOptions to_options(const Napi::CallbackInfo& info) {
+    EngineOptions options;
+    if (info.Length() == 0 || info[0].IsUndefined()) return options;
+    if (!info[0].IsObject() || info[0].IsArray()) {
+      throw Napi::TypeError::New(info.Env(), "the engine options must be an object, not " + shown(info[0]));
+    }
+    const Fields settings(info[0].As<Napi::Object>(), "the engine options");
+    options.workers = settings.integer("workers", 1, kMaxWorkers, 1u);
+    const std::string priority = settings.string("priority", false);
+    if (priority == "normal") options.priority = WorkerPriority::Normal;
+    else if (priority == "realtime") options.priority = WorkerPriority::Realtime;
+    else if (priority.empty() || priority == "high") options.priority = WorkerPriority::High;
+    else throw settings.error("priority", "must be normal, high or realtime, not '" + priority + "'");
+    Napi::Value ring = settings.get("ring");
+    if (!ring.IsUndefined()) {
+      if (!ring.IsObject() || ring.IsArray()) throw settings.error("ring", "must be an object, not " + shown(ring));
+      const Fields fields(ring.As<Napi::Object>(), "the engine option 'ring'");
+      RingSpec& spec = options.ring;
+      spec.version = fields.integer("version", 2, 3, spec.version);
+      spec.frame_size = fields.integer("frameSize", 256, kMaxRingBlockSize, spec.frame_size);
+      spec.block_size = fields.integer("blockSize", 4096, kMaxRingBlockSize, spec.block_size);
+      spec.block_count = fields.integer("blockCount", 2, kMaxRingBlockCount, spec.block_count);
+      spec.block_timeout_ms = fields.integer("blockTimeoutMs", 0, kMaxRingBlockTimeoutMs, spec.block_timeout_ms);
+      // The combinations the kernel refuses (a block of 64 KiB for V3, powers of two).
+      const std::string problem = check_ring(spec);
+      if (!problem.empty()) throw Napi::TypeError::New(info.Env(), "the engine option 'ring' is invalid: " + problem);
+    }
+    return options;
   }
-  Napi::Value Stats(const Napi::CallbackInfo& info) { return to_js(info.Env(), engine_->stats()); }
+
+  // More would only contend for the same cores; fanout spreads flows over these.
+  static constexpr uint32_t kMaxWorkers = 1024;
+
+  Napi::Value Apply(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject() || info[0].IsArray()) {
+      throw Napi::TypeError::New(env, "apply(plan) needs a plan object");
+    }
+    Plan plan = to_plan(info[0].As<Napi::Object>());
+    return guarded(env, "cannot apply the plan", [&] {
+      auto* work = new ApplyWork(env, engine_, std::move(plan));
+      Napi::Promise promise = work->promise();
+      work->Queue();
+      return promise;
+    });
+  }
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), "cannot read the engine's stats", [&] { return to_js(info.Env(), engine_->stats()); });
+  }
   Napi::Value Close(const Napi::CallbackInfo& info) {
-    engine_->close();
+    guarded(info.Env(), "cannot close the engine", [&] { engine_->close(); });
     return info.Env().Undefined();
   }
 
   std::shared_ptr<Engine> engine_;
 };
 
+// A one-off look at an interface through a packet socket (privileges
+// included). To follow interfaces over time, use the plan's `interfaces`.
 Napi::Value ProbeInterface(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "probeInterface(ifname, netns?)");
-  std::string netns = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
-  InterfaceInfo interface;
-  std::string error = probe_interface(info[0].As<Napi::String>().Utf8Value(), netns, interface);
-  if (!error.empty()) throw Napi::Error::New(env, error);
-  Napi::Object result = Napi::Object::New(env);
-  result.Set("ifindex", interface.ifindex);
-  result.Set("mtu", interface.mtu);
-  result.Set("mac", interface.mac);
-  result.Set("up", interface.up);
-  return result;
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "probeInterface(ifname: string, netns?: string)");
+  const std::string ifname = info[0].As<Napi::String>().Utf8Value();
+  const std::string problem = check_interface_name(ifname);
+  if (!problem.empty()) throw Napi::TypeError::New(env, "'" + ifname + "' is not an interface name: it " + problem);
+  std::string netns;
+  if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsNull()) {
+    if (!info[1].IsString()) throw Napi::TypeError::New(env, "probeInterface: netns must be a string, not " + shown(info[1]));
+    netns = info[1].As<Napi::String>().Utf8Value();
+  }
+  return guarded(env, "cannot look at the interface", [&] {
+    InterfaceInfo interface;
+    std::string error = probe_interface(ifname, netns, interface);
+    if (!error.empty()) throw Napi::Error::New(env, error);
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("ifindex", interface.ifindex);
+    result.Set("mtu", interface.mtu);
+    result.Set("mac", interface.mac);
+    result.Set("up", interface.up);
+    result.Set("running", interface.running);
+    return result;
+  });
 }
 
 // Pure helpers over the tunnel formats (no sockets), for tests and tools.
 
-encap::TunnelHeaders to_tunnel_headers(const Napi::Object& options) {
+encap::TunnelHeaders to_tunnel_headers(const Fields& options) {
   encap::TunnelHeaders tunnel;
-  std::string kind = string_field(options, "kind");
+  std::string kind = options.string("kind");
   if (kind == "gre") {
     tunnel.type = encap::TunnelType::Gre;
-    tunnel.key = required_uint(options, "key", 0xffffffffu);
+    tunnel.key = options.integer("key", 0, 0xffffffffu);
   } else if (kind == "erspan") {
     tunnel.type = encap::TunnelType::ErspanII;
-    tunnel.session = static_cast<uint16_t>(required_uint(options, "session", encap::kErspanMaxSession));
-    tunnel.index = options.Get("index").IsUndefined() ? encap::openstack_erspan_index(tunnel.session)
-                                                      : required_uint(options, "index", encap::kErspanMaxIndex);
+    tunnel.session = static_cast<uint16_t>(options.integer("session", 0, encap::kErspanMaxSession));
+    tunnel.index = options.has("index") ? options.integer("index", 0, encap::kErspanMaxIndex)
+                                        : encap::openstack_erspan_index(tunnel.session);
   } else {
-    throw Napi::TypeError::New(options.Env(), "kind must be 'gre' or 'erspan', not '" + kind + "'");
+    throw options.error("kind", "must be 'gre' or 'erspan', not '" + kind + "'");
   }
   return tunnel;
 }
@@ -287,18 +423,20 @@ Napi::Value Encapsulate(const Napi::CallbackInfo& info) {
   if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsBuffer()) {
     throw Napi::TypeError::New(env, "encapsulate(options, frame: Buffer)");
   }
-  Napi::Object options = info[0].As<Napi::Object>();
+  const Fields options(info[0].As<Napi::Object>(), "the encapsulate options");
   Napi::Buffer<uint8_t> frame = info[1].As<Napi::Buffer<uint8_t>>();
   encap::TunnelHeaders tunnel = to_tunnel_headers(options);
-  uint32_t sequence = options.Get("sequence").IsUndefined() ? 0 : required_uint(options, "sequence", 0xffffffffu);
+  uint32_t sequence = options.integer("sequence", 0, 0xffffffffu, 0u);
   size_t inner = frame.Length();
-  if (!options.Get("maxInner").IsUndefined()) inner = std::min<size_t>(inner, required_uint(options, "maxInner", 0xffffffffu));
-  encap::FrameClass frame_class;
-  if (tunnel.type == encap::TunnelType::ErspanII) frame_class = encap::classify_frame(frame.Data(), frame.Length());
-  Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, tunnel.length() + inner);
-  size_t header = encap::write_tunnel_headers(tunnel, frame_class, sequence, inner < frame.Length(), out.Data());
-  std::memcpy(out.Data() + header, frame.Data(), inner);
-  return out;
+  if (options.has("maxInner")) inner = std::min<size_t>(inner, options.integer("maxInner", 0, 0xffffffffu));
+  return guarded(env, "cannot encapsulate", [&] {
+    encap::FrameClass frame_class;
+    if (tunnel.type == encap::TunnelType::ErspanII) frame_class = encap::classify_frame(frame.Data(), frame.Length());
+    Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, tunnel.length() + inner);
+    size_t header = encap::write_tunnel_headers(tunnel, frame_class, sequence, inner < frame.Length(), out.Data());
+    std::memcpy(out.Data() + header, frame.Data(), inner);
+    return out;
+  });
 }
 
 // parseTunnelPacket(packet, {ipv4?}): the decoded headers and inner frame, or {error}.
@@ -306,36 +444,41 @@ Napi::Value ParseTunnelPacket(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsBuffer()) throw Napi::TypeError::New(env, "parseTunnelPacket(packet: Buffer, options?)");
   Napi::Buffer<uint8_t> data = info[0].As<Napi::Buffer<uint8_t>>();
-  bool ipv4 = info.Length() > 1 && info[1].IsObject() && bool_field(info[1].As<Napi::Object>(), "ipv4");
-  encap::TunnelPacket packet;
-  encap::ParseStatus status = ipv4 ? encap::parse_ipv4_gre_packet(data.Data(), data.Length(), packet)
-                                   : encap::parse_gre_packet(data.Data(), data.Length(), packet);
-  Napi::Object result = Napi::Object::New(env);
-  if (status != encap::ParseStatus::Ok) {
-    result.Set("error", encap::parse_status_name(status));
+  bool ipv4 = info.Length() > 1 && info[1].IsObject() && Fields(info[1].As<Napi::Object>(), "the parse options").boolean("ipv4");
+  return guarded(env, "cannot parse the tunnel packet", [&] {
+    encap::TunnelPacket packet;
+    encap::ParseStatus status = ipv4 ? encap::parse_ipv4_gre_packet(data.Data(), data.Length(), packet)
+                                     : encap::parse_gre_packet(data.Data(), data.Length(), packet);
+    Napi::Object result = Napi::Object::New(env);
+    if (status != encap::ParseStatus::Ok) {
+      result.Set("error", encap::parse_status_name(status));
+      return result;
+    }
+    result.Set("kind", packet.type == encap::TunnelType::Gre ? "gre" : "erspan");
+    result.Set("protocol", packet.gre.protocol);
+    if (packet.gre.key) result.Set("key", Napi::Number::New(env, *packet.gre.key));
+    if (packet.gre.sequence) result.Set("sequence", Napi::Number::New(env, *packet.gre.sequence));
+    if (packet.type == encap::TunnelType::ErspanII) {
+      Napi::Object erspan = Napi::Object::New(env);
+      erspan.Set("vlan", packet.erspan.vlan);
+      erspan.Set("cos", packet.erspan.cos);
+      erspan.Set("encap", packet.erspan.encap);
+      erspan.Set("truncated", packet.erspan.truncated);
+      erspan.Set("session", packet.erspan.session);
+      erspan.Set("index", Napi::Number::New(env, packet.erspan.index));
+      result.Set("erspan", erspan);
+    }
+    result.Set("frame", Napi::Buffer<uint8_t>::Copy(env, packet.inner, packet.inner_length));
     return result;
-  }
-  result.Set("kind", packet.type == encap::TunnelType::Gre ? "gre" : "erspan");
-  result.Set("protocol", packet.gre.protocol);
-  if (packet.gre.key) result.Set("key", Napi::Number::New(env, *packet.gre.key));
-  if (packet.gre.sequence) result.Set("sequence", Napi::Number::New(env, *packet.gre.sequence));
-  if (packet.type == encap::TunnelType::ErspanII) {
-    Napi::Object erspan = Napi::Object::New(env);
-    erspan.Set("vlan", packet.erspan.vlan);
-    erspan.Set("cos", packet.erspan.cos);
-    erspan.Set("encap", packet.erspan.encap);
-    erspan.Set("truncated", packet.erspan.truncated);
-    erspan.Set("session", packet.erspan.session);
-    erspan.Set("index", Napi::Number::New(env, packet.erspan.index));
-    result.Set("erspan", erspan);
-  }
-  result.Set("frame", Napi::Buffer<uint8_t>::Copy(env, packet.inner, packet.inner_length));
-  return result;
+  });
 }
 
 Napi::Value ErspanIndexFor(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "erspanIndexFor(tunnelId: number)");
-  return Napi::Number::New(info.Env(), encap::openstack_erspan_index(info[0].As<Napi::Number>().Uint32Value()));
+  Napi::Env env = info.Env();
+  Napi::Object arguments = Napi::Object::New(env);
+  arguments.Set("tunnelId", info.Length() > 0 ? info[0] : env.Undefined());
+  const uint32_t tunnel_id = Fields(arguments, "erspanIndexFor(tunnelId)").integer("tunnelId", 0, 0xffffffffu);
+  return Napi::Number::New(env, encap::openstack_erspan_index(tunnel_id));
 }
 
 class NativeCollector : public Napi::ObjectWrap<NativeCollector> {
@@ -349,51 +492,53 @@ class NativeCollector : public Napi::ObjectWrap<NativeCollector> {
   explicit NativeCollector(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeCollector>(info) {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "new NativeCollector(options)");
-    Napi::Object options = info[0].As<Napi::Object>();
+    const Fields options(info[0].As<Napi::Object>(), "the collector options");
     CollectorSpec spec;
-    spec.netns = string_field(options, "netns", false);
-    spec.listen_ip = string_field(options, "listenIp", false);
-    if (!options.Get("key").IsUndefined()) spec.key = required_uint(options, "key", 0xffffffffu);
-    if (!options.Get("session").IsUndefined()) {
-      spec.session = static_cast<uint16_t>(required_uint(options, "session", encap::kErspanMaxSession));
-    }
-    spec.pcap_path = string_field(options, "pcapPath", false);
-    spec.to_ifname = string_field(options, "toIfname", false);
-    spec.to_netns = string_field(options, "toNetns", false);
-    std::string error = collector_.start(spec);
-    if (!error.empty()) throw Napi::Error::New(env, error);
+    spec.netns = options.netns("netns");
+    spec.listen_ip = options.string("listenIp", false);
+    if (options.has("key")) spec.key = options.integer("key", 0, 0xffffffffu);
+    if (options.has("session")) spec.session = static_cast<uint16_t>(options.integer("session", 0, encap::kErspanMaxSession));
+    spec.pcap_path = options.string("pcapPath", false);
+    spec.to_ifname = options.interface_name("toIfname", false);
+    spec.to_netns = options.netns("toNetns");
+    guarded(env, "cannot start the collector", [&] {
+      std::string error = collector_.start(spec);
+      if (!error.empty()) throw Napi::Error::New(env, error);
+    });
   }
 
  private:
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    const CollectorCounters& c = collector_.counters();
-    auto number = [&](const Counter& counter) { return Napi::Number::New(env, static_cast<double>(counter.get())); };
-    Napi::Object result = Napi::Object::New(env);
-    result.Set("received", number(c.received));
-    result.Set("accepted", number(c.accepted));
-    result.Set("filtered", number(c.filtered));
-    result.Set("malformed", number(c.malformed));
-    Napi::Object reasons = Napi::Object::New(env);
-    for (size_t i = 1; i < c.malformed_by_reason.size(); ++i) {
-      reasons.Set(encap::parse_status_name(static_cast<encap::ParseStatus>(i)), number(c.malformed_by_reason[i]));
-    }
-    result.Set("malformedBy", reasons);
-    result.Set("truncated", number(c.truncated));
-    result.Set("written", number(c.written));
-    result.Set("outputErrors", number(c.output_errors));
-    result.Set("oversize", number(c.oversize));
-    return result;
+    return guarded(env, "cannot read the collector's stats", [&] {
+      const CollectorCounters& c = collector_.counters();
+      auto number = [&](const Counter& counter) { return Napi::Number::New(env, static_cast<double>(counter.get())); };
+      Napi::Object result = Napi::Object::New(env);
+      result.Set("received", number(c.received));
+      result.Set("accepted", number(c.accepted));
+      result.Set("filtered", number(c.filtered));
+      result.Set("malformed", number(c.malformed));
+      Napi::Object reasons = Napi::Object::New(env);
+      for (size_t i = 1; i < c.malformed_by_reason.size(); ++i) {
+        reasons.Set(encap::parse_status_name(static_cast<encap::ParseStatus>(i)), number(c.malformed_by_reason[i]));
+      }
+      result.Set("malformedBy", reasons);
+      result.Set("truncated", number(c.truncated));
+      result.Set("written", number(c.written));
+      result.Set("outputErrors", number(c.output_errors));
+      result.Set("oversize", number(c.oversize));
+      return result;
+    });
   }
   Napi::Value Close(const Napi::CallbackInfo& info) {
-    collector_.stop();
+    guarded(info.Env(), "cannot stop the collector", [&] { collector_.stop(); });
     return info.Env().Undefined();
   }
 
   Collector collector_;
 };
 
-Napi::Object Init(Napi::Env env, Napi::Object exports) {
+Napi::Object define_exports(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeEngine", NativeEngine::Define(env));
   exports.Set("NativeCollector", NativeCollector::Define(env));
   exports.Set("probeInterface", Napi::Function::New(env, ProbeInterface));
@@ -401,6 +546,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("parseTunnelPacket", Napi::Function::New(env, ParseTunnelPacket));
   exports.Set("erspanIndexFor", Napi::Function::New(env, ErspanIndexFor));
   return exports;
+}
+
+// Runs on require(): nothing here allocates beyond N-API's own objects, but
+// it goes through the same guard as every other entry point.
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  return guarded(env, "cannot load the tapas addon", [&] { return define_exports(env, exports); });
 }
 
 }  // namespace

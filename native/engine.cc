@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <atomic>
 #include <functional>
+#include <set>
+#include <stdexcept>
+#include <system_error>
 
 namespace tapas {
 
@@ -14,6 +17,9 @@ namespace {
 // rarely enough to cost nothing next to the traffic.
 constexpr auto kHealthInterval = std::chrono::milliseconds(200);
 constexpr auto kRetryInterval = std::chrono::milliseconds(500);
+// The plan's `interfaces`: fresh enough for a control plane that reports
+// port state (within a second), a few ioctls per interface each time.
+constexpr auto kInterfaceInterval = std::chrono::milliseconds(500);
 // Opening or closing a packet socket waits for an RCU grace period; done side
 // by side, many of them share one.
 constexpr size_t kMaxParallelSocketCalls = 32;
@@ -30,20 +36,42 @@ uint32_t default_block_timeout_ms(size_t sources) {
   return static_cast<uint32_t>(std::clamp<size_t>((sources + kFiringsPerMs - 1) / kFiringsPerMs, 1, kLongestMs));
 }
 
+// Runs the jobs on up to kMaxParallelSocketCalls threads, the calling one
+// included. Never throws: a thread that cannot be started leaves its share to
+// the others, and a job's exception ends that job only (jobs report their
+// own errors).
 void run_parallel(std::vector<std::function<void()>>& jobs) {
-  if (jobs.size() <= 1) {
-    for (auto& job : jobs) job();
-    return;
-  }
   std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next++; i < jobs.size(); i = next++) {
+      try {
+        jobs[i]();
+      } catch (...) {
+      }
+    }
+  };
   std::vector<std::thread> threads;
-  size_t count = std::min(jobs.size(), kMaxParallelSocketCalls);
-  for (size_t t = 0; t < count; ++t) {
-    threads.emplace_back([&] {
-      for (size_t i = next++; i < jobs.size(); i = next++) jobs[i]();
-    });
+  const size_t helpers = std::min(jobs.size(), kMaxParallelSocketCalls);
+  for (size_t t = 1; t < helpers; ++t) {
+    try {
+      threads.emplace_back(work);
+    } catch (...) {
+      break;  // no more threads to be had: fewer do the work
+    }
   }
+  work();
   for (std::thread& thread : threads) thread.join();
+}
+
+// A job's exception as a reason (the text is all a caller can act on).
+std::string exception_reason(const char* doing) {
+  try {
+    throw;
+  } catch (const std::exception& error) {
+    return std::string(doing) + ": " + error.what();
+  } catch (...) {
+    return std::string(doing) + ": an unknown error";
+  }
 }
 
 std::string where(const std::string& ifname, const std::string& netns) {
@@ -59,13 +87,26 @@ Stat& entry(std::vector<Stat>& list, const std::string& id) {
 
 }  // namespace
 
-Engine::Engine(const EngineOptions& options) : next_fanout_group_(static_cast<uint16_t>(getpid() * 131)) {
+Engine::Engine(const EngineOptions& options)
+    : ring_(options.ring), next_fanout_group_(static_cast<uint16_t>(getpid() * 131)) {
+  const std::string ring_error = check_ring(ring_);
+  if (!ring_error.empty()) throw std::invalid_argument(ring_error);
   unsigned count = options.workers == 0 ? 1 : options.workers;
   for (unsigned i = 0; i < count; ++i) workers_.push_back(std::make_unique<Worker>(options.priority));
-  health_thread_ = std::thread([this] { health_loop(); });
+  try {
+    health_thread_ = std::thread([this] { health_loop(); });
+  } catch (const std::system_error& error) {
+    throw std::runtime_error(std::string("cannot start the health thread: ") + error.what());
+  }
 }
 
-Engine::~Engine() { close(); }
+Engine::~Engine() {
+  // A destructor must not throw: whatever close() meets, the object goes.
+  try {
+    close();
+  } catch (...) {
+  }
+}
 
 template <typename Slot>
 std::unique_ptr<Slot> Engine::new_slot() const {
@@ -85,7 +126,14 @@ void open_lanes(const std::vector<Slot*>& slots, size_t workers, Open open, Hand
   std::vector<std::string> errors(opened.size());
   std::vector<std::function<void()>> jobs;
   for (size_t i = 0; i < opened.size(); ++i) {
-    jobs.emplace_back([&, i] { errors[i] = open(*slots[i / workers], i % workers, opened[i]); });
+    jobs.emplace_back([&, i] {
+      try {
+        errors[i] = open(*slots[i / workers], i % workers, opened[i]);
+      } catch (...) {
+        errors[i] = exception_reason("cannot open");
+      }
+      if (errors[i].empty() && !opened[i]) errors[i] = "cannot open: nothing was opened";
+    });
   }
   run_parallel(jobs);
 
@@ -112,11 +160,11 @@ void open_lanes(const std::vector<Slot*>& slots, size_t workers, Open open, Hand
 void Engine::open_sources(const std::vector<SourceSlot*>& slots, Updates& updates) {
   open_lanes<SourceSlot, RxRing>(
       slots, workers_.size(),
-      [](const SourceSlot& slot, size_t, std::unique_ptr<RxRing>& ring) {
-        SourceSpec spec = slot.spec;
-        spec.ring.block_timeout_ms = slot.block_timeout_ms.load(std::memory_order_relaxed);
+      [this](const SourceSlot& slot, size_t, std::unique_ptr<RxRing>& ring) {
+        RingSpec spec = ring_;
+        spec.block_timeout_ms = slot.block_timeout_ms.load(std::memory_order_relaxed);
         ring = std::make_unique<RxRing>();
-        return ring->open(spec, slot.fanout_group);
+        return ring->open(slot.spec, spec, slot.fanout_group);
       },
       [&](size_t worker, SourceLane& lane, std::unique_ptr<RxRing> ring) {
         updates[worker].rings.emplace_back(&lane, std::move(ring));
@@ -128,7 +176,7 @@ void Engine::open_sinks(const std::vector<SinkSlot*>& slots, Updates& updates) {
       slots, workers_.size(),
       [](SinkSlot& slot, size_t worker, std::unique_ptr<Sink>& sink) -> std::string {
         sink = make_sink(slot.spec, slot.lanes[worker]->counters);
-        return sink ? sink->open() : "unsupported sink kind";
+        return sink ? sink->open() : std::string("unsupported sink kind");
       },
       [&](size_t worker, SinkLane& lane, std::unique_ptr<Sink> sink) {
         updates[worker].sinks.emplace_back(&lane, std::move(sink));
@@ -140,7 +188,7 @@ void Engine::unplug_source(SourceSlot& slot, Updates& updates) {
   for (size_t w = 0; w < workers_.size(); ++w) {
     SourceLane& lane = *slot.lanes[w];
     RingStatistics last = lane.ring->take_statistics();
-    lane.counters.ring_drops.add(last.drops);
+    lane.counters.capture_drops.add(last.drops);
     lane.counters.ring_freezes.add(last.freezes);
     updates[w].rings.emplace_back(&lane, nullptr);
   }
@@ -170,8 +218,11 @@ void Engine::install(Updates& updates) {
 std::string Engine::apply(const Plan& plan) {
   std::lock_guard<std::mutex> control(control_mu_);
   if (closed_) return "the engine is closed";
-  std::string error = validate_plan(plan);
-  if (!error.empty()) return error;
+  const PlanVerdict verdict = check_plan(plan);
+  auto refusal = [](const std::map<std::string, std::string>& refused, const std::string& id) {
+    auto it = refused.find(id);
+    return it == refused.end() ? std::string() : it->second;
+  };
 
   Updates updates(workers_.size());
   std::map<std::string, std::unique_ptr<SourceSlot>> created_sources;
@@ -185,18 +236,31 @@ std::string Engine::apply(const Plan& plan) {
     return slot.get();
   };
 
+  // A refused entry keeps a slot, so that stats() reports it with its
+  // reason; it is closed if it ran before, and never opened.
   std::vector<SinkSlot*> sinks_to_open;
   std::map<std::string, SinkSlot*> sink_by_id;
   for (const SinkSpec& spec : plan.sinks) {
+    if (sink_by_id.count(spec.id) != 0) continue;  // a duplicate id: refused with the first
     SinkSlot* slot = find(sinks_, created_sinks, spec.id, [&] { return new_slot<SinkSlot>(); });
+    sink_by_id[spec.id] = slot;
+    slot->refused = refusal(verdict.sinks, spec.id);
+    if (!slot->refused.empty()) {
+      unplug_sink(*slot, updates);
+      slot->spec = spec;
+      slot->health.set_failed(slot->refused);
+      continue;
+    }
     if (!(slot->spec == spec)) unplug_sink(*slot, updates);
     slot->spec = spec;
     if (!slot->open) sinks_to_open.push_back(slot);
-    sink_by_id[spec.id] = slot;
   }
+  size_t runnable_sources = 0;
+  for (const SourceSpec& spec : plan.sources) runnable_sources += verdict.sources.count(spec.id) == 0 ? 1 : 0;
   std::vector<SourceSlot*> sources_to_open;
   std::map<std::string, SourceSlot*> source_by_id;
   for (const SourceSpec& spec : plan.sources) {
+    if (source_by_id.count(spec.id) != 0) continue;
     SourceSlot* slot = find(sources_, created_sources, spec.id, [&] {
       auto made = new_slot<SourceSlot>();
       // With several workers, each opens the source in one fanout group.
@@ -206,18 +270,24 @@ std::string Engine::apply(const Plan& plan) {
       }
       return made;
     });
+    source_by_id[spec.id] = slot;
+    slot->refused = refusal(verdict.sources, spec.id);
+    if (!slot->refused.empty()) {
+      unplug_source(*slot, updates);
+      slot->spec = spec;
+      slot->health.set_failed(slot->refused);
+      continue;
+    }
     if (!(slot->spec == spec)) unplug_source(*slot, updates);
     slot->spec = spec;
     if (!slot->open) {
       // Decided once per opening by apply; a re-open after the interface returns keeps it.
-      const RingSpec& ring = spec.ring;
-      slot->block_timeout_ms.store(ring.version == 2             ? 0
-                                   : ring.block_timeout_ms != 0 ? ring.block_timeout_ms
-                                                                : default_block_timeout_ms(plan.sources.size()),
+      slot->block_timeout_ms.store(ring_.version == 2             ? 0
+                                   : ring_.block_timeout_ms != 0 ? ring_.block_timeout_ms
+                                                                 : default_block_timeout_ms(runnable_sources),
                                    std::memory_order_relaxed);
       sources_to_open.push_back(slot);
     }
-    source_by_id[spec.id] = slot;
   }
   for (auto& [id, slot] : sources_) {
     if (source_by_id.count(id) == 0) unplug_source(*slot, updates);
@@ -226,10 +296,16 @@ std::string Engine::apply(const Plan& plan) {
     if (sink_by_id.count(id) == 0) unplug_sink(*slot, updates);
   }
 
+  // Every source's rule list is replaced, refused sources' with an empty one.
   std::map<SourceSlot*, std::vector<std::vector<RuleLane*>>> rule_lists;
   for (auto& [id, slot] : source_by_id) rule_lists[slot].resize(workers_.size());
+  std::map<std::string, RuleSlot*> rule_by_id;
   for (const RuleSpec& spec : plan.rules) {
+    if (rule_by_id.count(spec.id) != 0) continue;
     RuleSlot* slot = find(rules_, created_rules, spec.id, [&] { return new_slot<RuleSlot>(); });
+    rule_by_id[spec.id] = slot;
+    slot->refused = refusal(verdict.rules, spec.id);
+    if (!slot->refused.empty()) continue;  // in no source's list: the workers never see it
     SourceSlot* source = source_by_id.at(spec.source_id);
     SinkSlot* sink = sink_by_id.at(spec.sink_id);
     for (size_t w = 0; w < workers_.size(); ++w) {
@@ -255,26 +331,43 @@ std::string Engine::apply(const Plan& plan) {
       auto it = existing.find(id);
       return it != existing.end() ? std::move(it->second) : std::move(created.at(id));
     };
-    for (const SourceSpec& spec : plan.sources) sources[spec.id] = take(sources_, created_sources, spec.id);
-    for (const SinkSpec& spec : plan.sinks) sinks[spec.id] = take(sinks_, created_sinks, spec.id);
-    for (const RuleSpec& spec : plan.rules) rules[spec.id] = take(rules_, created_rules, spec.id);
+    for (const auto& [id, slot] : source_by_id) sources[id] = take(sources_, created_sources, id);
+    for (const auto& [id, slot] : sink_by_id) sinks[id] = take(sinks_, created_sinks, id);
+    for (const auto& [id, slot] : rule_by_id) rules[id] = take(rules_, created_rules, id);
     sources_.swap(sources);
     sinks_.swap(sinks);
     rules_.swap(rules);
   }
+
+  // The first observation, before apply returns: stats() has them at once.
+  interfaces_.watch(plan.interfaces, verdict.interfaces);
   return "";
 }
 
 void Engine::health_loop() {
+  Clock::time_point next_interface_refresh = Clock::now() + kInterfaceInterval;
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(health_mu_);
       if (health_cv_.wait_for(lock, kHealthInterval, [this] { return stopping_; })) return;
     }
-    std::lock_guard<std::mutex> control(control_mu_);
-    if (closed_) return;
-    check_health();
+    // An exception must not end the process from this thread: the next tick tries again.
+    try {
+      health_tick(next_interface_refresh);
+    } catch (...) {
+    }
   }
+}
+
+void Engine::health_tick(Clock::time_point& next_interface_refresh) {
+  // Interfaces first and without control_mu_: a long apply must not make them stale.
+  if (Clock::now() >= next_interface_refresh) {
+    interfaces_.refresh();
+    next_interface_refresh = Clock::now() + kInterfaceInterval;
+  }
+  std::lock_guard<std::mutex> control(control_mu_);
+  if (closed_) return;
+  check_health();
 }
 
 void Engine::check_health() {
@@ -283,13 +376,14 @@ void Engine::check_health() {
   std::vector<SourceSlot*> sources_to_open;
   std::vector<SinkSlot*> sinks_to_open;
   for (auto& [id, slot] : sources_) {
+    if (!slot->refused.empty()) continue;
     if (!slot->open) {
       if (now >= slot->retry_at) sources_to_open.push_back(slot.get());
       continue;
     }
     for (auto& lane : slot->lanes) {
       RingStatistics stats = lane->ring->take_statistics();
-      lane->counters.ring_drops.add(stats.drops);
+      lane->counters.capture_drops.add(stats.drops);
       lane->counters.ring_freezes.add(stats.freezes);
     }
     switch (slot->lanes[0]->ring->link_state()) {
@@ -308,6 +402,7 @@ void Engine::check_health() {
     }
   }
   for (auto& [id, slot] : sinks_) {
+    if (!slot->refused.empty()) continue;
     if (!slot->open) {
       if (now >= slot->retry_at) sinks_to_open.push_back(slot.get());
       continue;
@@ -338,16 +433,18 @@ void Engine::check_health() {
 void Engine::collect(EngineStats& stats) const {
   for (const auto& [id, slot] : sources_) {
     SourceStat& stat = entry(stats.sources, id);
-    stat.block_timeout_ms = slot->block_timeout_ms.load(std::memory_order_relaxed);
     stat.ok = slot->health.ok();
     if (!stat.ok) stat.reason = slot->health.reason();
+    PacketSourceStat packet;
+    packet.block_timeout_ms = slot->block_timeout_ms.load(std::memory_order_relaxed);
     for (const auto& lane : slot->lanes) {
       stat.packets += lane->counters.packets.get();
       stat.bytes += lane->counters.bytes.get();
-      stat.ring_drops += lane->counters.ring_drops.get();
-      stat.ring_freezes += lane->counters.ring_freezes.get();
+      stat.capture_drops += lane->counters.capture_drops.get();
       stat.truncated += lane->counters.truncated.get();
+      packet.ring_freezes += lane->counters.ring_freezes.get();
     }
+    if (slot->refused.empty()) stat.packet = packet;
   }
   for (const auto& [id, slot] : sinks_) {
     SinkStat& stat = entry(stats.sinks, id);
@@ -363,6 +460,8 @@ void Engine::collect(EngineStats& stats) const {
   }
   for (const auto& [id, slot] : rules_) {
     RuleStat& stat = entry(stats.rules, id);
+    stat.ok = slot->refused.empty();
+    stat.reason = slot->refused;
     for (const auto& lane : slot->lanes) {
       stat.packets += lane->counters.packets.get();
       stat.bytes += lane->counters.bytes.get();
@@ -377,6 +476,7 @@ EngineStats Engine::stats() const {
   if (closed_) return final_stats_;
   EngineStats stats;
   collect(stats);
+  stats.interfaces = interfaces_.snapshot();
   return stats;
 }
 
@@ -397,6 +497,8 @@ void Engine::close() {
   install(updates);
   std::lock_guard<std::mutex> registry(registry_mu_);
   collect(final_stats_);
+  interfaces_.close();
+  final_stats_.interfaces = interfaces_.snapshot();
   closed_ = true;
   sources_.clear();
   sinks_.clear();

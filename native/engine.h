@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "iface_watch.h"
 #include "lanes.h"
 #include "plan.h"
 #include "stats.h"
@@ -27,16 +28,23 @@ using Clock = std::chrono::steady_clock;
 struct EngineOptions {
   unsigned workers = 1;
   WorkerPriority priority = WorkerPriority::High;
+  // The AF_PACKET ring of every source (check_ring must accept it).
+  RingSpec ring;
 };
 
 class Engine {
  public:
+  // Throws std::runtime_error when it cannot start (no descriptors or threads
+  // left): plain C++, the addon turns that into a JavaScript error.
   explicit Engine(const EngineOptions& options);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // "" once every worker runs the plan, or why the plan was refused (nothing changed then).
+  // Runs what the plan check (plan.h) accepts and reports the rest as failed
+  // in stats(); returns "" once every worker runs it and every interface of
+  // plan.interfaces has been observed once, or why nothing was done (the
+  // engine is closed).
   std::string apply(const Plan& plan);
   EngineStats stats() const;
   // Stops the workers; stats() keeps returning the final counters.
@@ -46,6 +54,7 @@ class Engine {
   struct SourceSlot {
     using Lane = SourceLane;
     SourceSpec spec;
+    std::string refused;  // why the plan check refused it; never opened then
     uint16_t fanout_group = 0;
     bool open = false;
     // Set by apply before the ring opens, read by the opener and by stats().
@@ -57,6 +66,7 @@ class Engine {
   struct SinkSlot {
     using Lane = SinkLane;
     SinkSpec spec;
+    std::string refused;
     bool open = false;
     Health health;
     Clock::time_point retry_at;
@@ -64,6 +74,7 @@ class Engine {
   };
   struct RuleSlot {
     using Lane = RuleLane;
+    std::string refused;  // the rule is installed when empty
     std::vector<std::unique_ptr<RuleLane>> lanes;
   };
   using Updates = std::vector<WorkerUpdate>;
@@ -77,9 +88,11 @@ class Engine {
   // Hands the updates to the workers, then closes what they gave back.
   void install(Updates& updates);
   void health_loop();
+  void health_tick(Clock::time_point& next_interface_refresh);
   void check_health();
   void collect(EngineStats& stats) const;
 
+  const RingSpec ring_;
   std::vector<std::unique_ptr<Worker>> workers_;
   uint16_t next_fanout_group_;
 
@@ -89,6 +102,7 @@ class Engine {
   std::map<std::string, std::unique_ptr<SinkSlot>> sinks_;
   std::map<std::string, std::unique_ptr<RuleSlot>> rules_;
   EngineStats final_stats_;
+  InterfaceWatch interfaces_;  // its own locks: refreshed without control_mu_
   bool closed_ = false;
 
   std::mutex health_mu_;

@@ -1,5 +1,6 @@
 #include "iface.h"
 
+#include <net/if_arp.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
 #include <net/if.h>
@@ -34,11 +35,23 @@ std::string query_interface(int fd, const std::string& ifname, InterfaceInfo& in
   info.mtu = static_cast<uint32_t>(req.ifr_mtu);
   if (ioctl(fd, SIOCGIFFLAGS, &req) != 0) return "cannot read the flags of '" + ifname + "': " + errno_text(errno);
   info.up = (req.ifr_flags & IFF_UP) != 0;
-  if (ioctl(fd, SIOCGIFHWADDR, &req) == 0) {
+  info.running = (req.ifr_flags & IFF_RUNNING) != 0;
+  info.mac.clear();
+  if (ioctl(fd, SIOCGIFHWADDR, &req) == 0 && req.ifr_hwaddr.sa_family == ARPHRD_ETHER) {
     const auto* m = reinterpret_cast<const uint8_t*>(req.ifr_hwaddr.sa_data);
     char text[18];
     std::snprintf(text, sizeof text, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
     info.mac = text;
+  }
+  return "";
+}
+
+std::string check_interface_name(const std::string& ifname) {
+  if (ifname.empty() || ifname.size() >= IFNAMSIZ) return "must be 1-15 bytes long";
+  for (char c : ifname) {
+    if (c == '\0') return "must not contain a NUL byte";
+    if (c == '/' || c == ':') return std::string("must not contain '") + c + "'";
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r') return "must not contain whitespace";
   }
   return "";
 }

@@ -2,14 +2,38 @@
 // socket is being opened: a socket stays in the namespace it was created in.
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 
 namespace tapas {
 
+// netns: a name under /run/netns, an absolute path (/proc/PID/ns/net), or
+// empty for the current namespace.
+//
+// Opens the namespace file without ever blocking: a FIFO or a device given
+// as netns would otherwise hang open() (a FIFO waits for a writer) or wake a
+// driver. It is first opened with O_PATH, which touches no driver, and only
+// a file on nsfs that is a network namespace is then opened for real.
+// Returns the descriptor (O_CLOEXEC), or -1 with error saying why.
+int open_netns(const std::string& netns, std::string& error);
+
+// Identifies a namespace without opening it (stat only, which never blocks),
+// to tell whether two names denote the same one and whether a name still
+// denotes the namespace it did. ok is false when the file cannot be stat'ed.
+struct NetnsIdentity {
+  bool ok = false;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  bool operator==(const NetnsIdentity&) const = default;
+};
+NetnsIdentity netns_identity(const std::string& netns);
+
+// The path a netns name denotes: "" -> "", "N" -> "/run/netns/N", "/x" -> "/x".
+std::string netns_path(const std::string& netns);
+
 class NetnsScope {
  public:
-  // netns: a name under /run/netns, an absolute path (/proc/PID/ns/net), or
-  // empty for the current namespace. On failure error() says why.
   explicit NetnsScope(const std::string& netns);
   ~NetnsScope();
   NetnsScope(const NetnsScope&) = delete;

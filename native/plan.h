@@ -1,8 +1,13 @@
 // The plan as the native engine sees it: plain structs, no N-API.
 // addon.cc converts the JavaScript plan into these; everything else reads them.
+//
+// The plan says only what to mirror and which interfaces to watch; how the
+// capture backend is tuned (AF_PACKET ring sizes, block timeout) is an engine
+// option (engine.h), the same for every source.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -18,40 +23,23 @@ struct VlanRange {
   bool operator==(const VlanRange&) const = default;
 };
 
-struct RingSpec {
-  // TPACKET_V3 (the default) hands over whole blocks: few wake-ups and any
-  // frame size, but a frame waits until its block retires (older kernels
-  // round the retire timer up to a jiffy, 4 ms at HZ=250). TPACKET_V2 hands over
-  // each frame at once: lower latency, a wake-up per frame at low rates, and
-  // frames longer than a slot are truncated (counted).
-  uint32_t version = 3;
-  // Blocks larger than a 64 KiB GRO super-packet, or the kernel clamps it.
-  uint32_t block_size = 128 * 1024;
-  uint32_t block_count = 16;
-  // V3: how long a partly filled block waits before the kernel hands it over;
-  // 0 lets the engine choose from the number of sources (see engine.cc).
-  uint32_t block_timeout_ms = 0;
-  // V2: bytes per frame slot, header included: 2048 holds a 1500-MTU frame with a VLAN tag.
-  uint32_t frame_size = 2048;
-  bool operator==(const RingSpec&) const = default;
-};
-
 struct SourceSpec {
   std::string id;
   std::string ifname;
   std::string netns;  // empty: the engine's own namespace
-  RingSpec ring;
   bool operator==(const SourceSpec&) const = default;
 };
 
 // Port: a local interface. Gre, Erspan: a tunnel to remote_ip (design.md §4).
-enum class SinkKind : uint8_t { Port = 1, Gre = 2, Erspan = 3 };
+// Unknown: a kind this engine does not know; the sink fails, the rest runs.
+enum class SinkKind : uint8_t { Unknown = 0, Port = 1, Gre = 2, Erspan = 3 };
 
 struct SinkSpec {
   std::string id;
   SinkKind kind = SinkKind::Port;
-  std::string ifname;  // Port only
-  std::string netns;   // tunnels: the namespace whose routing carries the underlay
+  std::string kind_name;  // as the plan spelled it, for the reason when kind is Unknown
+  std::string ifname;     // Port only
+  std::string netns;      // tunnels: the namespace whose routing carries the underlay
   // Tunnels only.
   std::string remote_ip;         // IPv4 or IPv6 literal
   uint32_t key = 0;              // Gre: the GRE key (the direction's tunnel id)
@@ -70,13 +58,55 @@ struct RuleSpec {
   bool operator==(const RuleSpec&) const = default;
 };
 
+// A port whose state the control plane wants to know, whether or not it is
+// also a source or a sink: the engine observes it (iface_watch.h).
+struct InterfaceSpec {
+  std::string id;
+  std::string ifname;
+  std::string netns;
+  bool operator==(const InterfaceSpec&) const = default;
+};
+
 struct Plan {
   std::vector<SourceSpec> sources;
   std::vector<SinkSpec> sinks;
   std::vector<RuleSpec> rules;
+  std::vector<InterfaceSpec> interfaces;
 };
 
-// Checks references and uniqueness; returns an empty string when the plan is usable.
-std::string validate_plan(const Plan& plan);
+// Which entries of a plan cannot run, by id, and why. A plan is run in part:
+// one bad rule must not stop every other project's mirroring, so the engine
+// runs every entry not listed here and reports the listed ones as failed.
+//
+// An entry is refused when:
+//  - its id is empty, or another entry of the same list has the same id
+//    (every entry with that id is refused: which one was meant is unknown);
+//  - a port sink's interface is also a source of the plan (below);
+//  - a sink's kind is unknown, a tunnel names no remote or not an IPv4/IPv6
+//    literal, or ERSPAN's session or index is out of range;
+//  - a rule names a source or sink that is not in the plan or is refused, or
+//    has a VLAN range outside 1-4094 or with low > high.
+//
+// THE SINK-IS-SOURCE RULE (the API layer enforces the same one): a port sink
+// may not be the interface of a source of the same plan, because the source
+// would capture the copies and send them once more. The two are the same
+// interface when their interface names are equal and their network
+// namespaces are the same namespace, where a namespace is named by
+//   - "" (empty/omitted): the engine's own namespace,
+//   - a name N without '/': the file /run/netns/N,
+//   - an absolute path: that file (e.g. /proc/PID/ns/net),
+// and two of them are the same when those files are the same namespace
+// (same device and inode), or, if either cannot be looked up, when the names
+// are equal after "N" is read as "/run/netns/N". Such a sink is refused, and
+// so is every rule into it, with the reason
+//   "destination port 'IF' is also a mirrored source", or, when the sink
+//   names a namespace NS, "destination port 'IF' in network namespace 'NS'
+//   is also a mirrored source";
+// the source itself, and its rules into other sinks, run.
+struct PlanVerdict {
+  std::map<std::string, std::string> sources, sinks, rules, interfaces;
+};
+
+PlanVerdict check_plan(const Plan& plan);
 
 }  // namespace tapas

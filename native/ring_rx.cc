@@ -50,17 +50,24 @@ RxRing::~RxRing() {
   if (fd_ >= 0) close(fd_);
 }
 
-std::string RxRing::open(const SourceSpec& spec, uint16_t fanout_group) {
-  const RingSpec& ring = spec.ring;
+std::string check_ring(const RingSpec& ring) {
   if (ring.version != 2 && ring.version != 3) return "ring version must be 2 or 3 (TPACKET_V2 or TPACKET_V3)";
-  if (!power_of_two(ring.block_size) || ring.block_size < static_cast<uint32_t>(getpagesize())) {
-    return "ring block size must be a power of two of at least a page";
+  if (!power_of_two(ring.block_size) || ring.block_size < static_cast<uint32_t>(getpagesize()) ||
+      ring.block_size > kMaxRingBlockSize) {
+    return "ring block size must be a power of two from a page to 1 GiB";
   }
   if (ring.version == 3 && ring.block_size < 65536) return "a TPACKET_V3 block must hold 64 KiB (a GRO super-packet)";
   if (ring.version == 2 && (!power_of_two(ring.frame_size) || ring.frame_size < 256 || ring.frame_size > ring.block_size)) {
     return "ring frame size must be a power of two between 256 and the block size";
   }
-  if (ring.block_count < 2) return "a ring needs at least 2 blocks";
+  if (ring.block_count < 2 || ring.block_count > kMaxRingBlockCount) return "a ring needs 2 to 65536 blocks";
+  if (ring.block_timeout_ms > kMaxRingBlockTimeoutMs) return "the ring block timeout must be 0 to 1000 ms";
+  return "";
+}
+
+std::string RxRing::open(const SourceSpec& spec, const RingSpec& ring, uint16_t fanout_group) {
+  std::string error = check_ring(ring);
+  if (!error.empty()) return error;
 
   NetnsScope scope(spec.netns);
   if (!scope.ok()) return scope.error();
@@ -72,7 +79,7 @@ std::string RxRing::open(const SourceSpec& spec, uint16_t fanout_group) {
                           : "cannot open a packet socket: " + errno_text(errno);
   }
   InterfaceInfo info;
-  std::string error = query_interface(fd_, spec.ifname, info);
+  error = query_interface(fd_, spec.ifname, info);
   if (!error.empty()) return error;
   ifindex_ = info.ifindex;
 

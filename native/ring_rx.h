@@ -15,6 +15,34 @@
 
 namespace tapas {
 
+// How every source's ring is laid out: an engine option (engine.h), not part
+// of the plan, which says only what to mirror.
+struct RingSpec {
+  // TPACKET_V3 (the default) hands over whole blocks: few wake-ups and any
+  // frame size, but a frame waits until its block retires (older kernels
+  // round the retire timer up to a jiffy, 4 ms at HZ=250). TPACKET_V2 hands over
+  // each frame at once: lower latency, a wake-up per frame at low rates, and
+  // frames longer than a slot are truncated (counted).
+  uint32_t version = 3;
+  // Blocks larger than a 64 KiB GRO super-packet, or the kernel clamps it.
+  uint32_t block_size = 128 * 1024;
+  uint32_t block_count = 16;
+  // V3: how long a partly filled block waits before the kernel hands it over;
+  // 0 lets the engine choose from the number of sources (see engine.cc).
+  uint32_t block_timeout_ms = 0;
+  // V2: bytes per frame slot, header included: 2048 holds a 1500-MTU frame with a VLAN tag.
+  uint32_t frame_size = 2048;
+  bool operator==(const RingSpec&) const = default;
+};
+
+// The limits of each field, for the addon's messages and check_ring.
+constexpr uint32_t kMaxRingBlockSize = 1u << 30;
+constexpr uint32_t kMaxRingBlockCount = 1u << 16;
+constexpr uint32_t kMaxRingBlockTimeoutMs = 1000;
+
+// "" when the kernel can set up such a ring, or what is wrong with it.
+std::string check_ring(const RingSpec& ring);
+
 struct RingStatistics {
   uint64_t drops = 0;
   uint64_t freezes = 0;
@@ -29,7 +57,7 @@ class RxRing {
 
   // Opens the socket inside netns, maps the ring, binds to ifname and joins
   // fanout_group (0: none). Returns "" or why it failed.
-  std::string open(const SourceSpec& spec, uint16_t fanout_group);
+  std::string open(const SourceSpec& spec, const RingSpec& ring, uint16_t fanout_group);
   int fd() const { return fd_; }
   // How many batches one wake-up may read, so that one busy source cannot starve the others.
   uint32_t batches_per_wake() const { return block_count_; }

@@ -12,6 +12,8 @@ std::unique_ptr<Sink> make_sink(const SinkSpec& spec, SinkCounters& counters) {
     case SinkKind::Gre:
     case SinkKind::Erspan:
       return std::make_unique<TunnelSink>(spec, counters);
+    case SinkKind::Unknown:
+      break;  // refused by the plan check; never opened
   }
   return nullptr;
 }

@@ -1,7 +1,10 @@
 // A snapshot of the engine's counters and health, keyed by the plan's ids.
+// The common shape is the same for every capture backend; what only the
+// AF_PACKET backend has sits in PacketSourceStat.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,24 +16,47 @@ struct EndpointHealth {
   std::string reason;  // empty when ok
 };
 
-struct SourceStat : EndpointHealth {
-  uint64_t packets = 0, bytes = 0, ring_drops = 0, ring_freezes = 0, truncated = 0;
+// AF_PACKET only: the ring the source is captured with.
+struct PacketSourceStat {
+  uint64_t ring_freezes = 0;      // PACKET_STATISTICS tp_freeze_q_cnt, summed
   uint32_t block_timeout_ms = 0;  // of the V3 ring it runs (or will run) on; 0 for V2
+};
+
+struct SourceStat : EndpointHealth {
+  uint64_t packets = 0, bytes = 0;
+  uint64_t capture_drops = 0;  // frames the kernel had no room for (a full ring)
+  uint64_t truncated = 0;      // captured shorter than on the wire
+  std::optional<PacketSourceStat> packet;  // absent for a source the plan check refused
 };
 
 struct SinkStat : EndpointHealth {
   uint64_t packets = 0, bytes = 0, errors = 0, truncated = 0, fragmented = 0;
 };
 
-struct RuleStat {
-  std::string id;
+// ok: the rule is installed. A rule the plan check refused is not ok and says
+// why; a rule whose source or sink fails at run time stays ok (their own
+// stats say what is wrong) and counts what it could not send as unavailable.
+struct RuleStat : EndpointHealth {
   uint64_t packets = 0, bytes = 0, oversize = 0, unavailable = 0;
+};
+
+// What the engine last saw of an interface the plan asked it to watch.
+struct InterfaceStat {
+  std::string id;
+  bool present = false;
+  bool up = false;       // IFF_UP: administratively up
+  bool running = false;  // IFF_RUNNING: carrier
+  std::string mac;       // aa:bb:cc:dd:ee:ff; empty when absent or not Ethernet
+  uint32_t mtu = 0;
+  int ifindex = 0;
+  std::string reason;  // why it is not present (or could not be looked at); empty otherwise
 };
 
 struct EngineStats {
   std::vector<SourceStat> sources;
   std::vector<SinkStat> sinks;
   std::vector<RuleStat> rules;
+  std::vector<InterfaceStat> interfaces;
 };
 
 }  // namespace tapas

@@ -50,7 +50,7 @@ class Health {
 
 struct SourceCounters {
   Counter packets, bytes;
-  Counter ring_drops;  // PACKET_STATISTICS tp_drops, summed (the kernel resets on read)
+  Counter capture_drops;  // PACKET_STATISTICS tp_drops, summed (the kernel resets on read)
   Counter ring_freezes;
   Counter truncated;  // captured shorter than on the wire (tp_snaplen < tp_len)
 };

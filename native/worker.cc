@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <stdexcept>
+#include <system_error>
 
 #include "netns.h"
 
@@ -39,15 +40,49 @@ void raise_priority(WorkerPriority priority) {
 }
 }  // namespace
 
+// Throws std::runtime_error (descriptors or threads exhausted); the addon turns
+// that into a JavaScript error. Nothing is left open when it throws.
 Worker::Worker(WorkerPriority priority) : priority_(priority) {
+  auto fail = [this](const std::string& what) {
+    const std::string text = what + ": " + errno_text(errno);
+    if (wake_fd_ >= 0) close(wake_fd_);
+    if (epoll_fd_ >= 0) close(epoll_fd_);
+    throw std::runtime_error(text);
+  };
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd_ < 0) fail("epoll_create1");
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (epoll_fd_ < 0 || wake_fd_ < 0) throw std::runtime_error("cannot create a worker: " + errno_text(errno));
+  if (wake_fd_ < 0) fail("eventfd");
   epoll_event event{};
   event.events = EPOLLIN;
   event.data.ptr = nullptr;  // the mailbox
-  epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &event);
-  thread_ = std::thread([this] { run(); });
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &event) != 0) fail("epoll_ctl");
+  try {
+    thread_ = std::thread([this] { guarded_run(); });
+  } catch (const std::system_error& error) {
+    errno = error.code().value();
+    fail("cannot start a worker thread");
+  }
+}
+
+// An exception must not end the process from a thread: the worker stops, and
+// install() from then on applies updates itself so that the engine never
+// waits for it.
+void Worker::guarded_run() {
+  try {
+    run();
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mailbox_mu_);
+    stopping_ = true;
+    if (pending_ != nullptr) {
+      try {
+        apply_update(*pending_);
+      } catch (...) {
+      }
+      pending_ = nullptr;
+    }
+    mailbox_cv_.notify_all();
+  }
 }
 
 Worker::~Worker() {

@@ -42,6 +42,7 @@ enum class WorkerPriority : uint8_t {
 
 class Worker {
  public:
+  // Throws std::runtime_error when it cannot get its descriptors or thread.
   explicit Worker(WorkerPriority priority);
   ~Worker();
   Worker(const Worker&) = delete;
@@ -52,6 +53,7 @@ class Worker {
   void stop();
 
  private:
+  void guarded_run();
   void run();
   void apply_update(WorkerUpdate& update);
   size_t drain(std::vector<SourceLane*>& ready);

@@ -1,0 +1,64 @@
+// Observing the interfaces the plan lists under `interfaces`: present, up,
+// carrier, MAC, MTU, ifindex. The control plane wants to know the state of
+// every port it manages, mirrored or not; asking the data path keeps that off
+// the JavaScript thread and away from packet sockets (each close of one waits
+// for an RCU grace period, ~12 ms a port).
+//
+// One AF_UNIX datagram socket per network namespace, cached, answers the
+// SIOCGIF* ioctls for every interface in that namespace (an ioctl on any
+// socket looks interfaces up in the socket's namespace). A socket pins its
+// namespace: each refresh stats the namespace's file and lets go of the
+// socket once the name is gone or names another namespace, so a deleted
+// namespace is not kept alive by the watch.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "netns.h"
+#include "plan.h"
+#include "stats.h"
+
+namespace tapas {
+
+class InterfaceWatch {
+ public:
+  InterfaceWatch() = default;
+  ~InterfaceWatch();
+  InterfaceWatch(const InterfaceWatch&) = delete;
+  InterfaceWatch& operator=(const InterfaceWatch&) = delete;
+
+  // Watches exactly these from now on, and observes each before returning.
+  // refused: entries the plan check refused, by id; they are reported, not looked at.
+  void watch(const std::vector<InterfaceSpec>& specs, const std::map<std::string, std::string>& refused);
+  // Observes every watched interface again (the engine's health thread).
+  void refresh();
+  // Lets go of every socket; the last observations stay readable.
+  void close();
+  // The last observations, in plan order. Never waits for an observation in progress.
+  std::vector<InterfaceStat> snapshot() const;
+
+ private:
+  struct Namespace {
+    int fd = -1;            // the datagram socket inside it
+    NetnsIdentity identity;  // of the namespace file when the socket was made
+    std::string error;       // why there is no socket
+  };
+  struct Entry {
+    InterfaceSpec spec;
+    std::string refused;
+  };
+  void observe();  // with work_mu_ held
+  Namespace& namespace_for(const std::string& netns);
+
+  std::mutex work_mu_;  // one watch() or refresh() at a time
+  std::vector<Entry> entries_;
+  std::map<std::string, Namespace> namespaces_;  // by netns as the plan names it
+
+  mutable std::mutex results_mu_;
+  std::vector<InterfaceStat> results_;
+};
+
+}  // namespace tapas
