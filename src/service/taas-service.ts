@@ -24,7 +24,7 @@ import { BadRequest, Conflict, invalidInput, NotFound, PolicyNotAuthorized } fro
 import { checkQuotaLimit, isQuotaResource, Quotas, type QuotaLimits } from './quotas.js';
 import type { ObservationBook } from './observations.js';
 import { StatusView } from './status.js';
-import { findLoop, findOverlappingFlow } from './topology.js';
+import { findOverlappingFlow } from './topology.js';
 
 interface Owned {
   name?: string;
@@ -186,6 +186,7 @@ export class TaasService {
         throw new Conflict('TapServicePortInUse',
           `Port ${port.id} is already the destination of tap service ${existing.id}; a port receives one service's copies.`);
       }
+      this.ensureNotMirrored(port.id);
     });
   }
 
@@ -217,17 +218,12 @@ export class TaasService {
         throw new Conflict('TapServiceBeingDeleted', `Tap Service ${serviceId} is being deleted.`);
       }
       this.usablePort(context, sourcePortId, 'InvalidSourcePort', 'Source Port');
-      const services = this.store.list('tap_service');
-      const flows = this.store.list('tap_flow');
-      const loop = findLoop(sourcePortId, service.port_id, services, flows);
-      if (loop) {
-        const message = loop.length === 1
-          ? `Port ${sourcePortId} is the destination of tap service ${serviceId}: mirroring it into that service would copy the copies.`
-          : `Mirroring port ${sourcePortId} into tap service ${serviceId} closes a loop: the service's port `
-            + `${service.port_id} already reaches ${sourcePortId} through ports ${loop.join(' -> ')}.`;
-        throw new Conflict('TapFlowLoop', message);
+      if (service.port_id === sourcePortId) {
+        throw new Conflict('TapFlowLoop',
+          `Port ${sourcePortId} is the destination of tap service ${serviceId}: mirroring it into that service would copy the copies.`);
       }
-      const overlapping = findOverlappingFlow(flow, flows);
+      this.ensureNotDestination(sourcePortId, 'the source of a tap flow');
+      const overlapping = findOverlappingFlow(flow, this.store.listWhere('tap_flow', 'source_port', sourcePortId));
       if (overlapping) {
         throw new Conflict('TapFlowOverlap', `Tap flow ${overlapping.id} already mirrors port ${sourcePortId} into tap service `
           + `${serviceId} for an overlapping direction and VLAN set: the same frames would arrive twice.`);
@@ -256,6 +252,7 @@ export class TaasService {
     };
     return this.insert('tap_mirror', mirror, () => {
       this.usablePort(context, portId, 'InvalidSourcePort', 'Source Port');
+      this.ensureNotDestination(portId, 'the port of a tap mirror');
       for (const [direction, tunnelId] of Object.entries(directions)) {
         const owner = this.store.tunnelOwner(remoteIp, tunnelId);
         if (owner) {
@@ -447,6 +444,29 @@ export class TaasService {
   }
 
   // ---- helpers ----
+
+  /*
+   * The data path's rule (native/plan.h): an interface that receives copies is
+   * never also captured, or the copies would be captured again. Checked here
+   * with the same rule, so a request the engine would refuse is a 409 for its
+   * caller instead of an ERROR on its resources.
+   */
+  private ensureNotDestination(portId: string, role: string): void {
+    const service = this.store.listWhere('tap_service', 'port_id', portId).find((row) => !row.deleting);
+    if (service) {
+      throw new Conflict('PortIsTapServiceDestination', `Port ${portId} receives the copies of a tap service: it cannot be ${role} `
+        + '(its copies would be mirrored again).');
+    }
+  }
+
+  private ensureNotMirrored(portId: string): void {
+    const mirrored = this.store.listWhere('tap_flow', 'source_port', portId).some((row) => !row.deleting)
+      || this.store.listWhere('tap_mirror', 'port_id', portId).some((row) => !row.deleting);
+    if (mirrored) {
+      throw new Conflict('PortIsMirrored', `Port ${portId} is mirrored by a tap flow or tap mirror: it cannot receive a tap `
+        + 'service\'s copies (they would be mirrored again).');
+    }
+  }
 
   private insert<K extends ResourceKind>(kind: K, resource: ResourceOf[K], checks: () => void): Shown<K> {
     try {

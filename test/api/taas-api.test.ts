@@ -141,25 +141,32 @@ describe('TaaS API', () => {
     expect(second.body.NeutronError.type).toBe('TapServicePortInUse');
   });
 
-  it('refuses loops: a service port as a source into its own service, and a cycle through services (409)', async () => {
+  it('refuses loops: a service port as a source into its own service, or into any other (409, the engine\'s rule)', async () => {
     const portA = await newPort();
     const portB = await newPort();
-    const portC = await newPort();
+    const vm = await newPort();
     const serviceA = await api.create(TS, { tap_service: { name: 'A', port_id: portA.id } });
     const serviceB = await api.create(TS, { tap_service: { name: 'B', port_id: portB.id } });
-    const serviceC = await api.create(TS, { tap_service: { name: 'C', port_id: portC.id } });
 
     const self = await api.post(TF, { tap_flow: { source_port: portA.id, tap_service_id: serviceA.id, direction: 'BOTH' } });
     expect(self.status).toBe(409);
     expect(self.body.NeutronError.type).toBe('TapFlowLoop');
 
-    // A's monitor traffic into B, B's into C: C's back into A would close the loop.
-    await api.create(TF, { tap_flow: { source_port: portA.id, tap_service_id: serviceB.id, direction: 'BOTH' } });
-    await api.create(TF, { tap_flow: { source_port: portB.id, tap_service_id: serviceC.id, direction: 'BOTH' } });
-    const cycle = await api.post(TF, { tap_flow: { source_port: portC.id, tap_service_id: serviceA.id, direction: 'IN' } });
-    expect(cycle.status).toBe(409);
-    expect(cycle.body.NeutronError.type).toBe('TapFlowLoop');
-    expect(cycle.body.NeutronError.message).toContain(portC.id);
+    // A port that receives copies is never captured (the data path refuses it), so no chain, and no cycle, can form.
+    const chain = await api.post(TF, { tap_flow: { source_port: portA.id, tap_service_id: serviceB.id, direction: 'BOTH' } });
+    expect(chain.status).toBe(409);
+    expect(chain.body.NeutronError.type).toBe('PortIsTapServiceDestination');
+    const mirror = await api.post('/v2.0/taas/tap_mirrors', {
+      tap_mirror: { port_id: portB.id, directions: { IN: 4001 }, remote_ip: '192.0.2.200', mirror_type: 'gre' },
+    });
+    expect(mirror.status).toBe(409);
+    expect(mirror.body.NeutronError.type).toBe('PortIsTapServiceDestination');
+
+    // Nor can a mirrored port become a destination.
+    await api.create(TF, { tap_flow: { source_port: vm.id, tap_service_id: serviceB.id, direction: 'BOTH' } });
+    const destination = await api.post(TS, { tap_service: { port_id: vm.id } });
+    expect(destination.status).toBe(409);
+    expect(destination.body.NeutronError.type).toBe('PortIsMirrored');
   });
 
   it('refuses a flow that would deliver the same frames twice, but not disjoint directions or VLANs', async () => {
