@@ -40,8 +40,10 @@ export class Agent {
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
   private stopped = false;
-  /** The revision the data path runs, and the state it was built from; undefined until the first apply. */
-  private applied: { revision: number; desired: DesiredState } | undefined;
+  /** The desired state the data path runs; undefined until a plan of it was applied. */
+  private applied: DesiredState | undefined;
+  /** Set when the source told of a change: the next reconcile reads a new snapshot. */
+  private changed = true;
   /** The last apply failure logged: a refused plan is retried every tick, but logged once. */
   private lastFailure: string | undefined;
 
@@ -57,7 +59,10 @@ export class Agent {
       datapath: this.options.datapathName ?? 'packet',
       ...(this.options.underlayIp ? { underlay_ip: this.options.underlayIp } : {}),
     });
-    this.unsubscribe = desired.subscribe(host, () => void this.trigger());
+    this.unsubscribe = desired.subscribe(host, () => {
+      this.changed = true;
+      void this.trigger();
+    });
     const first = this.trigger();
     this.timer = setInterval(() => void this.trigger(), this.options.intervalMs);
     this.timer.unref();
@@ -96,10 +101,23 @@ export class Agent {
   private async reconcile(): Promise<void> {
     const { host, logger } = this.options;
     try {
-      const desired = this.options.desired.snapshot(host);
-      const stats = this.applied?.revision === desired.revision
-        ? this.options.dataPath.stats()
-        : await this.applyPlan(desired);
+      let desired = this.applied;
+      let stats: DataPathStats | { failure: string };
+      if (desired && !this.changed) {
+        // Nothing changed: no snapshot, no apply; the counters and health are fresh from the data path.
+        stats = this.options.dataPath.stats();
+      } else {
+        this.changed = false;
+        const previous = this.applied;
+        desired = this.options.desired.snapshot(host);
+        stats = await this.applyPlan(desired);
+        // A refused plan leaves the previous one running: report that revision, so that no
+        // delete counts as carried out while the data path may still carry it.
+        if ('failure' in stats && previous) {
+          this.options.observations.report({ host, revision: previous.revision, observations: observe(desired, host, stats) });
+          return;
+        }
+      }
       this.options.observations.report({ host, revision: desired.revision, observations: observe(desired, host, stats) });
     } catch (error) {
       // The desired state could not be read (the store is closing): the next tick tries again.
@@ -111,11 +129,12 @@ export class Agent {
     const plan = buildPlan(desired, this.options.host);
     try {
       const stats = await this.options.dataPath.apply(plan);
-      this.applied = { revision: desired.revision, desired };
+      this.applied = desired;
       this.lastFailure = undefined;
       return stats;
     } catch (error) {
-      // Not remembered as applied: the next tick applies it again.
+      // The next tick reads and applies again.
+      this.changed = true;
       const failure = `the data path refused the plan: ${(error as Error).message}`;
       if (failure !== this.lastFailure) this.options.logger.error({ err: error, plan }, 'apply failed');
       this.lastFailure = failure;

@@ -160,6 +160,18 @@ describe('status lifecycle (service + agent + store, scripted data path)', () =>
     expect(store.get('tap_flow', flow.id)).toBeUndefined();
   });
 
+  it('never completes a delete while a refused plan leaves the old one running', async () => {
+    const { flow } = setUp();
+    await agent.trigger();
+    dataPath.refuse = () => 'no memory';
+    service.delete('tap_flow', admin, flow.id);
+    await agent.trigger();
+    expect(statusOf('tap_flow', flow.id).status).toBe('PENDING_DELETE');
+    dataPath.refuse = undefined;
+    await agent.trigger();
+    expect(store.get('tap_flow', flow.id)).toBeUndefined();
+  });
+
   it('answers a waiting delete as soon as the host released it', async () => {
     const { flow } = setUp();
     await agent.trigger();
