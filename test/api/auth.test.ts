@@ -185,6 +185,54 @@ describe('token auth, projects and quotas', () => {
     expect(metrics.status).toBe(200);
     expect(metrics.body).toContain('tapas_resources');
   });
+
+  it('reports stats to each project for its own resources only, as JSON and as a stream', async () => {
+    const ofAlpha = (await alpha.get('/v2.0/taas/stats')).body.stats;
+    const ofBeta = (await beta.get('/v2.0/taas/stats')).body.stats;
+    const ofAll = (await admin.get('/v2.0/taas/stats')).body.stats;
+    const idsOf = (rows: Array<{ id: string }>) => rows.map((row) => row.id);
+    const projectsOf = (report: Record<string, Array<{ project_id: string }>>) =>
+      new Set(['tap_flows', 'tap_mirrors', 'tap_services'].flatMap((kind) => report[kind]!.map((row) => row.project_id)));
+    expect(projectsOf(ofAlpha)).toEqual(new Set(['alpha']));
+    expect(projectsOf(ofBeta)).toEqual(new Set(['beta']));
+    expect(idsOf(ofAlpha.tap_flows)).toContain(ids.alphaFlow);
+    expect(idsOf(ofAlpha.tap_mirrors)).toContain(ids.alphaMirror);
+    expect(idsOf(ofBeta.tap_services)).toContain(ids.betaService);
+    expect(idsOf(ofAll.tap_services).sort()).toEqual([...idsOf(ofAlpha.tap_services), ...idsOf(ofBeta.tap_services)].sort());
+    expect(ofAlpha.tap_mirrors.find((mirror: { id: string }) => mirror.id === ids.alphaMirror).directions.IN).toMatchObject({ tunnel_id: 7 });
+    expect(ofAlpha.tap_flows.find((flow: { id: string }) => flow.id === ids.alphaFlow))
+      .toMatchObject({ source_port: ids.alphaVm, direction: 'BOTH', hosts: expect.any(Array) });
+    expect((await daemon.client().get('/v2.0/taas/stats')).status).toBe(401);
+
+    const response = await fetch(`${daemon.url}/v2.0/taas/stats/stream?interval=0.2`, {
+      headers: { 'x-auth-token': TOKENS.beta, accept: 'text/event-stream' }, signal: AbortSignal.timeout(10_000),
+    });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const events: Array<{ stats: { time: string; tap_services: Array<{ id: string }> } }> = [];
+    let text = '';
+    const reader = response.body!.getReader();
+    while (events.length < 3) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+      const blocks = text.split('\n\n');
+      text = blocks.pop()!;
+      for (const block of blocks) {
+        expect(block).toMatch(/^event: stats\ndata: /);
+        events.push(JSON.parse(block.slice(block.indexOf('data: ') + 6)));
+      }
+    }
+    await reader.cancel();
+    expect(events).toHaveLength(3);
+    expect(events.every((event) => idsOf(event.stats.tap_services).join() === idsOf(ofBeta.tap_services).join())).toBe(true);
+    const gap = Date.parse(events[2]!.stats.time) - Date.parse(events[1]!.stats.time);
+    expect(gap).toBeGreaterThanOrEqual(150);
+
+    const badInterval = await beta.get('/v2.0/taas/stats/stream?interval=0');
+    expect(badInterval.status).toBe(400);
+    expect(badInterval.body.NeutronError.message).toContain('interval');
+  });
 });
 
 describe('listen address policy', () => {
