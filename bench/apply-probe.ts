@@ -26,14 +26,15 @@ if (!root || !destination || sources.length === 0) {
   process.exit(2);
 }
 const { Engine } = (await import(pathToFileURL(join(root, 'dist/engine/engine.js')).href)) as {
-  Engine: new (options: { workers: number }) => EngineLike;
+  Engine: new (options: { workers: number; ring?: typeof RING }) => EngineLike;
 };
+// The ring is an engine option; builds from before that read it from each source (and ignore the option).
 const plan = {
   sources: sources.map((ifname, index) => ({ id: `source-${index}`, ifname, ring: RING })),
   sinks: [{ id: 'destination', kind: 'port', ifname: destination }],
   rules: sources.map((_, index) => ({ id: `rule-${index}`, sourceId: `source-${index}`, sinkId: 'destination', direction: 'OUT' })),
 };
-const engine = new Engine({ workers: 1 });
+const engine = new Engine({ workers: 1, ring: RING });
 const rssBefore = rss();
 const applyStart = process.hrtime.bigint();
 const stats = await engine.apply(plan);

@@ -22,7 +22,8 @@ export interface TapasReport {
   eventLoopLagMs: { p50: number; p99: number; max: number };
   mirrored: { packets: number; bytes: number };
   stats: {
-    sources: Array<{ packets: number; ringDrops: number; ok: boolean; reason?: string }>;
+    /** captureDrops since the stats became backend-neutral; ringDrops in older builds. */
+    sources: Array<{ packets: number; captureDrops?: number; ringDrops?: number; ok: boolean; reason?: string }>;
     sinks: Array<{ packets: number; errors: number; ok: boolean; reason?: string }>;
   };
   applySeconds?: number;
@@ -38,6 +39,11 @@ export interface TapasInstall {
 export async function inspectTapas(root: string): Promise<TapasInstall> {
   const help = await run(join(root, 'bin/tapas'), ['mirror', '--help']);
   return { root, options: { gre: /--gre\b/.test(help), erspan: /--erspan\b/.test(help), lowLatency: /--low-latency\b/.test(help) } };
+}
+
+/** Frames a source's capture lost, from a report of this or an older build. */
+export function captureDrops(source: TapasReport['stats']['sources'][number]): number {
+  return source.captureDrops ?? source.ringDrops ?? 0;
 }
 
 export interface Running {

@@ -12,7 +12,7 @@ import { cpus, totalmem, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 import { writeChart } from './chart.js';
-import { CONTENDERS, inspectTapas, type Contender, type ContenderId, type TapasInstall } from './contenders.js';
+import { CONTENDERS, captureDrops, inspectTapas, type Contender, type ContenderId, type TapasInstall } from './contenders.js';
 import { killAll, ksoftirqdPids, rssKiB, run } from './proc.js';
 import { Progress } from './progress.js';
 import { writeReport } from './report.js';
@@ -200,7 +200,7 @@ async function runRepetition(contender: Contender, size: number, repeat: number,
     if (report) {
       const previous = into.tapas ?? { ringDrops: 0, sinkErrors: 0, eventLoopLagP99Ms: 0, rssKiB: 0 };
       into.tapas = {
-        ringDrops: previous.ringDrops + report.stats.sources.reduce((sum, s) => sum + s.ringDrops, 0),
+        ringDrops: previous.ringDrops + report.stats.sources.reduce((sum, s) => sum + captureDrops(s), 0),
         sinkErrors: previous.sinkErrors + report.stats.sinks.reduce((sum, s) => sum + s.errors, 0),
         eventLoopLagP99Ms: Math.max(previous.eventLoopLagP99Ms, report.eventLoopLagMs.p99),
         rssKiB: Math.max(previous.rssKiB, rss),

@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 
-import { MIRROR_CPU, stopProcess, type TapasInstall, type TapasReport } from './contenders.js';
+import { MIRROR_CPU, captureDrops, stopProcess, type TapasInstall, type TapasReport } from './contenders.js';
 import type { Progress } from './progress.js';
 import { cpuNs, nsRun, rssKiB, sleep, start } from './proc.js';
 import type { ScaleRun, Settings, Trial } from './results.js';
@@ -113,7 +113,7 @@ async function mirrorRun(topology: ScaleTopology, tapas: TapasInstall, settings:
     const stdout = await stopProcess(child, 'SIGINT', 'tapas mirror').catch(() => '');
     try {
       const report = JSON.parse(stdout) as TapasReport;
-      run.ringDrops = report.stats.sources.reduce((sum, source) => sum + source.ringDrops, 0);
+      run.ringDrops = report.stats.sources.reduce((sum, source) => sum + captureDrops(source), 0);
     } catch {
       // the error that brought us here says more than a missing report
     }

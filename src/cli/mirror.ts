@@ -8,7 +8,8 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Command, Option } from 'commander';
 
 import {
-  Engine, WORKER_PRIORITIES, type EngineStats, type Plan, type Direction, type GreSinkPlan, type ErspanSinkPlan, type WorkerPriority,
+  Engine, WORKER_PRIORITIES, type EngineStats, type Plan, type Direction, type GreSinkPlan, type ErspanSinkPlan, type RingSettings,
+  type WorkerPriority,
 } from '../engine/engine.js';
 import { DIRECTIONS } from '../engine/plan.js';
 import { parseVlanFilter, VlanFilterError } from '../model/vlan-filter.js';
@@ -44,8 +45,10 @@ export function parseInterfaceRef(text: string): InterfaceRef {
   const at = text.indexOf('@');
   const ifname = at < 0 ? text : text.slice(0, at);
   const netns = at < 0 ? undefined : text.slice(at + 1);
-  if (ifname === '' || ifname.length > 15 || /[\s/]/.test(ifname)) {
-    throw new UsageError(`invalid interface '${text}': expected IF or IF@NETNS (interface names have at most 15 characters)`);
+  // The engine's rule (and the kernel's): 1-15 bytes, no NUL, '/', ':' or whitespace.
+  if (ifname === '' || Buffer.byteLength(ifname) > 15 || /[\s/:\0]/.test(ifname)) {
+    throw new UsageError(`invalid interface '${text}': expected IF or IF@NETNS ` +
+      "(interface names have at most 15 characters, and no '/', ':' or whitespace)");
   }
   if (netns === '') throw new UsageError(`invalid interface '${text}': the network namespace after '@' is empty`);
   return netns === undefined ? { ifname } : { ifname, netns };
@@ -113,9 +116,9 @@ function positiveInteger(name: string) {
 }
 
 export function buildMirrorPlan(sources: InterfaceRef[], destination: InterfaceRef | TunnelDestination, direction: Direction,
-  vlans: Array<[number, number]> | undefined, ring: Plan['sources'][number]['ring']): Plan {
+  vlans: Array<[number, number]> | undefined): Plan {
   return {
-    sources: sources.map((source, index) => ({ id: `source-${index}`, ...source, ring })),
+    sources: sources.map((source, index) => ({ id: `source-${index}`, ...source })),
     sinks: ['kind' in destination ? { id: 'destination', ...destination } : { id: 'destination', kind: 'port', ...destination }],
     rules: sources.map((_, index) => ({
       id: `rule-${index}`, sourceId: `source-${index}`, sinkId: 'destination', direction, ...(vlans ? { vlans } : {}),
@@ -137,7 +140,7 @@ function summary(report: Report, names: Map<string, string>): string {
     `mirrored ${report.mirrored.packets} packets (${report.mirrored.bytes} bytes) in ${report.elapsedSeconds.toFixed(1)} s`,
   ];
   for (const source of stats.sources) {
-    lines.push(`  source ${names.get(source.id)}: ${source.packets} packets seen, ${source.ringDrops} ring drops` +
+    lines.push(`  source ${names.get(source.id)}: ${source.packets} packets seen, ${source.captureDrops} capture drops` +
       (source.truncated ? `, ${source.truncated} truncated` : '') + (source.ok ? '' : ` — FAILED: ${source.reason}`));
   }
   for (const sink of stats.sinks) {
@@ -169,18 +172,26 @@ async function runMirror(options: MirrorOptions): Promise<void> {
     if (error instanceof VlanFilterError) throw new UsageError(error.message);
     throw error;
   }
-  const ring = {
+  // How the AF_PACKET backend captures: an engine option, not part of the plan.
+  const ring: RingSettings = {
     blockSize: options.ringBlockSize, blockCount: options.ringBlocks,
     ...(options.ringTimeoutMs === undefined ? {} : { blockTimeoutMs: options.ringTimeoutMs }),
     ...(options.lowLatency ? { version: 2 as const } : {}),
   };
-  const plan = buildMirrorPlan(sources, destination, options.direction, vlans, ring);
+  const plan = buildMirrorPlan(sources, destination, options.direction, vlans);
   const names = new Map<string, string>([
     ...sources.map((source, index) => [`source-${index}`, label(source)] as [string, string]),
     ['destination', destinationLabel(destination)],
   ]);
 
-  const engine = new Engine({ workers: options.workers, priority: options.priority });
+  let engine: Engine;
+  try {
+    engine = new Engine({ workers: options.workers, priority: options.priority, ring });
+  } catch (error) {
+    // The ring options' combinations the kernel refuses (a V3 block under 64 KiB, sizes not powers of two).
+    if (error instanceof TypeError) throw new UsageError(error.message);
+    throw error;
+  }
   // The histogram records whole timer periods: subtract the period to get the lag.
   const lagResolutionMs = 10;
   const lag = monitorEventLoopDelay({ resolution: lagResolutionMs });
@@ -188,10 +199,13 @@ async function runMirror(options: MirrorOptions): Promise<void> {
   const cpuStart = process.cpuUsage();
   const initial = await engine.apply(plan);
   const failed = [...initial.sources, ...initial.sinks].find((endpoint) => !endpoint.ok);
-  if (failed) {
+  // A rule is refused when its sink is (e.g. the destination is a source under another namespace name).
+  const refused = initial.rules.find((rule) => !rule.ok);
+  if (failed || refused) {
     await engine.close();
     // The engine opened every interface in parallel; its reasons name what is wrong.
-    throw new Error(`${failed.id === 'destination' ? 'destination' : 'source'} ${names.get(failed.id)}: ${failed.reason}`);
+    if (failed) throw new Error(`${failed.id === 'destination' ? 'destination' : 'source'} ${names.get(failed.id)}: ${failed.reason}`);
+    throw new Error(`cannot mirror: ${refused!.reason}`);
   }
   lag.enable();
   process.stderr.write(`tapas: mirroring ${sources.map(label).join(', ')} (${options.direction}) to ${destinationLabel(destination)}` +
@@ -204,13 +218,13 @@ async function runMirror(options: MirrorOptions): Promise<void> {
     if (!live) return;
     const stats = engine.stats();
     const mirrored = stats.sinks.reduce((n, s) => n + s.packets, 0);
-    const drops = stats.sources.reduce((n, s) => n + s.ringDrops, 0);
+    const drops = stats.sources.reduce((n, s) => n + s.captureDrops, 0);
     const errors = stats.sinks.reduce((n, s) => n + s.errors, 0);
     const now = Date.now();
     const rate = ((mirrored - previous.packets) * 1000) / Math.max(1, now - previous.at);
     previous = { packets: mirrored, at: now };
     const down = [...stats.sources, ...stats.sinks].filter((e) => !e.ok).map((e) => `${names.get(e.id)}: ${e.reason}`);
-    process.stdout.write(`\r\x1b[2Kmirrored ${mirrored} packets  ${Math.round(rate)} pkt/s  ring drops ${drops}  send errors ${errors}` +
+    process.stdout.write(`\r\x1b[2Kmirrored ${mirrored} packets  ${Math.round(rate)} pkt/s  capture drops ${drops}  send errors ${errors}` +
       (down.length ? `  [${down.join('; ')}]` : ''));
   }, 1000);
 

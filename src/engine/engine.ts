@@ -1,11 +1,15 @@
-import { loadAddon, type EngineStats, type InterfaceInfo, type NativeEngine, type WorkerPriority } from './native.js';
+import {
+  loadAddon, type EngineStats, type InterfaceInfo, type NativeEngine, type RingSettings, type WorkerPriority,
+} from './native.js';
 import type { Plan } from './plan.js';
 
 export interface EngineOptions {
-  /** Worker threads; more than one spreads each source over a PACKET_FANOUT_HASH group. */
+  /** Worker threads, 1 to 1024; more than one spreads each source over a PACKET_FANOUT_HASH group. */
   workers?: number;
   /** Default 'high' (nice -10): see WorkerPriority. Needs CAP_SYS_NICE; without it workers stay at nice 0. */
   priority?: WorkerPriority;
+  /** The AF_PACKET ring of every source (default: TPACKET_V3, 16 blocks of 128 KiB, block timeout by source count). */
+  ring?: RingSettings;
 }
 
 /**
@@ -17,14 +21,21 @@ export class Engine {
   private closed = false;
   private applying: Promise<void> = Promise.resolve();
 
+  /** Throws a TypeError for invalid options, an Error when the engine cannot start (no descriptors or threads left). */
   constructor(options: EngineOptions = {}) {
-    this.native = new (loadAddon().NativeEngine)({ workers: options.workers ?? 1, priority: options.priority ?? 'high' });
+    this.native = new (loadAddon().NativeEngine)({
+      workers: options.workers ?? 1,
+      priority: options.priority ?? 'high',
+      ...(options.ring ? { ring: options.ring } : {}),
+    });
   }
 
   /**
    * Makes the data path match the plan: opens what is new, closes what is gone,
    * re-opens what changed and leaves everything else running without loss.
-   * Idempotent. Returns the stats right after, so failures show at once.
+   * What the plan check refuses is reported in the stats instead (see Plan);
+   * only an unreadable plan rejects, changing nothing. Idempotent. Returns the
+   * stats right after, so failures show at once, interfaces included.
    */
   async apply(plan: Plan): Promise<EngineStats> {
     if (this.closed) throw new Error('the engine is closed');
@@ -49,10 +60,18 @@ export class Engine {
   }
 }
 
+/**
+ * One look at an interface through a packet socket, privileges included. Each
+ * call waits ~12 ms (the socket's close waits for an RCU grace period): to
+ * follow interfaces, list them in Plan.interfaces and read stats().interfaces.
+ */
 export function probeInterface(ifname: string, netns?: string): InterfaceInfo {
   return loadAddon().probeInterface(ifname, netns);
 }
 
 export { WORKER_PRIORITIES } from './native.js';
-export type { EngineStats, InterfaceInfo, RuleStats, SinkStats, SourceStats, EndpointHealth, WorkerPriority } from './native.js';
+export type {
+  EngineStats, InterfaceInfo, InterfaceStats, PacketSourceStats, RingSettings, RuleStats, SinkStats, SourceStats,
+  EndpointHealth, WorkerPriority,
+} from './native.js';
 export type * from './plan.js';

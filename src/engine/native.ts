@@ -1,4 +1,8 @@
-/** Everything the native addon exports, typed in one place. Only this folder loads it. */
+/**
+ * Everything the native addon exports, typed in one place. Only this folder loads it.
+ * No C++ exception crosses into JavaScript: every entry point throws a JavaScript
+ * Error (a TypeError for input it cannot read) instead.
+ */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -13,16 +17,28 @@ export interface EndpointHealth {
   reason?: string;
 }
 
+/** What only the AF_PACKET capture backend has to say about a source: its ring. */
+export interface PacketSourceStats {
+  /** Times the kernel froze the ring's queue (PACKET_STATISTICS tp_freeze_q_cnt). */
+  ringFreezes: number;
+  /** The block timeout of the source's TPACKET_V3 ring (see RingSettings); 0 for TPACKET_V2. */
+  blockTimeoutMs: number;
+}
+
+/**
+ * A source's counters, the same for every capture backend. ok is false with a
+ * reason while the source does not capture: its interface is gone or down, or
+ * the plan check refused it (see Plan).
+ */
 export interface SourceStats extends EndpointHealth {
   packets: number;
   bytes: number;
-  /** Frames the kernel could not put in the ring because it was full. */
-  ringDrops: number;
-  ringFreezes: number;
+  /** Frames the kernel captured but had no room for (a full ring): lost. */
+  captureDrops: number;
   /** Frames captured shorter than they were on the wire. */
   truncated: number;
-  /** The block timeout of the source's TPACKET_V3 ring (see RingSettings); 0 for TPACKET_V2. */
-  blockTimeoutMs: number;
+  /** AF_PACKET only; absent for a source the plan check refused. */
+  packet?: PacketSourceStats;
 }
 
 export interface SinkStats extends EndpointHealth {
@@ -36,8 +52,14 @@ export interface SinkStats extends EndpointHealth {
   fragmented: number;
 }
 
-export interface RuleStats {
-  id: string;
+/**
+ * ok: the rule is installed. false, with a reason, when the plan check
+ * refused it (a missing or refused source or sink, a duplicate id, a bad VLAN
+ * range, a sink that is also a source). A rule whose source or sink fails
+ * while running stays ok: their own stats say why, and what the rule could
+ * not send is counted as unavailable.
+ */
+export interface RuleStats extends EndpointHealth {
   /** Frames matched and handed to the sink. */
   packets: number;
   bytes: number;
@@ -47,17 +69,79 @@ export interface RuleStats {
   unavailable: number;
 }
 
+/**
+ * What the engine last saw of an interface of `Plan.interfaces`: observed
+ * during apply, then about every 500 ms, off the JavaScript thread.
+ */
+export interface InterfaceStats {
+  id: string;
+  /** The interface exists in its namespace. */
+  present: boolean;
+  /** Administratively up (IFF_UP). */
+  up: boolean;
+  /** Carrier (IFF_RUNNING). */
+  running: boolean;
+  /** aa:bb:cc:dd:ee:ff; '' when absent or not an Ethernet interface. */
+  mac: string;
+  /** 0 when absent. */
+  mtu: number;
+  /** 0 when absent. */
+  ifindex: number;
+  /** Why it is not present (no such interface or namespace, not a namespace, refused by the plan check). */
+  reason?: string;
+}
+
 export interface EngineStats {
   sources: SourceStats[];
   sinks: SinkStats[];
   rules: RuleStats[];
+  interfaces: InterfaceStats[];
 }
 
+/** probeInterface's answer. */
 export interface InterfaceInfo {
   ifindex: number;
   mtu: number;
   mac: string;
   up: boolean;
+  /** Carrier (IFF_RUNNING). */
+  running: boolean;
+}
+
+/**
+ * The AF_PACKET ring every source is captured with: an engine option, the
+ * same for every source (the plan says only what to mirror).
+ */
+export interface RingSettings {
+  /**
+   * 3 (TPACKET_V3, the default): the kernel hands over whole blocks — few
+   * wake-ups, any frame size, but a frame waits for its block to retire (older
+   * kernels round that timer up to a jiffy, 4 ms at HZ=250). 2 (TPACKET_V2): every frame
+   * at once — lower latency, more wake-ups at low rates, frames longer than a
+   * slot truncated and counted.
+   */
+  version?: 2 | 3;
+  /** TPACKET_V2 slot size in bytes, header included: a power of two, 256 up to blockSize (default 2048). */
+  frameSize?: number;
+  /** Bytes per block: a power of two, 4096 to 1 GiB, at least 64 KiB for V3 (a GRO super-packet must fit). Default 128 KiB. */
+  blockSize?: number;
+  /** Blocks per source, 2 to 65536 (default 16). */
+  blockCount?: number;
+  /**
+   * How long a partly filled block waits before the kernel hands it over,
+   * 0 to 1000 ms. Omitted or 0: 1 ms for up to 32 sources in the plan that
+   * opens the ring, then 1 ms more per 32 sources, at most 8 ms (each ring's
+   * block timer fires every timeout, traffic or not). A ring keeps its
+   * timeout while it runs.
+   */
+  blockTimeoutMs?: number;
+}
+
+export interface NativeEngineOptions {
+  /** 1 to 1024 (default 1). */
+  workers?: number;
+  priority?: WorkerPriority;
+  ring?: RingSettings;
 }
 
 /**
@@ -69,7 +153,13 @@ export const WORKER_PRIORITIES = ['normal', 'high', 'realtime'] as const;
 export type WorkerPriority = (typeof WORKER_PRIORITIES)[number];
 
 export interface NativeEngine {
-  /** Resolves once every worker runs the plan; rejects, changing nothing, if the plan is invalid. */
+  /**
+   * Resolves once every worker runs what the plan check accepts and every
+   * interface of plan.interfaces has been observed once; refused entries are
+   * reported, with their reason, in stats(). Throws (a TypeError), changing
+   * nothing, only for a plan it cannot read: wrong types, numbers out of
+   * range, invalid interface names.
+   */
   apply(plan: Plan): Promise<void>;
   stats(): EngineStats;
   close(): void;
@@ -133,8 +223,16 @@ export interface NativeCollector {
 }
 
 export interface NativeAddon {
-  NativeEngine: new (options?: { workers?: number; priority?: WorkerPriority }) => NativeEngine;
-  /** Throws with a readable reason (no such interface or netns, no CAP_NET_RAW). */
+  /**
+   * Throws a TypeError for invalid options, and an Error when the engine
+   * cannot start ("cannot start the engine: epoll_create1: Too many open files").
+   */
+  NativeEngine: new (options?: NativeEngineOptions) => NativeEngine;
+  /**
+   * One look through a packet socket (whose close waits ~12 ms for an RCU grace
+   * period): throws with a readable reason (no such interface or netns, no
+   * CAP_NET_RAW). To follow interfaces, put them in Plan.interfaces instead.
+   */
   probeInterface(ifname: string, netns?: string): InterfaceInfo;
   /** Opens its raw sockets at once (throws a readable reason) and receives on a native thread. */
   NativeCollector: new (options: CollectorOptions) => NativeCollector;

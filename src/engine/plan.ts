@@ -1,35 +1,14 @@
 /**
  * The plan: a complete, declarative description of what must be mirrored right
- * now. It is the one object that crosses from the control plane to the data
- * path; `Engine.apply` diffs it against what runs.
+ * now, and of the interfaces whose state the control plane wants to know. It
+ * is the one object that crosses from the control plane to the data path;
+ * `Engine.apply` diffs it against what runs. It says nothing about how a
+ * backend captures (AF_PACKET rings are engine options: EngineOptions.ring).
  */
 
 /** TaaS direction, from the workload's point of view: IN = into it, OUT = from it. */
 export type Direction = 'IN' | 'OUT' | 'BOTH';
 export const DIRECTIONS: readonly Direction[] = ['IN', 'OUT', 'BOTH'];
-
-export interface RingSettings {
-  /**
-   * 3 (TPACKET_V3, the default): the kernel hands over whole blocks — few
-   * wake-ups, any frame size, but a frame waits for its block to retire (older
-   * kernels round that timer up to a jiffy, 4 ms at HZ=250). 2 (TPACKET_V2): every frame
-   * at once — lower latency, more wake-ups at low rates, frames longer than a
-   * slot truncated and counted.
-   */
-  version?: 2 | 3;
-  /** TPACKET_V2 slot size in bytes, header included (default 2048). */
-  frameSize?: number;
-  /** Bytes per block: a power of two, at least 64 KiB (a GRO super-packet must fit). */
-  blockSize?: number;
-  blockCount?: number;
-  /**
-   * How long a partly filled block waits before the kernel hands it over.
-   * Omitted: 1 ms for up to 32 sources in the plan that opens the ring, then
-   * 1 ms more per 32 sources, at most 8 ms (each ring's block timer fires
-   * every timeout, traffic or not). A ring keeps its timeout while it runs.
-   */
-  blockTimeoutMs?: number;
-}
 
 /** An interface whose traffic is captured once and offered to every rule naming it. */
 export interface SourcePlan {
@@ -37,7 +16,6 @@ export interface SourcePlan {
   ifname: string;
   /** Name under /run/netns or a path such as /proc/PID/ns/net; omitted: the engine's own. */
   netns?: string;
-  ring?: RingSettings;
 }
 
 /** A local interface that receives the copies (a tap service port). */
@@ -110,9 +88,44 @@ export interface RulePlan {
   vlans?: Array<[number, number]>;
 }
 
+/** A port whose state the control plane wants to know, mirrored or not (see InterfaceStats). */
+export interface InterfacePlan {
+  id: string;
+  ifname: string;
+  netns?: string;
+}
+
+/**
+ * A plan the engine cannot run in full is run in part: every entry the plan
+ * check accepts runs, and each refused source, sink, rule or interface is
+ * reported in the stats with ok false (interfaces: present false) and the
+ * reason. Refused are:
+ * - an entry with an empty id, or whose id another entry of its list has too
+ *   (all of them);
+ * - a sink of unknown kind, a tunnel without a remote IP literal;
+ * - a rule naming a source or sink that is missing or refused, or with a VLAN
+ *   range whose low end is above its high end;
+ * - a port sink that is also a source (the source would capture the copies
+ *   and send them again), and every rule into it, with the reason
+ *   "destination port 'IF' is also a mirrored source" (" in network namespace
+ *   'NS'" before "is" when the sink names one). Sink and source are the same
+ *   port when the interface names are equal and the namespaces are the same:
+ *   omitted = the engine's own, a name N = /run/netns/N, a path = that file,
+ *   compared as the namespace the files are (device and inode), or as
+ *   normalized names if a file cannot be looked up. The source and its other
+ *   rules run. (native/plan.h states the rule for the API layer.)
+ *
+ * Only a plan that cannot be read is refused as a whole, with a TypeError:
+ * wrong types, numbers that are not integers in their range (keys 0 to
+ * 2^32-1, ERSPAN session 0-1023 and index 0 to 2^20-1, VLAN ids 1-4094), or
+ * interface names the kernel would not accept (1-15 bytes, no NUL, '/', ':'
+ * or whitespace).
+ */
 export interface Plan {
   sources: SourcePlan[];
   sinks: SinkPlan[];
   rules: RulePlan[];
+  /** Interfaces to observe; stats().interfaces reports them in this order. */
+  interfaces?: InterfacePlan[];
 }
 

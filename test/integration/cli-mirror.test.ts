@@ -27,6 +27,9 @@ describe('tapas mirror: usage errors', () => {
     const name = await runCli(['mirror', '-s', 'a-name-far-too-long', '-d', 'IN', '-t', 'b']);
     expect(name.code).toBe(2);
     expect(name.stderr).toMatch(/at most 15 characters/);
+    const alias = await runCli(['mirror', '-s', 'eth0:1', '-d', 'IN', '-t', 'b']);
+    expect(alias.code).toBe(2);
+    expect(alias.stderr).toMatch(/no '\/', ':' or whitespace/);
   });
 
   it('explains itself with --help', async () => {
@@ -76,7 +79,8 @@ describe.skipIf(!netnsAvailable)(`tapas mirror in namespaces (${netnsSkipReason}
     expect(result.code).toBe(0);
     const report = JSON.parse(result.stdout);
     expect(report.mirrored.packets).toBe(10);
-    expect(report.stats.sources[0]).toMatchObject({ interface: `vmh@${host}`, ok: true, packets: 10, ringDrops: 0 });
+    expect(report.stats.sources[0]).toMatchObject({ interface: `vmh@${host}`, ok: true, packets: 10, captureDrops: 0 });
+    expect(report.stats.rules[0]).toMatchObject({ ok: true, packets: 10 });
     expect(report.stats.sinks[0]).toMatchObject({ interface: `monh@${host}`, ok: true, packets: 10, errors: 0 });
     expect(report.elapsedSeconds).toBeGreaterThanOrEqual(2);
     expect(report.cpuSeconds.user + report.cpuSeconds.system).toBeGreaterThan(0);
@@ -95,6 +99,6 @@ describe.skipIf(!netnsAvailable)(`tapas mirror in namespaces (${netnsSkipReason}
     expect(result.code).toBe(0);
     expect(Date.now() - started).toBeLessThan(30_000);
     expect(result.stdout).toMatch(/^mirrored 1 packets \(60 bytes\)/);
-    expect(result.stdout).toContain(`source vmh@${host}: 1 packets seen, 0 ring drops`);
+    expect(result.stdout).toContain(`source vmh@${host}: 1 packets seen, 0 capture drops`);
   });
 });

@@ -20,7 +20,7 @@ describe.skipIf(!netnsAvailable).each([3, 2] as const)(`TaaS direction semantics
 
   beforeAll(async () => {
     ({ host, vm, monitor } = await lab.vmAndMonitor());
-    engine = new Engine();
+    engine = new Engine({ ring: { version: ringVersion } });
   });
 
   afterAll(async () => {
@@ -30,7 +30,7 @@ describe.skipIf(!netnsAvailable).each([3, 2] as const)(`TaaS direction semantics
 
   function plan(direction: 'IN' | 'OUT' | 'BOTH', vlans?: Array<[number, number]>): Plan {
     return {
-      sources: [{ id: 'vm', ifname: 'vmh', netns: host, ring: { version: ringVersion } }],
+      sources: [{ id: 'vm', ifname: 'vmh', netns: host }],
       sinks: [{ id: 'monitor', kind: 'port', ifname: 'monh', netns: host }],
       rules: [{ id: 'flow', sourceId: 'vm', sinkId: 'monitor', direction, ...(vlans ? { vlans } : {}) }],
     };
@@ -89,6 +89,6 @@ describe.skipIf(!netnsAvailable).each([3, 2] as const)(`TaaS direction semantics
     expect(rule(after).bytes - rule(before).bytes).toBe(sent.reduce((n, f) => n + f.length, 0));
     expect(sink(after).packets - sink(before).packets).toBe(sent.length);
     expect(sink(after).errors).toBe(0);
-    expect(after.sources[0]).toMatchObject({ id: 'vm', ok: true, ringDrops: 0 });
+    expect(after.sources[0]).toMatchObject({ id: 'vm', ok: true, captureDrops: 0, packet: { blockTimeoutMs: ringVersion === 2 ? 0 : 1 } });
   });
 });

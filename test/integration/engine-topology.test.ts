@@ -79,8 +79,8 @@ describe.skipIf(!netnsAvailable)(`sources, sinks and plan changes (${netnsSkipRe
     expect(byId(stats.rules, 'vm1-to-mon2')).toMatchObject({ packets: 20, bytes: 20 * 60 });
     expect(byId(stats.sinks, 'mon1')).toMatchObject({ ok: true, packets: 50, errors: 0 });
     expect(byId(stats.sinks, 'mon2')).toMatchObject({ ok: true, packets: 20, errors: 0 });
-    expect(byId(stats.sources, 'vm1')).toMatchObject({ ok: true, packets: 20, ringDrops: 0 });
-    expect(byId(stats.sources, 'vm2')).toMatchObject({ ok: true, packets: 30, ringDrops: 0 });
+    expect(byId(stats.sources, 'vm1')).toMatchObject({ ok: true, packets: 20, captureDrops: 0 });
+    expect(byId(stats.sources, 'vm2')).toMatchObject({ ok: true, packets: 30, captureDrops: 0 });
   });
 
   it('re-applying the same plan, and adding a rule, loses no packets of a steady stream', async () => {
@@ -115,18 +115,22 @@ describe.skipIf(!netnsAvailable)(`sources, sinks and plan changes (${netnsSkipRe
       source: byId(stats.sources, 'vm1').packets - byId(before.sources, 'vm1').packets,
       rule: byId(stats.rules, 'steady').packets,
       sinkErrors: byId(stats.sinks, 'mon1').errors,
-      ringDrops: byId(stats.sources, 'vm1').ringDrops,
-    }).toEqual({ missing: [], source: stream.length, rule: stream.length, sinkErrors: 0, ringDrops: 0 });
+      captureDrops: byId(stats.sources, 'vm1').captureDrops,
+    }).toEqual({ missing: [], source: stream.length, rule: stream.length, sinkErrors: 0, captureDrops: 0 });
     expect(copies.map((f) => parseTestFrame(f)?.sequence)).toEqual(stream.map((_, i) => i));
   });
 
   it('a sink that is also visible to another source: nothing the engine sends is captured again', async () => {
-    // Within one plan the loop is refused outright.
-    await expect(engine.apply({
+    // Within one plan the loop is refused: the sink and its rules fail, the source runs.
+    const looped = await engine.apply({
       sources: [{ id: 'vm1', ifname: 'vm1h', netns: host }, { id: 'mon1-port', ifname: 'mon1h', netns: host }],
       sinks: [{ id: 'mon1', kind: 'port', ifname: 'mon1h', netns: host }],
       rules: [{ id: 'vm1-to-mon1', sourceId: 'vm1', sinkId: 'mon1', direction: 'BOTH' }],
-    })).rejects.toThrow(/also a source/);
+    });
+    const loopReason = `destination port 'mon1h' in network namespace '${host}' is also a mirrored source`;
+    expect(byId(looped.sinks, 'mon1')).toMatchObject({ ok: false, reason: loopReason });
+    expect(byId(looped.rules, 'vm1-to-mon1')).toMatchObject({ ok: false, reason: loopReason });
+    expect(byId(looped.sources, 'mon1-port')).toMatchObject({ ok: true });
 
     // A second engine (another tap session) captures the sink's interface and
     // mirrors it on to mon2: the copies sent into mon1h must not reach it.

@@ -14,7 +14,7 @@ describe.skipIf(!netnsAvailable).each([3, 2] as const)(`VLAN-tagged frames, TPAC
 
   beforeAll(async () => {
     ({ host, vm, monitor } = await lab.vmAndMonitor());
-    engine = new Engine();
+    engine = new Engine({ ring: { version: ringVersion } });
   });
 
   afterAll(async () => {
@@ -24,7 +24,7 @@ describe.skipIf(!netnsAvailable).each([3, 2] as const)(`VLAN-tagged frames, TPAC
 
   function plan(vlans?: Array<[number, number]>): Plan {
     return {
-      sources: [{ id: 'vm', ifname: 'vmh', netns: host, ring: { version: ringVersion } }],
+      sources: [{ id: 'vm', ifname: 'vmh', netns: host }],
       sinks: [{ id: 'monitor', kind: 'port', ifname: 'monh', netns: host }],
       rules: [{ id: 'flow', sourceId: 'vm', sinkId: 'monitor', direction: 'BOTH', ...(vlans ? { vlans } : {}) }],
     };

@@ -43,7 +43,9 @@ describe('tunnel sinks in a plan', () => {
       const plan = (sink: object) => ({ sources: [], sinks: [{ id: 't', ...sink }], rules: [] }) as never;
       await expect(engine.apply(plan({ kind: 'erspan', remoteIp: '192.0.2.1', session: 1024 }))).rejects.toThrow(/session/);
       await expect(engine.apply(plan({ kind: 'erspan', remoteIp: '192.0.2.1', session: 1, index: 0x100000 }))).rejects.toThrow(/index/);
-      await expect(engine.apply(plan({ kind: 'gre', remoteIp: '', key: 1 }))).rejects.toThrow(/remote/);
+      // Readable but not runnable: that sink is refused, the rest of the plan would run.
+      const stats = await engine.apply(plan({ kind: 'gre', remoteIp: '', key: 1 }));
+      expect(stats.sinks[0]).toMatchObject({ id: 't', ok: false, reason: expect.stringMatching(/remote/) });
     } finally {
       await engine.close();
     }
