@@ -4,8 +4,11 @@
  * body need no renaming between layers.
  */
 import type { Direction } from '../engine/plan.js';
+import type { RecordOf, ResourceKind } from './contract.js';
 
 export type { Direction };
+export { MIRROR_TYPES, RESOURCE_KINDS, type MirrorType, type ResourceKind } from './contract.js';
+export { ERSPAN_MAX_SESSION_ID, GRE_MAX_KEY } from './formats.js';
 
 /**
  * The TaaS status lifecycle: created DOWN, ACTIVE once the data path runs it,
@@ -14,9 +17,6 @@ export type { Direction };
  */
 export type Status = 'DOWN' | 'ACTIVE' | 'ERROR' | 'PENDING_DELETE';
 
-export type MirrorType = 'gre' | 'erspanv1';
-export const MIRROR_TYPES: readonly MirrorType[] = ['erspanv1', 'gre'];
-
 /** Tunnel id per direction of a tap mirror (a GRE key or an ERSPAN session id). */
 export interface MirrorDirections {
   IN?: number;
@@ -24,50 +24,15 @@ export interface MirrorDirections {
 }
 
 /**
- * What every resource records of what a user asked for. Nothing here is
- * observed: statuses, reasons and MAC addresses come from the agents'
- * observations (see model/observation.ts) and are joined in for the API.
+ * What every resource records of what a user asked for, read off the resource
+ * contract (model/contract.ts). Nothing here is observed: statuses, reasons
+ * and MAC addresses come from the agents' observations (see
+ * model/observation.ts) and are joined in for the API.
  */
-interface Owned {
-  id: string;
-  project_id: string;
-  name: string;
-  description: string;
-  created_at: string;
-  updated_at: string;
-  /** A delete was accepted: the resource waits for every involved host to let go of it (PENDING_DELETE). */
-  deleting: boolean;
-}
-
-export interface Port extends Owned {
-  /** The host-side interface facing the workload. */
-  interface: string;
-  /** Network namespace of the interface (name under /run/netns or a path); null: the daemon's own. */
-  netns: string | null;
-  /** binding:host_id: the host whose agent captures this interface. */
-  host_id: string;
-}
-
-export interface TapService extends Owned {
-  port_id: string;
-}
-
-export interface TapFlow extends Owned {
-  tap_service_id: string;
-  source_port: string;
-  direction: Direction;
-  vlan_filter: string | null;
-}
-
-export interface TapMirror extends Owned {
-  port_id: string;
-  directions: MirrorDirections;
-  remote_ip: string;
-  mirror_type: MirrorType;
-}
-
-export type ResourceKind = 'port' | 'tap_service' | 'tap_flow' | 'tap_mirror';
-export const RESOURCE_KINDS: readonly ResourceKind[] = ['port', 'tap_service', 'tap_flow', 'tap_mirror'];
+export type Port = RecordOf<'port'>;
+export type TapService = RecordOf<'tap_service'>;
+export type TapFlow = RecordOf<'tap_flow'>;
+export type TapMirror = RecordOf<'tap_mirror'>;
 
 export interface ResourceOf {
   port: Port;
@@ -90,8 +55,3 @@ export interface PortObservedAttributes {
 
 /** A resource as clients see it: what was asked for, with its derived status. */
 export type Shown<K extends ResourceKind> = ResourceOf[K] & Lifecycle & (K extends 'port' ? PortObservedAttributes : unknown);
-
-/** ERSPAN type II carries a 10-bit session id. */
-export const ERSPAN_MAX_SESSION_ID = 1023;
-/** A GRE key is 32 bits. */
-export const GRE_MAX_KEY = 0xffff_ffff;

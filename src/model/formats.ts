@@ -1,0 +1,100 @@
+/**
+ * The value formats of the resource contract, each rule written once. A rule
+ * returns undefined for a value that conforms and otherwise the reason it does
+ * not, worded for Neutron's `Invalid input for ATTRIBUTE. Reason: ...`. The
+ * API's schemas use them as custom ajv formats (see api/schemas.ts) and the
+ * CLI checks its options with them before it sends anything.
+ */
+import { canonicalIpAddress, IpAddressError } from './ip-address.js';
+import { parseVlanFilter, VlanFilterError } from './vlan-filter.js';
+
+/** A value as an error message quotes it: strings in quotes, anything else as JSON, cut at 80 characters. */
+export function showValue(value: unknown): string {
+  const text = typeof value === 'string' ? `'${value}'` : JSON.stringify(value) ?? String(value);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+/** Neutron's wording of a bad attribute value, from the API and the CLI alike. */
+export function invalidInputMessage(attribute: string, reason: string): string {
+  return `Invalid input for ${attribute}. Reason: ${reason}.`;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export const isUuid = (text: string): boolean => UUID.test(text);
+
+/** IFNAMSIZ is 16 bytes with the terminating NUL. */
+const MAX_INTERFACE_BYTES = 15;
+
+function interfaceNameReason(text: string): string | undefined {
+  const bytes = Buffer.byteLength(text, 'utf8');
+  if (bytes >= 1 && bytes <= MAX_INTERFACE_BYTES && !/[\s/:\0]/.test(text) && text !== '.' && text !== '..') return undefined;
+  return `${showValue(text)} is not a valid interface name (1 to ${MAX_INTERFACE_BYTES} bytes, no whitespace, '/', ':' or NUL)`;
+}
+
+// A network namespace: a name under /run/netns, or an absolute path such as /proc/PID/ns/net.
+const NETNS_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$/;
+const NETNS_PATH = /^\/[A-Za-z0-9_./-]{1,4095}$/;
+
+function netnsReason(text: string): string | undefined {
+  const name = NETNS_NAME.test(text) && !text.includes('..');
+  const path = NETNS_PATH.test(text) && !text.split('/').includes('..');
+  if (name || path) return undefined;
+  return `${showValue(text)} is not a valid network namespace (a name under /run/netns or an absolute path, without '..')`;
+}
+
+function ipAddressReason(text: string): string | undefined {
+  try {
+    canonicalIpAddress(text);
+    return undefined;
+  } catch (error) {
+    if (error instanceof IpAddressError) return error.message;
+    throw error;
+  }
+}
+
+function vlanFilterReason(text: string): string | undefined {
+  try {
+    parseVlanFilter(text);
+    return undefined;
+  } catch (error) {
+    if (error instanceof VlanFilterError) return error.message;
+    throw error;
+  }
+}
+
+/** ERSPAN type II carries a 10-bit session id. */
+export const ERSPAN_MAX_SESSION_ID = 1023;
+/** A GRE key is 32 bits. */
+export const GRE_MAX_KEY = 0xffff_ffff;
+
+const tunnelIdReason = (what: string, max: number) => (id: number): string | undefined =>
+  (Number.isInteger(id) && id >= 0 && id <= max ? undefined : `tunnel id ${id} is not ${what} (0 to ${max})`);
+
+export type Format =
+  | { type: 'string'; reason: (value: string) => string | undefined }
+  | { type: 'number'; reason: (value: number) => string | undefined };
+
+const stringFormat = (reason: (value: string) => string | undefined): Format => ({ type: 'string', reason });
+const numberFormat = (reason: (value: number) => string | undefined): Format => ({ type: 'number', reason });
+
+/** Every custom format by the name schemas give it. */
+export const FORMATS = {
+  uuid: stringFormat((text) => (isUuid(text) ? undefined : `${showValue(text)} is not a valid UUID`)),
+  'interface-name': stringFormat(interfaceNameReason),
+  netns: stringFormat(netnsReason),
+  'ip-address': stringFormat(ipAddressReason),
+  'vlan-filter': stringFormat(vlanFilterReason),
+  'gre-key': numberFormat(tunnelIdReason('a GRE key', GRE_MAX_KEY)),
+  'erspan-session-id': numberFormat(tunnelIdReason('an ERSPAN session id', ERSPAN_MAX_SESSION_ID)),
+} satisfies Record<string, Format>;
+
+export type FormatName = keyof typeof FORMATS;
+
+/** Why value does not conform to the named format, or undefined when it does (or the format is not ours). */
+export function formatReason(format: string, value: unknown): string | undefined {
+  const rule = (FORMATS as Record<string, Format | undefined>)[format];
+  if (rule?.type === 'string' && typeof value === 'string') return rule.reason(value);
+  if (rule?.type === 'number' && typeof value === 'number') return rule.reason(value);
+  return undefined;
+}
