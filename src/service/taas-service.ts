@@ -11,12 +11,12 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 
 import { canonicalIpAddress, IpAddressError } from '../model/ip-address.js';
+import { recordFields, type CreateInput, type RecordOf } from '../model/contract.js';
+import { isUuid } from '../model/formats.js';
 import {
-  ERSPAN_MAX_SESSION_ID, GRE_MAX_KEY,
-  type Direction, type MirrorDirections, type MirrorType, type Port, type ResourceKind, type ResourceOf, type Shown,
+  type MirrorDirections, type Port, type ResourceKind, type ResourceOf, type Shown,
   type TapFlow, type TapMirror, type TapService,
 } from '../model/resources.js';
-import { parseVlanFilter, VlanFilterError } from '../model/vlan-filter.js';
 import { timestamp, UniqueViolation, type Snapshot, type Store } from '../store/store.js';
 import { canSee, canWrite, isAdmin, type RequestContext } from './context.js';
 import type { DesiredStateFeed } from './desired-state.js';
@@ -27,35 +27,15 @@ import { StatusView } from './status.js';
 import { findOverlappingFlow } from './topology.js';
 
 interface Owned {
-  name?: string;
-  description?: string;
   project_id?: string;
   tenant_id?: string;
 }
 
-export interface PortCreate extends Owned {
-  interface: string;
-  netns?: string | null;
-  host_id?: string;
-}
-
-export interface TapServiceCreate extends Owned {
-  port_id: string;
-}
-
-export interface TapFlowCreate extends Owned {
-  tap_service_id: string;
-  source_port: string;
-  direction: Direction;
-  vlan_filter?: string | null;
-}
-
-export interface TapMirrorCreate extends Owned {
-  port_id: string;
-  directions: Record<string, number>;
-  remote_ip: string;
-  mirror_type: MirrorType;
-}
+/** What a create gives, as the resource contract declares it (record-side names). */
+export type PortCreate = CreateInput<'port'>;
+export type TapServiceCreate = CreateInput<'tap_service'>;
+export type TapFlowCreate = CreateInput<'tap_flow'>;
+export type TapMirrorCreate = CreateInput<'tap_mirror'>;
 
 export interface AttributeChanges {
   name?: string;
@@ -76,15 +56,6 @@ const NOT_FOUND: Record<ResourceKind, { type: string; message: (id: string) => s
   tap_flow: { type: 'TapFlowNotFound', message: (id) => `Tap Flow ${id} does not exist` },
   tap_mirror: { type: 'TapMirrorNotFound', message: (id) => `Tap Mirror ${id} does not exist` },
 };
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const isUuid = (text: string): boolean => UUID.test(text);
-
-// An interface name as the kernel accepts it (IFNAMSIZ 16 with the NUL; no '/', ':' or whitespace).
-const INTERFACE_NAME = /^[^\s/:]{1,15}$/;
-// A network namespace: a name under /run/netns, or an absolute path such as /proc/PID/ns/net.
-const NETNS_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$/;
-const NETNS_PATH = /^\/[A-Za-z0-9_./-]{1,4095}$/;
 
 export interface ServiceOptions {
   /** The host a port is bound to when its create names none (binding:host_id). */
@@ -149,22 +120,9 @@ export class TaasService {
     // Registering a host interface decides what the daemon (root) may capture:
     // an operator's job, like binding a VM's port. Members use the ports given to them.
     this.requireAdmin(context, 'create_port');
+    // The schema checked the formats (interface name, netns); what is left is what they mean here.
     const projectId = this.owningProject(context, input);
-    if (!INTERFACE_NAME.test(input.interface)) {
-      throw invalidInput('binding:profile', `'${input.interface}' is not a valid interface name `
-        + '(1 to 15 characters, no whitespace, \'/\' or \':\')');
-    }
-    const netns = input.netns ?? null;
-    if (netns !== null && (netns.split('/').includes('..') || !(NETNS_NAME.test(netns) || NETNS_PATH.test(netns)))) {
-      throw invalidInput('binding:profile', `'${netns}' is not a valid network namespace `
-        + '(a name under /run/netns or an absolute path)');
-    }
-    const port: Port = {
-      ...this.ownedFields(projectId, input),
-      interface: input.interface,
-      netns,
-      host_id: input.host_id ?? this.options.hostId,
-    };
+    const port: Port = { ...this.newRecord('port', projectId, input), host_id: input.host_id ?? this.options.hostId };
     return this.insert('port', port, () => {
       const existing = this.store.list('port')
         .find((p) => p.host_id === port.host_id && p.interface === port.interface && p.netns === port.netns);
@@ -177,8 +135,8 @@ export class TaasService {
   createTapService(context: RequestContext, input: TapServiceCreate): Shown<'tap_service'> {
     this.requireWriter(context, 'create_tap_service');
     const projectId = this.owningProject(context, input);
-    const portId = this.reference('port_id', input.port_id);
-    const service: TapService = { ...this.ownedFields(projectId, input), port_id: portId };
+    const portId = this.reference(input.port_id);
+    const service: TapService = { ...this.newRecord('tap_service', projectId, input), port_id: portId };
     return this.insert('tap_service', service, () => {
       const port = this.usablePort(context, portId, 'InvalidDestinationPort', 'Destination Port');
       const existing = this.store.listWhere('tap_service', 'port_id', port.id)[0];
@@ -193,24 +151,9 @@ export class TaasService {
   createTapFlow(context: RequestContext, input: TapFlowCreate): Shown<'tap_flow'> {
     this.requireWriter(context, 'create_tap_flow');
     const projectId = this.owningProject(context, input);
-    const serviceId = this.reference('tap_service_id', input.tap_service_id);
-    const sourcePortId = this.reference('source_port', input.source_port);
-    const vlanFilter = input.vlan_filter ?? null;
-    if (vlanFilter !== null) {
-      try {
-        parseVlanFilter(vlanFilter);
-      } catch (error) {
-        if (error instanceof VlanFilterError) throw invalidInput('vlan_filter', error.message);
-        throw error;
-      }
-    }
-    const flow: TapFlow = {
-      ...this.ownedFields(projectId, input),
-      tap_service_id: serviceId,
-      source_port: sourcePortId,
-      direction: input.direction,
-      vlan_filter: vlanFilter,
-    };
+    const serviceId = this.reference(input.tap_service_id);
+    const sourcePortId = this.reference(input.source_port);
+    const flow: TapFlow = { ...this.newRecord('tap_flow', projectId, input), tap_service_id: serviceId, source_port: sourcePortId };
     return this.insert('tap_flow', flow, () => {
       // Another project's tap service does not exist for a non-admin.
       const service = this.visible('tap_service', context, serviceId);
@@ -234,7 +177,7 @@ export class TaasService {
   createTapMirror(context: RequestContext, input: TapMirrorCreate): Shown<'tap_mirror'> {
     this.requireWriter(context, 'create_tap_mirror');
     const projectId = this.owningProject(context, input);
-    const portId = this.reference('port_id', input.port_id);
+    const portId = this.reference(input.port_id);
     let remoteIp: string;
     try {
       remoteIp = canonicalIpAddress(input.remote_ip).address;
@@ -242,14 +185,8 @@ export class TaasService {
       if (error instanceof IpAddressError) throw invalidInput('remote_ip', error.message);
       throw error;
     }
-    const directions = this.mirrorDirections(input.directions, input.mirror_type);
-    const mirror: TapMirror = {
-      ...this.ownedFields(projectId, input),
-      port_id: portId,
-      directions,
-      remote_ip: remoteIp,
-      mirror_type: input.mirror_type,
-    };
+    const directions = distinctTunnelIds(input.directions);
+    const mirror: TapMirror = { ...this.newRecord('tap_mirror', projectId, input), port_id: portId, directions, remote_ip: remoteIp };
     return this.insert('tap_mirror', mirror, () => {
       this.usablePort(context, portId, 'InvalidSourcePort', 'Source Port');
       this.ensureNotDestination(portId, 'the port of a tap mirror');
@@ -261,28 +198,6 @@ export class TaasService {
         }
       }
     });
-  }
-
-  private mirrorDirections(input: Record<string, number>, mirrorType: MirrorType): MirrorDirections {
-    const max = mirrorType === 'erspanv1' ? ERSPAN_MAX_SESSION_ID : GRE_MAX_KEY;
-    const what = mirrorType === 'erspanv1' ? 'an ERSPAN session id' : 'a GRE key';
-    const directions: MirrorDirections = {};
-    for (const [direction, tunnelId] of Object.entries(input)) {
-      if (direction !== 'IN' && direction !== 'OUT') {
-        throw invalidInput('directions', `'${direction}' is not a direction: use IN and/or OUT, each with its own tunnel id`);
-      }
-      if (!Number.isInteger(tunnelId) || tunnelId < 0 || tunnelId > max) {
-        throw invalidInput('directions', `${direction} tunnel id ${tunnelId} is not ${what} (0 to ${max})`);
-      }
-      directions[direction] = tunnelId;
-    }
-    if (directions.IN === undefined && directions.OUT === undefined) {
-      throw invalidInput('directions', 'at least one of IN and OUT is required');
-    }
-    if (directions.IN !== undefined && directions.IN === directions.OUT) {
-      throw invalidInput('directions', `IN and OUT both use tunnel id ${directions.IN}: each direction needs its own`);
-    }
-    return directions;
   }
 
   // ---- updates and deletes ----
@@ -484,17 +399,17 @@ export class TaasService {
     return this.statusView().show(kind, this.store.get(kind, resource.id)!);
   }
 
-  private ownedFields(projectId: string, input: Owned) {
+  /** A new record: what the create gave (defaults filled in by the contract), a new id, its project, now. */
+  private newRecord<K extends ResourceKind>(kind: K, projectId: string, input: CreateInput<K>): RecordOf<K> {
     const now = timestamp();
     return {
+      ...recordFields(kind, input),
       id: randomUUID(),
       project_id: projectId,
-      name: input.name ?? '',
-      description: input.description ?? '',
       deleting: false,
       created_at: now,
       updated_at: now,
-    };
+    } as RecordOf<K>;
   }
 
   /** The project a new resource belongs to: the caller's, or (admin only) the one the body names. */
@@ -512,8 +427,8 @@ export class TaasService {
     return named;
   }
 
-  private reference(attribute: string, id: string): string {
-    if (!isUuid(id)) throw invalidInput(attribute, `'${id}' is not a valid UUID`);
+  /** A referenced id as the store keeps it (the schema checked it is a UUID). */
+  private reference(id: string): string {
     return id.toLowerCase();
   }
 
@@ -541,6 +456,14 @@ export class TaasService {
   private requireAdmin(context: RequestContext, action: string): void {
     if (!isAdmin(context)) throw new PolicyNotAuthorized(`rule:${action} is disallowed by policy`);
   }
+}
+
+/** A tap mirror's directions, refused when both use one tunnel id (the schema checked each id's range). */
+function distinctTunnelIds(directions: MirrorDirections): MirrorDirections {
+  if (directions.IN !== undefined && directions.IN === directions.OUT) {
+    throw invalidInput('directions', `IN and OUT both use tunnel id ${directions.IN}: each direction needs its own`);
+  }
+  return directions;
 }
 
 function describeInterface(port: Pick<Port, 'interface' | 'netns'>): string {
