@@ -6,9 +6,9 @@
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 
-import type { ResourceKind } from '../model/resources.js';
+import { attributeOf, type ResourceKind } from '../model/contract.js';
+import { attributePath, formatReason, invalidInputMessage, showValue as show } from '../model/formats.js';
 import { NeutronError } from '../service/errors.js';
-import { ATTRIBUTES } from './views.js';
 
 export interface NeutronErrorBody {
   NeutronError: { type: string; message: string; detail: string };
@@ -32,11 +32,6 @@ interface SchemaError {
   message?: string;
 }
 
-const show = (value: unknown): string => {
-  const text = typeof value === 'string' ? `'${value}'` : JSON.stringify(value) ?? String(value);
-  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
-};
-
 /** Neutron's wording for the first schema failure of a request body. */
 export function describeSchemaError(error: SchemaError, meta: RouteMeta): string {
   const kind = meta.kind ?? 'resource';
@@ -58,7 +53,7 @@ export function describeSchemaError(error: SchemaError, meta: RouteMeta): string
     if (error.keyword === 'required') return `Failed to parse request. Required attribute '${String(error.params.missingProperty)}' not specified`;
     if (error.keyword === 'additionalProperties') {
       const extra = String(error.params.additionalProperty);
-      const known = meta.kind ? ATTRIBUTES[meta.kind].includes(extra) : false;
+      const known = meta.kind ? attributeOf(meta.kind, extra) !== undefined : false;
       if (!known) return `Unrecognized attribute(s) '${extra}'`;
       return meta.action === 'update' ? `Cannot update read-only attribute ${extra}` : `Attribute '${extra}' not allowed in POST`;
     }
@@ -76,6 +71,9 @@ export function describeSchemaError(error: SchemaError, meta: RouteMeta): string
       break;
     case 'const':
       reason = `${show(value)} is not supported (only ${show(error.params.allowedValue)})`;
+      break;
+    case 'format':
+      reason = formatReason(String(error.params.format), value) ?? `${show(value)} is not a valid ${String(error.params.format)}`;
       break;
     case 'maxLength':
       reason = `${show(value)} exceeds maximum length of ${String(error.params.limit)}`;
@@ -95,8 +93,7 @@ export function describeSchemaError(error: SchemaError, meta: RouteMeta): string
     default:
       reason = error.message ?? 'invalid value';
   }
-  const where = path.length > 2 ? `${attribute} (${path.slice(2).join('.')})` : attribute;
-  return `Invalid input for ${where}. Reason: ${reason}.`;
+  return invalidInputMessage(attributePath(attribute, path.slice(2)), reason);
 }
 
 const TYPES_BY_STATUS: Record<number, string> = {

@@ -1,117 +1,89 @@
 /**
- * JSON schemas of request bodies and replies, per resource. Shapes and types
- * are checked here, before the service sees a body; the error handler turns a
- * schema failure into Neutron's wording (see errors.ts). Writable attributes
- * follow the TaaS API definitions: only name and description are updatable.
+ * JSON schemas of request bodies and replies, per resource, built from the
+ * resource contract (model/contract.ts): a create accepts the attributes that
+ * allow_post, an update those that allow_put, a reply shows the visible ones.
+ * Types and formats are checked here, before the service sees a body (the
+ * formats are the contract's, registered with ajv by `contractFormats`); the
+ * error handler turns a schema failure into Neutron's wording (errors.ts).
  */
-import type { ResourceKind } from '../model/resources.js';
-import { MIRROR_TYPES } from '../model/resources.js';
-import { DIRECTIONS } from '../engine/plan.js';
+import { Type, type TObject, type TSchema } from '@sinclair/typebox';
 
-const NAME = { type: 'string', maxLength: 255 };
-const DESCRIPTION = { type: 'string', maxLength: 1024 };
-const PROJECT = { type: 'string', maxLength: 255 };
-// UUID syntax is checked by the service so that the message names the attribute Neutron's way.
-const REFERENCE = { type: 'string', maxLength: 64 };
+import { attributesOf, type Attribute, type ResourceKind } from '../model/contract.js';
+import { FORMATS, type Format } from '../model/formats.js';
 
-const OWNED = { name: NAME, description: DESCRIPTION, project_id: PROJECT, tenant_id: PROJECT };
-
-/** Attributes a create may set, per kind. */
-const CREATE_ATTRIBUTES: Record<ResourceKind, { properties: Record<string, object>; required: string[] }> = {
-  port: {
-    properties: {
-      ...OWNED,
-      'binding:profile': {
-        type: 'object',
-        additionalProperties: false,
-        required: ['interface'],
-        properties: { interface: { type: 'string', maxLength: 64 }, netns: { type: ['string', 'null'], maxLength: 4096 } },
-      },
-      'binding:host_id': { type: 'string', maxLength: 255 },
-      admin_state_up: { const: true },
-    },
-    required: ['binding:profile'],
-  },
-  tap_service: {
-    properties: { ...OWNED, port_id: REFERENCE },
-    required: ['port_id'],
-  },
-  tap_flow: {
-    properties: {
-      ...OWNED,
-      tap_service_id: REFERENCE,
-      source_port: REFERENCE,
-      direction: { type: 'string', enum: DIRECTIONS },
-      vlan_filter: { type: ['string', 'null'], maxLength: 1024 },
-    },
-    required: ['tap_service_id', 'source_port', 'direction'],
-  },
-  tap_mirror: {
-    properties: {
-      ...OWNED,
-      port_id: REFERENCE,
-      directions: {
-        type: 'object',
-        minProperties: 1,
-        maxProperties: 2,
-        propertyNames: { maxLength: 16 },
-        additionalProperties: { type: 'integer' },
-      },
-      remote_ip: { type: 'string', maxLength: 64 },
-      mirror_type: { type: 'string', enum: MIRROR_TYPES },
-    },
-    required: ['port_id', 'directions', 'remote_ip', 'mirror_type'],
-  },
-};
-
-export function createBodySchema(kind: ResourceKind): object {
-  const { properties, required } = CREATE_ATTRIBUTES[kind];
-  return {
-    type: 'object',
-    required: [kind],
-    additionalProperties: false,
-    properties: { [kind]: { type: 'object', additionalProperties: false, required, properties } },
-  };
+/** The part of ajv a format plugin needs. */
+interface FormatRegistry {
+  addFormat(name: string, format: { type: 'string'; validate: (value: string) => boolean } | { type: 'number'; validate: (value: number) => boolean }): unknown;
 }
 
-export function updateBodySchema(kind: ResourceKind): object {
-  return {
-    type: 'object',
-    required: [kind],
-    additionalProperties: false,
-    properties: { [kind]: { type: 'object', additionalProperties: false, properties: { name: NAME, description: DESCRIPTION } } },
-  };
+/** An ajv plugin: the contract's formats, each checked by its one rule in model/formats.ts. */
+export function contractFormats<A extends FormatRegistry>(ajv: A): A {
+  for (const [name, format] of Object.entries(FORMATS) as Array<[string, Format]>) {
+    ajv.addFormat(name, format.type === 'string'
+      ? { type: 'string', validate: (value: string) => format.reason(value) === undefined }
+      : { type: 'number', validate: (value: number) => format.reason(value) === undefined });
+  }
+  return ajv;
 }
 
-const NULLABLE_STRING = { type: ['string', 'null'] };
+/**
+ * Formats chosen by another attribute's value (a tap mirror's tunnel ids by
+ * its mirror_type): one if/then per value.
+ */
+function formatRules(name: string, attribute: Attribute): object[] {
+  const by = attribute.formatBy;
+  if (!by) return [];
+  return Object.entries(by.formats).map(([value, format]) => ({
+    if: { properties: { [by.attribute]: { const: value } }, required: [by.attribute] },
+    then: { properties: { [name]: { additionalProperties: { type: FORMATS[format].type, format } } } },
+  }));
+}
+
+function bodySchema(kind: ResourceKind, properties: Record<string, TSchema>, rules: object[]): TObject {
+  const resource = Type.Object(properties, { additionalProperties: false, ...(rules.length > 0 ? { allOf: rules } : {}) });
+  return Type.Object({ [kind]: resource }, { additionalProperties: false });
+}
+
+/** `{"KIND": {...}}` with the attributes a create may give (allow_post), those it must give required. */
+export function createBodySchema(kind: ResourceKind): TObject {
+  const properties: Record<string, TSchema> = {};
+  const rules: object[] = [];
+  for (const [name, attribute] of attributesOf(kind)) {
+    if (attribute.post === 'no') continue;
+    properties[name] = attribute.post === 'required' ? attribute.schema : Type.Optional(attribute.schema);
+    rules.push(...formatRules(name, attribute));
+  }
+  return bodySchema(kind, properties, rules);
+}
+
+/** `{"KIND": {...}}` with the attributes an update may change (allow_put), all optional. */
+export function updateBodySchema(kind: ResourceKind): TObject {
+  const properties = Object.fromEntries(attributesOf(kind)
+    .filter(([, attribute]) => attribute.put)
+    .map(([name, attribute]) => [name, Type.Optional(attribute.schema)]));
+  return bodySchema(kind, properties, []);
+}
+
+/** Keywords that only check input: a reply schema leaves them out and keeps the shape. */
+const INPUT_ONLY = new Set(['format', 'pattern', 'maxLength', 'minLength', 'minimum', 'maximum', 'minProperties', 'maxProperties',
+  'additionalProperties', 'required', 'enum', 'const', 'allOf']);
+
+/** An attribute's schema as a reply serializes it: types and properties only. */
+function shapeOf(schema: object): object {
+  return Object.fromEntries(Object.entries(schema)
+    .filter(([key]) => !INPUT_ONLY.has(key))
+    .map(([key, value]) => [key, key === 'properties'
+      ? Object.fromEntries(Object.entries(value as Record<string, object>).map(([inner, sub]) => [inner, shapeOf(sub)]))
+      : value]));
+}
+
 const STRING = { type: 'string' };
 
-const VIEW_PROPERTIES: Record<ResourceKind, Record<string, object>> = (() => {
-  const common = {
-    id: STRING, project_id: STRING, tenant_id: STRING, name: STRING, description: STRING,
-    status: STRING, status_reason: NULLABLE_STRING, created_at: STRING, updated_at: STRING,
-  };
-  return {
-    port: {
-      ...common,
-      mac_address: NULLABLE_STRING,
-      admin_state_up: { type: 'boolean' },
-      'binding:host_id': STRING,
-      'binding:profile': { type: 'object', properties: { interface: STRING, netns: STRING } },
-    },
-    tap_service: { ...common, port_id: STRING },
-    tap_flow: { ...common, tap_service_id: STRING, source_port: STRING, direction: STRING, vlan_filter: NULLABLE_STRING },
-    tap_mirror: {
-      ...common,
-      port_id: STRING,
-      directions: { type: 'object', properties: { IN: { type: 'integer' }, OUT: { type: 'integer' } } },
-      remote_ip: STRING,
-      mirror_type: STRING,
-    },
-  };
-})();
-
-const viewSchema = (kind: ResourceKind) => ({ type: 'object', properties: VIEW_PROPERTIES[kind] });
+const viewSchema = (kind: ResourceKind) => ({
+  type: 'object',
+  properties: Object.fromEntries(attributesOf(kind).filter(([, attribute]) => attribute.visible)
+    .map(([name, attribute]) => [name, shapeOf(attribute.schema)])),
+});
 
 export function itemReplySchema(kind: ResourceKind): object {
   return { type: 'object', properties: { [kind]: viewSchema(kind) } };

@@ -10,7 +10,10 @@ import Fastify, {
 } from 'fastify';
 import type { Logger } from 'pino';
 
-import type { ResourceKind } from '../model/resources.js';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import ajvFormats from 'ajv-formats';
+
+import { CONTRACT, inputFromBody, RESOURCE_KINDS, type ResourceKind } from '../model/contract.js';
 import type { RequestContext } from '../service/context.js';
 import type { TaasStats } from '../service/stats.js';
 import type { TaasService } from '../service/taas-service.js';
@@ -18,7 +21,7 @@ import type { Authenticate } from './auth.js';
 import { classify, errorBody, sendError, type RouteMeta } from './errors.js';
 import type { Metrics } from './metrics.js';
 import {
-  createBodySchema, itemReplySchema, listReplySchema, neutronErrorSchema, updateBodySchema,
+  contractFormats, createBodySchema, itemReplySchema, listReplySchema, neutronErrorSchema, updateBodySchema,
 } from './schemas.js';
 import { registerStatsRoutes } from './stats-routes.js';
 import { queryViews, selectFields, toView, type Query } from './views.js';
@@ -42,12 +45,10 @@ declare module 'fastify' {
   }
 }
 
-const COLLECTIONS: ReadonlyArray<{ kind: ResourceKind; paths: string[] }> = [
-  { kind: 'port', paths: ['/v2.0/ports'] },
-  { kind: 'tap_service', paths: ['/v2.0/taas/tap_services', '/v2.0/taas/tap-services'] },
-  { kind: 'tap_flow', paths: ['/v2.0/taas/tap_flows', '/v2.0/taas/tap-flows'] },
-  { kind: 'tap_mirror', paths: ['/v2.0/taas/tap_mirrors', '/v2.0/taas/tap-mirrors'] },
-];
+// ajv-formats declares its own options type; fastify's plugin list takes plugins of any options.
+const standardFormats = ajvFormats.default as unknown as typeof contractFormats;
+
+const COLLECTIONS: ReadonlyArray<{ kind: ResourceKind; paths: readonly string[] }> = RESOURCE_KINDS.map((kind) => ({ kind, paths: CONTRACT[kind].paths }));
 
 export const EXTENSIONS = [
   { alias: 'taas', name: 'Neutron Tap as a Service', description: 'Neutron Tap as a Service Extension.', updated: '2015-01-14T10:00:00-00:00' },
@@ -81,6 +82,8 @@ export function buildApi(options: ApiOptions): FastifyInstance {
         allErrors: false,
         verbose: true,
       },
+      // The contract's formats (UUIDs, interface names, netns, IP addresses, VLAN filters, tunnel ids) after the standard ones.
+      plugins: [standardFormats, contractFormats],
     },
   });
 
@@ -138,11 +141,11 @@ export function buildApi(options: ApiOptions): FastifyInstance {
         return { [plural]: page.items, [`${plural}_links`]: [{ rel: 'next', href: next.toString() }] };
       });
 
-      app.post<{ Body: Record<string, Record<string, unknown>> }>(path, {
+      app.withTypeProvider<TypeBoxTypeProvider>().post(path, {
         config: { ...authenticated, kind, action: 'create' } satisfies RouteMeta & object,
         schema: { body: createBodySchema(kind), response: { 201: itemReplySchema(kind), ...replyErrors } },
       }, async (request, reply) => {
-        const created = create(service, kind, request.context, request.body[kind]!);
+        const created = create(service, kind, request.context, request.body[kind] as Record<string, unknown>);
         return reply.code(201).send({ [kind]: toView(kind, created) });
       });
 
@@ -205,20 +208,18 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   return app;
 }
 
+/** A create body, its attributes turned into record fields by the contract, to the service. */
 function create(service: TaasService, kind: ResourceKind, context: RequestContext, body: Record<string, unknown>) {
+  const input = inputFromBody(kind, body) as never;
   switch (kind) {
-    case 'port': {
-      const { 'binding:profile': profile, 'binding:host_id': hostId, admin_state_up: _up, ...owned } = body as {
-        'binding:profile': { interface: string; netns?: string | null }; 'binding:host_id'?: string; admin_state_up?: boolean;
-      } & Record<string, string>;
-      return service.createPort(context, { ...owned, interface: profile.interface, netns: profile.netns ?? null, ...(hostId === undefined ? {} : { host_id: hostId }) });
-    }
+    case 'port':
+      return service.createPort(context, input);
     case 'tap_service':
-      return service.createTapService(context, body as never);
+      return service.createTapService(context, input);
     case 'tap_flow':
-      return service.createTapFlow(context, body as never);
+      return service.createTapFlow(context, input);
     case 'tap_mirror':
-      return service.createTapMirror(context, body as never);
+      return service.createTapMirror(context, input);
   }
 }
 

@@ -1,61 +1,31 @@
 /**
  * What the API shows of each resource (Neutron's attribute names, project_id
- * echoed as tenant_id), and Neutron's list semantics over those views:
- * filters on any attribute, `fields`, `limit`/`marker` pagination, sorting.
+ * echoed as tenant_id), read off the resource contract, and Neutron's list
+ * semantics over those views: filters and sort keys on the attributes the
+ * contract marks so, `fields`, `limit`/`marker` pagination.
  */
-import type { ResourceKind, Shown } from '../model/resources.js';
+import { attributeOf, attributesOf, shownValue, type ResourceKind } from '../model/contract.js';
+import type { Shown } from '../model/resources.js';
 import { BadRequest } from '../service/errors.js';
 
 export type View = Record<string, unknown>;
 
-const COMMON = ['id', 'project_id', 'tenant_id', 'name', 'description', 'status', 'status_reason', 'created_at', 'updated_at'];
-
-/** Every attribute a view has, per kind. */
+/** Every attribute a view has (is_visible), per kind, in the order replies show them. */
 export const ATTRIBUTES: Record<ResourceKind, readonly string[]> = {
-  port: [...COMMON, 'mac_address', 'admin_state_up', 'binding:host_id', 'binding:profile'],
-  tap_service: [...COMMON, 'port_id'],
-  tap_flow: [...COMMON, 'tap_service_id', 'source_port', 'direction', 'vlan_filter'],
-  tap_mirror: [...COMMON, 'port_id', 'directions', 'remote_ip', 'mirror_type'],
+  port: visibleAttributes('port'),
+  tap_service: visibleAttributes('tap_service'),
+  tap_flow: visibleAttributes('tap_flow'),
+  tap_mirror: visibleAttributes('tap_mirror'),
 };
 
-/** Attributes whose values are objects: not usable as list filters. */
-const NOT_FILTERABLE = new Set(['binding:profile', 'directions']);
+function visibleAttributes(kind: ResourceKind): string[] {
+  return attributesOf(kind).filter(([, attribute]) => attribute.visible).map(([name]) => name);
+}
 
+/** A resource as the API shows it: each visible attribute, read where the contract says it lives. */
 export function toView<K extends ResourceKind>(kind: K, resource: Shown<K>): View {
-  const common = {
-    id: resource.id,
-    project_id: resource.project_id,
-    tenant_id: resource.project_id,
-    name: resource.name,
-    description: resource.description,
-    status: resource.status,
-    status_reason: resource.status_reason,
-    created_at: resource.created_at,
-    updated_at: resource.updated_at,
-  };
-  switch (kind) {
-    case 'port': {
-      const port = resource as Shown<'port'>;
-      return {
-        ...common,
-        mac_address: port.mac_address,
-        admin_state_up: true,
-        'binding:host_id': port.host_id,
-        'binding:profile': port.netns === null ? { interface: port.interface } : { interface: port.interface, netns: port.netns },
-      };
-    }
-    case 'tap_service':
-      return { ...common, port_id: (resource as Shown<'tap_service'>).port_id };
-    case 'tap_flow': {
-      const flow = resource as Shown<'tap_flow'>;
-      return { ...common, tap_service_id: flow.tap_service_id, source_port: flow.source_port, direction: flow.direction, vlan_filter: flow.vlan_filter };
-    }
-    case 'tap_mirror': {
-      const mirror = resource as Shown<'tap_mirror'>;
-      return { ...common, port_id: mirror.port_id, directions: mirror.directions, remote_ip: mirror.remote_ip, mirror_type: mirror.mirror_type };
-    }
-  }
-  throw new Error(`unknown kind ${String(kind)}`);
+  return Object.fromEntries(attributesOf(kind).filter(([, attribute]) => attribute.visible)
+    .map(([name, attribute]) => [name, shownValue(attribute, name, resource)]));
 }
 
 const PAGING = new Set(['fields', 'limit', 'marker', 'sort_key', 'sort_dir', 'page_reverse']);
@@ -88,7 +58,7 @@ export function queryViews(kind: ResourceKind, views: View[], query: Query): Lis
   let items = views;
   for (const [key, value] of Object.entries(query)) {
     if (PAGING.has(key)) continue;
-    if (!attributes.includes(key) || NOT_FILTERABLE.has(key)) {
+    if (!(attributeOf(kind, key)?.filter ?? false)) {
       throw new BadRequest(`${key} is an invalid filter for ${kind}s`, 'HTTPBadRequest');
     }
     const wanted = new Set(valuesOf(value));
@@ -99,7 +69,7 @@ export function queryViews(kind: ResourceKind, views: View[], query: Query): Lis
   const sortDirs = valuesOf(query.sort_dir);
   if (sortDirs.length > sortKeys.length) throw new BadRequest('The number of sort_keys and sort_dirs must be the same');
   for (const key of sortKeys) {
-    if (!attributes.includes(key) || NOT_FILTERABLE.has(key)) throw new BadRequest(`${key} is an invalid attribute for sort_key`);
+    if (!(attributeOf(kind, key)?.sort ?? false)) throw new BadRequest(`${key} is an invalid attribute for sort_key`);
   }
   for (const dir of sortDirs) {
     if (dir !== 'asc' && dir !== 'desc') throw new BadRequest(`${dir} is an invalid value for sort_dir, valid values are 'asc' and 'desc'`);

@@ -305,8 +305,20 @@ export type RecordOf<K extends ResourceKind> = Flatten<UnionToIntersection<
   deleting: boolean;
 }>;
 
-/** The fields a create may give, record-side (binding:profile as interface and netns), every one optional. */
-export type CreateInput<K extends ResourceKind> = Partial<RecordOf<K>> & { tenant_id?: string };
+/** The fields an attribute gives a create's input: record-side names, the attribute's own when it is not stored. */
+type InputFieldsOf<N extends string, A> =
+  A extends { store: { columns: infer M extends Record<string, string> }; schema: infer S extends TSchema }
+    ? { [P in keyof Static<S> as P extends keyof M ? M[P] : never]: Static<S>[P] }
+    : A extends { store: { column: infer C extends string }; schema: infer S extends TSchema } ? { [P in C]: Static<S> }
+      : A extends { schema: infer S extends TSchema } ? { [P in N]: Static<S> } : Record<never, never>;
+
+type PostedFieldsOf<N extends string, A> =
+  A extends { post: 'required' } ? InputFieldsOf<N, A> : A extends { post: 'optional' } ? Partial<InputFieldsOf<N, A>> : Record<never, never>;
+
+/** What a create gives (allow_post), record-side: binding:profile as interface and netns, binding:host_id as host_id. */
+export type CreateInput<K extends ResourceKind> = Flatten<UnionToIntersection<
+  { [N in keyof Attributes<K>]: PostedFieldsOf<N & string, Attributes<K>[N]> }[keyof Attributes<K>]
+>>;
 
 // ---- between bodies and records ----
 
@@ -339,8 +351,9 @@ export function recordFields<K extends ResourceKind>(kind: K, input: CreateInput
 }
 
 /** An attribute's value as replies show it, from a shown resource (a record with its derived fields). */
-export function shownValue(attribute: Attribute, name: string, resource: Record<string, unknown>): unknown {
+export function shownValue(attribute: Attribute, name: string, shown: object): unknown {
   const { store } = attribute;
+  const resource = shown as Record<string, unknown>;
   if ('column' in store) return resource[store.column];
   if ('columns' in store) {
     return Object.fromEntries(Object.entries(store.columns)

@@ -19,6 +19,11 @@ export function invalidInputMessage(attribute: string, reason: string): string {
   return `Invalid input for ${attribute}. Reason: ${reason}.`;
 }
 
+/** How a message names a value inside an attribute: `binding:profile (interface)`, `directions (IN)`. */
+export function attributePath(attribute: string, keys: readonly string[] = []): string {
+  return keys.length > 0 ? `${attribute} (${keys.join('.')})` : attribute;
+}
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export const isUuid = (text: string): boolean => UUID.test(text);

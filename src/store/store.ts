@@ -9,6 +9,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
+import { attributesOf, columnsOf, RESOURCE_KINDS } from '../model/contract.js';
 import type {
   MirrorDirections, Port, ResourceKind, ResourceOf, TapFlow, TapMirror, TapService,
 } from '../model/resources.js';
@@ -32,15 +33,16 @@ const TABLES: Record<ResourceKind, string> = {
   tap_mirror: 'tap_mirrors',
 };
 
-/** Columns each kind stores directly (tap mirror directions live in their own table). */
-const COLUMNS: Record<ResourceKind, readonly string[]> = {
-  port: ['id', 'project_id', 'name', 'description', 'interface', 'netns', 'host_id', 'deleting', 'created_at', 'updated_at'],
-  tap_service: ['id', 'project_id', 'name', 'description', 'port_id', 'deleting', 'created_at', 'updated_at'],
-  tap_flow: ['id', 'project_id', 'name', 'description', 'tap_service_id', 'source_port', 'direction', 'vlan_filter',
-    'deleting', 'created_at', 'updated_at'],
-  tap_mirror: ['id', 'project_id', 'name', 'description', 'port_id', 'remote_ip', 'mirror_type', 'deleting',
-    'created_at', 'updated_at'],
-};
+/**
+ * Columns each kind stores directly: those the resource contract names, and
+ * the record's `deleting` flag (tap mirror directions live in their own table;
+ * statuses, reasons and MAC addresses are observations, not stored here).
+ */
+const COLUMNS = Object.fromEntries(RESOURCE_KINDS.map((kind) => [kind, [...columnsOf(kind), 'deleting']])) as unknown as Record<ResourceKind, readonly string[]>;
+
+/** Columns an update may set: those of the attributes the contract lets a client change (allow_put). */
+const UPDATABLE = Object.fromEntries(RESOURCE_KINDS.map((kind) => [kind, attributesOf(kind)
+  .flatMap(([, { put, store }]) => (put && 'column' in store ? [store.column] : []))])) as unknown as Record<ResourceKind, readonly string[]>;
 
 /** Every resource, read in one transaction. */
 export interface Snapshot {
@@ -157,11 +159,12 @@ export class Store {
     return row.n;
   }
 
-  /** Sets name and/or description (the only attributes the API lets a client change). */
-  updateAttributes<K extends ResourceKind>(kind: K, id: string, changes: { name?: string; description?: string }): void {
-    const sets = Object.keys(changes).filter((key) => key === 'name' || key === 'description');
+  /** Sets the updatable attributes given (name and description in the TaaS API). */
+  updateAttributes<K extends ResourceKind>(kind: K, id: string, changes: object): void {
+    const sets = Object.keys(changes).filter((key) => UPDATABLE[kind].includes(key));
+    const values = Object.fromEntries(sets.map((key) => [key, (changes as Record<string, unknown>)[key]]));
     this.db.prepare(`UPDATE ${TABLES[kind]} SET ${[...sets, 'updated_at'].map((c) => `${c} = @${c}`).join(', ')} WHERE id = @id`)
-      .run({ ...changes, updated_at: timestamp(), id });
+      .run({ ...values, updated_at: timestamp(), id });
   }
 
   /** Marks rows as being deleted (PENDING_DELETE): they wait for every involved host to release them. */
