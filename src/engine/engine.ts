@@ -20,6 +20,8 @@ export class Engine {
   private readonly native: NativeEngine;
   private closed = false;
   private applying: Promise<void> = Promise.resolve();
+  /** Sinks of the last plan that are tap services on other hosts, by id: their host. */
+  private remoteSinks = new Map<string, string>();
 
   /** Throws a TypeError for invalid options, an Error when the engine cannot start (no descriptors or threads left). */
   constructor(options: EngineOptions = {}) {
@@ -42,11 +44,29 @@ export class Engine {
     const run = this.applying.then(() => this.native.apply(plan));
     this.applying = run.catch(() => undefined);
     await run;
-    return this.native.stats();
+    this.remoteSinks = new Map(plan.sinks.flatMap((sink) => (sink.kind === 'host' ? [[sink.id, sink.host] as const] : [])));
+    return this.stats();
   }
 
   stats(): EngineStats {
-    return this.native.stats();
+    return this.explained(this.native.stats());
+  }
+
+  /**
+   * This engine reaches no other host (tunnels between agents come with
+   * cluster mode): the native engine refuses such a sink as an unknown kind;
+   * say what it is instead.
+   */
+  private explained(stats: EngineStats): EngineStats {
+    if (this.remoteSinks.size === 0) return stats;
+    const reasonFor = (host: string) => `the tap service's port is on host ${host}, and this data path has no tunnel to other hosts`;
+    return {
+      ...stats,
+      sinks: stats.sinks.map((sink) => {
+        const host = this.remoteSinks.get(sink.id);
+        return host === undefined ? sink : { ...sink, ok: false, reason: reasonFor(host) };
+      }),
+    };
   }
 
   /** Stops every worker; stats() keeps returning the final counters. */
