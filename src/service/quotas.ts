@@ -19,7 +19,8 @@ export function isQuotaResource(name: string): name is ResourceKind {
 
 export function checkQuotaLimit(resource: string, limit: unknown): number {
   if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < UNLIMITED || limit > 1_000_000) {
-    throw new BadRequest(`Invalid input for ${resource}. Reason: '${String(limit)}' is not a valid quota: `
+    const shown = typeof limit === 'string' ? limit : JSON.stringify(limit) ?? String(limit);
+    throw new BadRequest(`Invalid input for ${resource}. Reason: '${shown.length > 80 ? `${shown.slice(0, 77)}...` : shown}' is not a valid quota: `
       + 'an integer from -1 (unlimited) to 1000000.');
   }
   return limit;

@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 
-import { canonicalIpAddress, IpAddressError } from '../model/ip-address.js';
+import { canonicalIpAddress, IpAddressError, remoteAddressReason } from '../model/ip-address.js';
 import { recordFields, type CreateInput, type RecordOf } from '../model/contract.js';
 import { isUuid } from '../model/formats.js';
 import {
@@ -142,7 +142,8 @@ export class TaasService {
       const existing = this.store.listWhere('tap_service', 'port_id', port.id)[0];
       if (existing) {
         throw new Conflict('TapServicePortInUse',
-          `Port ${port.id} is already the destination of tap service ${existing.id}; a port receives one service's copies.`);
+          `Port ${port.id} is already the destination of ${canSee(context, existing) ? `tap service ${existing.id}` : 'a tap service of another project'}; `
+          + 'a port receives one service\'s copies.');
       }
       this.ensureNotMirrored(port.id);
     });
@@ -168,7 +169,8 @@ export class TaasService {
       this.ensureNotDestination(sourcePortId, 'the source of a tap flow');
       const overlapping = findOverlappingFlow(flow, this.store.listWhere('tap_flow', 'source_port', sourcePortId));
       if (overlapping) {
-        throw new Conflict('TapFlowOverlap', `Tap flow ${overlapping.id} already mirrors port ${sourcePortId} into tap service `
+        const which = canSee(context, overlapping) ? `Tap flow ${overlapping.id}` : 'A tap flow of another project';
+        throw new Conflict('TapFlowOverlap', `${which} already mirrors port ${sourcePortId} into tap service `
           + `${serviceId} for an overlapping direction and VLAN set: the same frames would arrive twice.`);
       }
     });
@@ -180,7 +182,10 @@ export class TaasService {
     const portId = this.reference(input.port_id);
     let remoteIp: string;
     try {
-      remoteIp = canonicalIpAddress(input.remote_ip).address;
+      const canonical = canonicalIpAddress(input.remote_ip);
+      const unusable = remoteAddressReason(canonical);
+      if (unusable !== undefined) throw invalidInput('remote_ip', unusable);
+      remoteIp = canonical.address;
     } catch (error) {
       if (error instanceof IpAddressError) throw invalidInput('remote_ip', error.message);
       throw error;
@@ -191,13 +196,39 @@ export class TaasService {
       this.usablePort(context, portId, 'InvalidSourcePort', 'Source Port');
       this.ensureNotDestination(portId, 'the port of a tap mirror');
       for (const [direction, tunnelId] of Object.entries(directions)) {
-        const owner = this.store.tunnelOwner(remoteIp, tunnelId);
+        const owner = this.tunnelOwner(remoteIp, tunnelId);
         if (owner) {
+          // Name the mirror only to a caller who may see it: another project's resources do not exist for a member.
+          const user = canSee(context, owner.mirror)
+            ? `tap mirror ${owner.mirror.id} (${owner.direction})` : 'a tap mirror of another project';
           throw new Conflict('TapMirrorTunnelIdInUse', `Tunnel id ${tunnelId} (${direction}) toward ${remoteIp} is already `
-            + `used by tap mirror ${owner.tap_mirror_id} (${owner.direction}): the collector could not tell the sessions apart.`);
+            + `used by ${user}: the collector could not tell the sessions apart.`);
         }
       }
     });
+  }
+
+  /**
+   * The mirror already sending tunnelId to remoteIp, if any. Remotes compare in
+   * canonical form, also those stored before it was canonical (an IPv4-mapped
+   * IPv6 address is its IPv4 address).
+   */
+  private tunnelOwner(remoteIp: string, tunnelId: number): { mirror: TapMirror; direction: string } | undefined {
+    const exact = this.store.tunnelOwner(remoteIp, tunnelId);
+    if (exact) return { mirror: this.store.get('tap_mirror', exact.tap_mirror_id)!, direction: exact.direction };
+    for (const mirror of this.store.list('tap_mirror')) {
+      const direction = (Object.keys(mirror.directions) as Array<keyof MirrorDirections>)
+        .find((key) => mirror.directions[key] === tunnelId);
+      if (direction === undefined) continue;
+      let stored: string;
+      try {
+        stored = canonicalIpAddress(mirror.remote_ip).address;
+      } catch {
+        continue;
+      }
+      if (stored === remoteIp) return { mirror, direction };
+    }
+    return undefined;
   }
 
   // ---- updates and deletes ----
@@ -330,6 +361,7 @@ export class TaasService {
   // ---- quotas (the Neutron quotas API) ----
 
   quotaLimits(context: RequestContext, projectId: string): QuotaLimits {
+    requireQuotaProject(projectId);
     if (!isAdmin(context) && projectId !== context.projectId) {
       throw new PolicyNotAuthorized(`rule:get_quota is disallowed by policy for project ${projectId}`);
     }
@@ -343,6 +375,7 @@ export class TaasService {
 
   setQuotaLimits(context: RequestContext, projectId: string, limits: Record<string, unknown>): QuotaLimits {
     this.requireAdmin(context, 'update_quota');
+    requireQuotaProject(projectId);
     const checked = Object.entries(limits).map(([resource, limit]) => {
       if (!isQuotaResource(resource)) throw new BadRequest(`Unrecognized attribute(s) '${resource}'`);
       return [resource, checkQuotaLimit(resource, limit)] as const;
@@ -355,6 +388,7 @@ export class TaasService {
 
   resetQuotaLimits(context: RequestContext, projectId: string): void {
     this.requireAdmin(context, 'delete_quota');
+    requireQuotaProject(projectId);
     this.store.clearQuotaOverrides(projectId);
   }
 
@@ -456,6 +490,11 @@ export class TaasService {
   private requireAdmin(context: RequestContext, action: string): void {
     if (!isAdmin(context)) throw new PolicyNotAuthorized(`rule:${action} is disallowed by policy`);
   }
+}
+
+/** The project of a quota URL: "/v2.0/quotas/" names none. */
+function requireQuotaProject(projectId: string): void {
+  if (projectId === '') throw invalidInput('project_id', 'the project id must not be empty (/v2.0/quotas/PROJECT)');
 }
 
 /** A tap mirror's directions, refused when both use one tunnel id (the schema checked each id's range). */
