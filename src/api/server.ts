@@ -17,8 +17,12 @@ import { CONTRACT, inputFromBody, RESOURCE_KINDS, type ResourceKind } from '../m
 import type { RequestContext } from '../service/context.js';
 import type { TaasStats } from '../service/stats.js';
 import type { TaasService } from '../service/taas-service.js';
+import { storageFailure } from '../store/storage-errors.js';
 import type { Authenticate } from './auth.js';
 import { classify, errorBody, sendError, type RouteMeta } from './errors.js';
+import {
+  answerServerLevelRequests, clientErrorHandler, frameworkErrors, installJsonParser, loopbackGuard, requireHost, stripJsonSuffix,
+} from './http-guards.js';
 import type { Metrics } from './metrics.js';
 import {
   contractFormats, createBodySchema, itemReplySchema, listReplySchema, neutronErrorSchema, updateBodySchema,
@@ -37,6 +41,11 @@ export interface ApiOptions {
   bodyLimit?: number;
   /** How long a DELETE waits for the hosts to release what it removes before answering 204 anyway (PENDING_DELETE). */
   deleteWaitMs?: number;
+  /**
+   * noauth: serve only requests addressed to a loopback name or to this listen
+   * address, and none from another origin's web page (DNS rebinding, CSRF).
+   */
+  loopbackOnly?: { listenHost: string };
 }
 
 declare module 'fastify' {
@@ -72,7 +81,11 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     // connection closes), not turned away with a 503 the client cannot tell from a failure.
     return503OnClosing: false,
     // Clients of the Neutron v2 API may still ask for "/ports.json".
-    rewriteUrl: (request) => (request.url ?? '/').replace(/\.json(?=$|\?)/, ''),
+    rewriteUrl: (request) => stripJsonSuffix(request.url ?? '/'),
+    // A request without Host reaches the hooks, which answer it in the Neutron format.
+    http: { requireHostHeader: false },
+    frameworkErrors,
+    clientErrorHandler,
     ajv: {
       customOptions: {
         // Unknown attributes are an error (400), never silently dropped; types are not coerced.
@@ -89,8 +102,13 @@ export function buildApi(options: ApiOptions): FastifyInstance {
 
   // Only JSON bodies: anything else is 415, not parsed text.
   app.removeContentTypeParser('text/plain');
+  installJsonParser(app);
+  answerServerLevelRequests(app.server);
   app.decorateRequest('context', undefined as unknown as RequestContext);
 
+  // Before anything else: who may talk to the API at all.
+  app.addHook('onRequest', requireHost);
+  if (options.loopbackOnly) app.addHook('onRequest', loopbackGuard(options.loopbackOnly.listenHost));
   app.addHook('onRequest', async (request) => {
     const authenticated = (request.routeOptions.config as { authenticated?: boolean } | undefined)?.authenticated;
     if (authenticated) request.context = options.authenticate(request);
@@ -102,8 +120,17 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    const { status, type, message } = classify(error, request);
-    if (status >= 500) request.log.error({ err: error }, 'request failed');
+    let answer: ReturnType<typeof classify>;
+    try {
+      // A full or failing disk is the host's trouble, not a bug: 507 or 503, saying so.
+      answer = storageFailure(error) ?? classify(error, request);
+    } catch (failure) {
+      // Describing the error failed too: still a Neutron error, never fastify's own body.
+      request.log.error({ err: failure }, 'classifying an error failed');
+      answer = { status: 500, type: 'HTTPInternalServerError', message: 'Request failed: internal server error while processing your request.' };
+    }
+    const { status, type, message } = answer;
+    if (status >= 500) request.log.error({ err: error, status }, 'request failed');
     return sendError(reply, status, type, message);
   });
   app.setNotFoundHandler((request, reply) => sendError(reply, 404, 'HTTPNotFound', `The resource could not be found: ${request.method} ${request.url.split('?')[0]}`));

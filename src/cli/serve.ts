@@ -98,6 +98,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const app = buildApi({
     service, stats: new TaasStats(service, observations), metrics, authenticate, logger: logger.child({ component: 'api' }),
     metricsNeedAuth: options.auth === 'token',
+    ...(options.auth === 'noauth' ? { loopbackOnly: { listenHost: options.listen.host } } : {}),
   });
 
   const closeAll = async () => {
