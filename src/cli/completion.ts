@@ -7,9 +7,7 @@
 import { Command, Option } from 'commander';
 
 import { UsageError } from './errors.js';
-
-/** Options whose value names a resource, and the noun that lists them. */
-const NAMED_BY_OPTION: Record<string, string> = { '--port': 'port', '--tap-service': 'tap service' };
+import { referenceOptions } from './resources.js';
 const NAMED_VERBS = new Set(['show', 'update', 'delete']);
 
 interface Level {
@@ -77,7 +75,7 @@ ${assign('named', named)}
   done
   if [[ $prev == -* && " \${valued[$path]} \${valued[tapas]} " == *" $prev "* ]]; then
     case $prev in
-${Object.entries(NAMED_BY_OPTION).map(([flag, noun]) => `      ${flag}) COMPREPLY=($(compgen -W "$(_tapas_names ${word(noun)})" -- "$cur")); return ;;`).join('\n')}
+${Object.entries(referenceOptions()).map(([flag, noun]) => `      ${flag}) COMPREPLY=($(compgen -W "$(_tapas_names ${word(noun)})" -- "$cur")); return ;;`).join('\n')}
     esac
     if [[ -n \${choices[$path|$prev]} ]]; then
       COMPREPLY=($(compgen -W "\${choices[$path|$prev]}" -- "$cur"))

@@ -68,6 +68,8 @@ export interface CliOption {
   anyCase?: boolean;
   /** Repeated KEY=VALUE options build the object (keys: the schema's properties). */
   entries?: { example: string };
+  /** Where help lists it, lower first (default 50; ties in attribute order). */
+  order?: number;
 }
 
 export interface CliSpec {
@@ -136,7 +138,7 @@ function common(listed: ListedAt, name: CliOption = { flag: '--name <NAME>', hel
     id: attribute({ schema: Uuid(), post: 'no', store: { column: 'id' }, cli: { heading: 'ID', list: listed.id } }),
     project_id: attribute({
       schema: PROJECT, post: 'optional', store: { column: 'project_id' },
-      cli: { option: { flag: '--project <PROJECT>', help: 'owner project (admin only when it is not yours)' } },
+      cli: { option: { flag: '--project <PROJECT>', help: 'owner project (admin only when it is not yours)', order: 90 } },
     }),
     tenant_id: attribute({ schema: PROJECT, post: 'optional', store: { derived: 'project_id' }, cli: { heading: 'Tenant', list: listed.tenant_id } }),
     name: attribute({
@@ -145,7 +147,7 @@ function common(listed: ListedAt, name: CliOption = { flag: '--name <NAME>', hel
     }),
     description: attribute({
       schema: Type.String({ maxLength: 1024 }), post: 'optional', put: true, default: '', store: { column: 'description' },
-      cli: { option: { flag: '--description <DESCRIPTION>', help: 'description of the {label}' } },
+      cli: { option: { flag: '--description <DESCRIPTION>', help: 'description of the {label}', order: 80 } },
     }),
     status: attribute({ schema: StringEnum(STATUSES), post: 'no', store: { derived: 'status' }, cli: { heading: 'Status', list: listed.status } }),
     status_reason: attribute({ schema: NullableString(), post: 'no', store: { derived: 'status_reason' } }),

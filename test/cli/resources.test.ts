@@ -240,24 +240,31 @@ describe('tapas port / tap service / tap flow / tap mirror against a running dae
     });
   });
 
+  it('a value the contract\'s format refuses is exit 2 before sending, worded as the API words it', async () => {
+    const cases: Array<[string[], string, Record<string, unknown>]> = [
+      [['tap', 'flow', 'create', '--port', 'vm-a', '--tap-service', 'ts_0', '--direction', 'IN', '--vlan-filter', '1-5,'], '/v2.0/taas/tap_flows',
+        { tap_flow: { source_port: ids.vmA, tap_service_id: ids.ts0, direction: 'IN', vlan_filter: '1-5,' } }],
+      [['tap', 'mirror', 'create', '--port', 'vm-a', '--directions', 'IN=2000', '--remote-ip', '198.51.100.8', '--mirror-type', 'erspanv1'], '/v2.0/taas/tap_mirrors',
+        { tap_mirror: { port_id: ids.vmA, directions: { IN: 2000 }, remote_ip: '198.51.100.8', mirror_type: 'erspanv1' } }],
+      [['tap', 'mirror', 'create', '--port', 'vm-a', '--directions', 'IN=5', '--remote-ip', 'collector.example', '--mirror-type', 'gre'], '/v2.0/taas/tap_mirrors',
+        { tap_mirror: { port_id: ids.vmA, directions: { IN: 5 }, remote_ip: 'collector.example', mirror_type: 'gre' } }],
+      [['port', 'create', 'bad-if', '--interface', 'a-very-long-interface'], '/v2.0/ports',
+        { port: { name: 'bad-if', 'binding:profile': { interface: 'a-very-long-interface' } } }],
+      [['port', 'create', 'bad-ns', '--interface', 'eth0', '--netns', '/run/netns/../../proc/1/ns/net'], '/v2.0/ports',
+        { port: { name: 'bad-ns', 'binding:profile': { interface: 'eth0', netns: '/run/netns/../../proc/1/ns/net' } } }],
+    ];
+    for (const [args, path, body] of cases) {
+      const direct = await api.post(path, body);
+      expect(direct.status, args.join(' ')).toBe(400);
+      expect(direct.body.NeutronError.message).toMatch(/^Invalid input for .*\. Reason: .+\.$/);
+      const result = await tapas(...args);
+      expect(result.code, args.join(' ')).toBe(2);
+      expectCleanError(result);
+      expect(result.stderr).toBe(`tapas: ${direct.body.NeutronError.message}\n`);
+    }
+  });
+
   it('the daemon\'s refusals: exit 1 with its NeutronError message, as the API words it', async () => {
-    const direct = await api.post('/v2.0/taas/tap_flows', {
-      tap_flow: { source_port: ids.vmA, tap_service_id: ids.ts0, direction: 'IN', vlan_filter: '1-5,' },
-    });
-    expect(direct.status).toBe(400);
-    const badFilter = await tapas('tap', 'flow', 'create', '--port', 'vm-a', '--tap-service', 'ts_0', '--direction', 'IN', '--vlan-filter', '1-5,');
-    expect(badFilter.code).toBe(1);
-    expectCleanError(badFilter);
-    expect(badFilter.stderr).toBe(`tapas: ${direct.body.NeutronError.message}\n`);
-
-    const session = await tapas('tap', 'mirror', 'create', '--port', 'vm-a', '--directions', 'IN=2000', '--remote-ip', '198.51.100.8', '--mirror-type', 'erspanv1');
-    expect(session.code).toBe(1);
-    expectCleanError(session);
-    expect(session.stderr).toMatch(/2000/);
-
-    const badIp = await tapas('tap', 'mirror', 'create', '--port', 'vm-a', '--directions', 'IN=5', '--remote-ip', 'collector.example', '--mirror-type', 'gre');
-    expect(badIp.code).toBe(1);
-    expect(badIp.stderr).toMatch(/collector\.example/);
 
     // A tap service's own port as a source into it: a loop, 409.
     const loop = await tapas('tap', 'flow', 'create', '--port', 'monitor', '--tap-service', 'ts_0', '--direction', 'BOTH');
@@ -305,6 +312,11 @@ describe('tapas port / tap service / tap flow / tap mirror against a running dae
       [['tap', 'mirror', 'create', '--port', 'vm-a', '--directions', 'IN=1', '--mirror-type', 'gre'], /required option '--remote-ip <IP>'/],
       [['port', 'create', '--interface', 'x0'], /missing required argument 'name'/],
       [['port', 'create', 'p'], /required option '--interface <IF>'/],
+      [['port', 'create', 'p', '--interface', 'eth 0'], /^tapas: Invalid input for binding:profile \(interface\)\. Reason: 'eth 0' is not a valid interface name/],
+      [['port', 'create', 'p', '--interface', 'eth0', '--netns', 'a/../b'], /^tapas: Invalid input for binding:profile \(netns\)\. Reason: 'a\/\.\.\/b' is not a valid network namespace/],
+      [['tap', 'flow', 'create', '--port', 'vm-a', '--tap-service', 'ts_0', '--direction', 'IN', '--vlan-filter', '9-3'], /^tapas: Invalid input for vlan_filter\. Reason: invalid vlan_filter range '9-3'/],
+      [['tap', 'mirror', 'create', '--port', 'vm-a', '--directions', 'OUT=1024', '--remote-ip', '198.51.100.1', '--mirror-type', 'erspanv1'], /^tapas: Invalid input for directions \(OUT\)\. Reason: tunnel id 1024 is not an ERSPAN session id \(0 to 1023\)\./],
+      [['tap', 'mirror', 'create', '--port', 'vm-a', '--directions', 'IN=1', '--remote-ip', 'fe80::1%eth0', '--mirror-type', 'gre'], /^tapas: Invalid input for remote_ip\. Reason: 'fe80::1%eth0' is not a valid IP address\./],
       [['port', 'list', '-f', 'yaml'], /argument 'yaml' is invalid.*table, json, value/],
       [['port', 'list', '-c', 'Colour'], /no column 'Colour': choose from ID, Name, MAC Address, Interface, Netns, Status/],
       [['tap', 'service', 'create', '--port', 'monitor', '-c', 'Nope'], /no column 'Nope'/],
