@@ -37,7 +37,9 @@ std::string query_interface(int fd, const std::string& ifname, InterfaceInfo& in
   info.up = (req.ifr_flags & IFF_UP) != 0;
   info.running = (req.ifr_flags & IFF_RUNNING) != 0;
   info.mac.clear();
-  if (ioctl(fd, SIOCGIFHWADDR, &req) == 0 && req.ifr_hwaddr.sa_family == ARPHRD_ETHER) {
+  // Loopback has a 6-byte (all-zero) address too; other link types have no MAC to show.
+  if (ioctl(fd, SIOCGIFHWADDR, &req) == 0 &&
+      (req.ifr_hwaddr.sa_family == ARPHRD_ETHER || req.ifr_hwaddr.sa_family == ARPHRD_LOOPBACK)) {
     const auto* m = reinterpret_cast<const uint8_t*>(req.ifr_hwaddr.sa_data);
     char text[18];
     std::snprintf(text, sizeof text, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);

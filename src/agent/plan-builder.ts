@@ -147,7 +147,7 @@ export function observe(desired: DesiredState, host: string, stats: DataPathStat
     if (!state) continue;
     const source = sources.get(port.id);
     const counters = source ? { packets: source.packets, bytes: source.bytes, drops: { capture: source.captureDrops } } : undefined;
-    const seen = { present: state.present, up: state.up, running: state.running, mac: state.present ? state.mac : null, mtu: state.present ? state.mtu : null };
+    const seen = { present: state.present, up: state.up, running: state.running, mac: state.present && state.mac !== '' ? state.mac : null, mtu: state.present ? state.mtu : null };
     const extra = { interface: seen, ...(counters ? { counters } : {}) };
     if (!state.present) add('port', port.id, 'ERROR', state.reason ?? `interface '${port.interface}' does not exist`, extra);
     else if (!state.up) add('port', port.id, 'DOWN', 'interface is down', extra);

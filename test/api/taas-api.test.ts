@@ -56,6 +56,16 @@ describe('TaaS API', () => {
     expect((await api.get('/v2.0/ports?name=missing')).body.ports.map((p: { id: string }) => p.id)).toEqual([missing.id]);
   });
 
+  it('accepts a port on a host without an agent, and shows it DOWN with the reason', async () => {
+    const port = await api.port('far-away', 'eth9', undefined, { 'binding:host_id': 'compute-9' });
+    expect(port).toMatchObject({ 'binding:host_id': 'compute-9', status: 'DOWN', status_reason: 'no agent on host compute-9', mac_address: null });
+    const service = await api.create(TS, { tap_service: { port_id: port.id } });
+    expect(service).toMatchObject({ status: 'DOWN', status_reason: 'no agent on host compute-9' });
+    const deleted = await api.request('DELETE', `/v2.0/ports/${port.id}`);
+    expect(deleted.status).toBe(204);
+    expect((await api.get(`${TS}/${service.id}`)).status).toBe(404);
+  });
+
   it('creates a tap service DOWN, shows it under both spellings, and changes only name and description', async () => {
     const port = await newPort();
     const created = await api.post(TS, { tap_service: { name: 'ts-a', port_id: port.id } });
