@@ -91,6 +91,9 @@ Plan plan_variant(int variant) {
     plan.sinks.push_back(port_sink("second", "aux0"));
     plan.rules.push_back({"tagged", "vm", "second", Direction::Both, {{1, 100}}});
   }
+  // Observed by the health thread while apply replaces the list and stats() reads it.
+  plan.interfaces.push_back({"port-src", "src0", ""});
+  if (variant % 2 == 0) plan.interfaces.push_back({"port-dst", "dst0", "/proc/self/ns/net"});
   // A changed spec naming the same namespace another way: the source is re-opened (through setns).
   if (variant % 3 == 2) plan.sources[0].netns = "/proc/self/ns/net";
   return plan;
@@ -177,7 +180,8 @@ int main(int argc, char** argv) {
   for (int i = 0; i < 50 && !recovered; ++i) {
     EngineStats stats = engine.stats();
     const SourceStat* vm = source(stats, "vm");
-    recovered = vm != nullptr && vm->ok && !stats.sinks.empty() && stats.sinks[0].ok;
+    recovered = vm != nullptr && vm->ok && !stats.sinks.empty() && stats.sinks[0].ok && !stats.interfaces.empty() &&
+                stats.interfaces[0].present;
     std::this_thread::sleep_for(100ms);
   }
   CHECK(recovered, "the engine did not recover the deleted interfaces");
