@@ -30,6 +30,8 @@ interface SchemaError {
   params: Record<string, unknown>;
   data?: unknown;
   message?: string;
+  /** The schema holding the failed keyword (ajv's `verbose`). */
+  parentSchema?: { properties?: Record<string, unknown> };
 }
 
 /** Neutron's wording for the first schema failure of a request body. */
@@ -78,9 +80,11 @@ export function describeSchemaError(error: SchemaError, meta: RouteMeta): string
     case 'maxLength':
       reason = `${show(value)} exceeds maximum length of ${String(error.params.limit)}`;
       break;
-    case 'additionalProperties':
-      reason = `unrecognized key '${String(error.params.additionalProperty)}'`;
+    case 'additionalProperties': {
+      const known = Object.keys(error.parentSchema?.properties ?? {});
+      reason = `unrecognized key '${String(error.params.additionalProperty)}'${known.length > 0 ? ` (known: ${known.join(', ')})` : ''}`;
       break;
+    }
     case 'required':
       reason = `required key '${String(error.params.missingProperty)}' is missing`;
       break;
