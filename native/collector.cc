@@ -43,7 +43,13 @@ struct Collector::Runtime {
 };
 
 Collector::Collector() = default;
-Collector::~Collector() { stop(); }
+Collector::~Collector() {
+  // A destructor must not throw (a failed join would end the process).
+  try {
+    stop();
+  } catch (...) {
+  }
+}
 
 static std::string open_listener(int family, const std::string& listen_ip, int& fd, int& socket_errno) {
   fd = socket(family, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, encap::kIpProtocolGre);
