@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 
-import { canonicalIpAddress, IpAddressError, remoteAddressReason } from '../model/ip-address.js';
+import { canonicalIpAddress, remoteAddressReason } from '../model/ip-address.js';
 import { recordFields, type CreateInput, type RecordOf } from '../model/contract.js';
 import { isUuid } from '../model/formats.js';
 import {
@@ -180,16 +180,11 @@ export class TaasService {
     this.requireWriter(context, 'create_tap_mirror');
     const projectId = this.owningProject(context, input);
     const portId = this.reference(input.port_id);
-    let remoteIp: string;
-    try {
-      const canonical = canonicalIpAddress(input.remote_ip);
-      const unusable = remoteAddressReason(canonical);
-      if (unusable !== undefined) throw invalidInput('remote_ip', unusable);
-      remoteIp = canonical.address;
-    } catch (error) {
-      if (error instanceof IpAddressError) throw invalidInput('remote_ip', error.message);
-      throw error;
-    }
+    // The schema checked that it is an IP address; what is left is whether it can be a collector's.
+    const canonical = canonicalIpAddress(input.remote_ip);
+    const unusable = remoteAddressReason(canonical);
+    if (unusable !== undefined) throw invalidInput('remote_ip', unusable);
+    const remoteIp = canonical.address;
     const directions = distinctTunnelIds(input.directions);
     const mirror: TapMirror = { ...this.newRecord('tap_mirror', projectId, input), port_id: portId, directions, remote_ip: remoteIp };
     return this.insert('tap_mirror', mirror, () => {
