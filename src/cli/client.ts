@@ -6,6 +6,8 @@
  */
 import { Command, Option } from 'commander';
 
+import { isUuid } from '../model/formats.js';
+
 import { UsageError } from './errors.js';
 
 export const DEFAULT_ENDPOINT = 'http://127.0.0.1:9696';
@@ -25,7 +27,6 @@ export interface Collection {
   path: string;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const REQUEST_TIMEOUT_MS = 30_000;
 
 export type Resource = Record<string, unknown> & { id: string };
@@ -130,7 +131,7 @@ export class ApiClient {
    * match exactly one resource (`GET ...?name=X`), as the OpenStack client requires.
    */
   async find(collection: Collection, nameOrId: string): Promise<Resource> {
-    if (UUID.test(nameOrId)) {
+    if (isUuid(nameOrId)) {
       try {
         return await this.get(collection, nameOrId);
       } catch (error) {
