@@ -48,24 +48,17 @@ function netnsReason(text: string): string | undefined {
   return `${showValue(text)} is not a valid network namespace (a name under /run/netns or an absolute path, without '..')`;
 }
 
-function ipAddressReason(text: string): string | undefined {
-  try {
-    canonicalIpAddress(text);
-    return undefined;
-  } catch (error) {
-    if (error instanceof IpAddressError) return error.message;
-    throw error;
-  }
-}
-
-function vlanFilterReason(text: string): string | undefined {
-  try {
-    parseVlanFilter(text);
-    return undefined;
-  } catch (error) {
-    if (error instanceof VlanFilterError) return error.message;
-    throw error;
-  }
+/** The reason a parser gives for refusing text, when it throws its own error class. */
+function parserReason(parse: (text: string) => unknown, refusal: new (...args: never[]) => Error) {
+  return (text: string): string | undefined => {
+    try {
+      parse(text);
+      return undefined;
+    } catch (error) {
+      if (error instanceof refusal) return error.message;
+      throw error;
+    }
+  };
 }
 
 /** ERSPAN type II carries a 10-bit session id. */
@@ -88,8 +81,8 @@ export const FORMATS = {
   uuid: stringFormat((text) => (isUuid(text) ? undefined : `${showValue(text)} is not a valid UUID`)),
   'interface-name': stringFormat(interfaceNameReason),
   netns: stringFormat(netnsReason),
-  'ip-address': stringFormat(ipAddressReason),
-  'vlan-filter': stringFormat(vlanFilterReason),
+  'ip-address': stringFormat(parserReason(canonicalIpAddress, IpAddressError)),
+  'vlan-filter': stringFormat(parserReason(parseVlanFilter, VlanFilterError)),
   'gre-key': numberFormat(tunnelIdReason('a GRE key', GRE_MAX_KEY)),
   'erspan-session-id': numberFormat(tunnelIdReason('an ERSPAN session id', ERSPAN_MAX_SESSION_ID)),
 } satisfies Record<string, Format>;

@@ -31,12 +31,6 @@ interface Owned {
   tenant_id?: string;
 }
 
-/** What a create gives, as the resource contract declares it (record-side names). */
-export type PortCreate = CreateInput<'port'>;
-export type TapServiceCreate = CreateInput<'tap_service'>;
-export type TapFlowCreate = CreateInput<'tap_flow'>;
-export type TapMirrorCreate = CreateInput<'tap_mirror'>;
-
 export interface AttributeChanges {
   name?: string;
   description?: string;
@@ -116,7 +110,7 @@ export class TaasService {
 
   // ---- creates ----
 
-  createPort(context: RequestContext, input: PortCreate): Shown<'port'> {
+  createPort(context: RequestContext, input: CreateInput<'port'>): Shown<'port'> {
     // Registering a host interface decides what the daemon (root) may capture:
     // an operator's job, like binding a VM's port. Members use the ports given to them.
     this.requireAdmin(context, 'create_port');
@@ -132,7 +126,7 @@ export class TaasService {
     });
   }
 
-  createTapService(context: RequestContext, input: TapServiceCreate): Shown<'tap_service'> {
+  createTapService(context: RequestContext, input: CreateInput<'tap_service'>): Shown<'tap_service'> {
     this.requireWriter(context, 'create_tap_service');
     const projectId = this.owningProject(context, input);
     const portId = this.reference(input.port_id);
@@ -149,7 +143,7 @@ export class TaasService {
     });
   }
 
-  createTapFlow(context: RequestContext, input: TapFlowCreate): Shown<'tap_flow'> {
+  createTapFlow(context: RequestContext, input: CreateInput<'tap_flow'>): Shown<'tap_flow'> {
     this.requireWriter(context, 'create_tap_flow');
     const projectId = this.owningProject(context, input);
     const serviceId = this.reference(input.tap_service_id);
@@ -176,7 +170,7 @@ export class TaasService {
     });
   }
 
-  createTapMirror(context: RequestContext, input: TapMirrorCreate): Shown<'tap_mirror'> {
+  createTapMirror(context: RequestContext, input: CreateInput<'tap_mirror'>): Shown<'tap_mirror'> {
     this.requireWriter(context, 'create_tap_mirror');
     const projectId = this.owningProject(context, input);
     const portId = this.reference(input.port_id);
