@@ -22,6 +22,8 @@ export class Engine {
   private applying: Promise<void> = Promise.resolve();
   /** Sinks of the last plan that are tap services on other hosts, by id: their host. */
   private remoteSinks = new Map<string, string>();
+  /** Rules of the last plan into such sinks, by id: the host. */
+  private remoteRules = new Map<string, string>();
 
   /** Throws a TypeError for invalid options, an Error when the engine cannot start (no descriptors or threads left). */
   constructor(options: EngineOptions = {}) {
@@ -45,6 +47,10 @@ export class Engine {
     this.applying = run.catch(() => undefined);
     await run;
     this.remoteSinks = new Map(plan.sinks.flatMap((sink) => (sink.kind === 'host' ? [[sink.id, sink.host] as const] : [])));
+    this.remoteRules = new Map(plan.rules.flatMap((rule) => {
+      const host = this.remoteSinks.get(rule.sinkId);
+      return host === undefined ? [] : [[rule.id, host] as const];
+    }));
     return this.stats();
   }
 
@@ -54,8 +60,8 @@ export class Engine {
 
   /**
    * This engine reaches no other host (tunnels between agents come with
-   * cluster mode): the native engine refuses such a sink as an unknown kind;
-   * say what it is instead.
+   * cluster mode): the native engine refuses such a sink, and the rules into
+   * it, as of an unknown kind; say what it is instead.
    */
   private explained(stats: EngineStats): EngineStats {
     if (this.remoteSinks.size === 0) return stats;
@@ -65,6 +71,11 @@ export class Engine {
       sinks: stats.sinks.map((sink) => {
         const host = this.remoteSinks.get(sink.id);
         return host === undefined ? sink : { ...sink, ok: false, reason: reasonFor(host) };
+      }),
+      // Only the sink's own refusal is reworded: a rule refused for another reason (a duplicate id) keeps it.
+      rules: stats.rules.map((rule) => {
+        const host = this.remoteRules.get(rule.id);
+        return host === undefined || rule.reason !== "unknown sink kind 'host'" ? rule : { ...rule, reason: reasonFor(host) };
       }),
     };
   }
@@ -76,7 +87,7 @@ export class Engine {
       await this.applying;
       this.native.close();
     }
-    return this.native.stats();
+    return this.stats();
   }
 }
 
