@@ -235,10 +235,6 @@ export const CONTRACT = {
         schema: NullableString({ format: 'vlan-filter', maxLength: 1024 }), post: 'optional', default: null, store: { column: 'vlan_filter' },
         cli: { option: { flag: '--vlan-filter <VLAN_FILTER>', help: 'only frames of these VLAN ids, e.g. 1-5,9,18-27' } },
       }),
-      comment: attribute({
-        schema: Type.String({ maxLength: 255 }), post: 'optional', put: true, default: '', store: { column: 'comment' },
-        cli: { heading: 'Comment', option: { flag: '--comment <COMMENT>', help: 'a note on the {label}' } },
-      }),
     },
   },
   tap_mirror: {

@@ -112,8 +112,4 @@ export const MIGRATIONS: readonly string[] = [
   DROP INDEX ports_by_interface;
   CREATE UNIQUE INDEX ports_by_interface ON ports (host_id, interface, ifnull(netns, ''));
   `,
-  // 3: a tap flow's comment.
-  `
-  ALTER TABLE tap_flows ADD COLUMN comment TEXT NOT NULL DEFAULT '';
-  `,
 ];
