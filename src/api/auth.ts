@@ -12,11 +12,14 @@ import { readFileSync, statSync } from 'node:fs';
 import type { FastifyRequest } from 'fastify';
 
 import { ROLES, type RequestContext, type Role } from '../service/context.js';
-import { NeutronError } from '../service/errors.js';
+import { BadRequest, NeutronError } from '../service/errors.js';
 
 export type AuthMode = 'noauth' | 'token';
 
 export const NOAUTH_DEFAULT_PROJECT = 'default';
+
+/** The longest project id a body may give (the contract's project_id), so also the longest a header may. */
+const MAX_PROJECT_ID_LENGTH = 255;
 
 export class TokensFileError extends Error {}
 
@@ -78,6 +81,10 @@ export function noauth(): Authenticate {
     const header = request.headers['x-project-id'] ?? request.headers['x-tenant-id'];
     // An admin may also name another project in a create's body (the service honours it).
     const projectId = typeof header === 'string' && header !== '' ? header : NOAUTH_DEFAULT_PROJECT;
+    // As long as a project_id in a body may be: resources are stamped with it.
+    if (projectId.length > MAX_PROJECT_ID_LENGTH) {
+      throw new BadRequest(`Invalid input for X-Project-Id. Reason: a project id has at most ${MAX_PROJECT_ID_LENGTH} characters, not ${projectId.length}.`);
+    }
     return { projectId, roles: ['admin'] };
   };
 }
