@@ -370,33 +370,6 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   std::shared_ptr<Engine> engine_;
 };
 
-// A one-off look at an interface through a packet socket (privileges
-// included). To follow interfaces over time, use the plan's `interfaces`.
-Napi::Value ProbeInterface(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "probeInterface(ifname: string, netns?: string)");
-  const std::string ifname = info[0].As<Napi::String>().Utf8Value();
-  const std::string problem = check_interface_name(ifname);
-  if (!problem.empty()) throw Napi::TypeError::New(env, "'" + ifname + "' is not an interface name: it " + problem);
-  std::string netns;
-  if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsNull()) {
-    if (!info[1].IsString()) throw Napi::TypeError::New(env, "probeInterface: netns must be a string, not " + shown(info[1]));
-    netns = info[1].As<Napi::String>().Utf8Value();
-  }
-  return guarded(env, "cannot look at the interface", [&] {
-    InterfaceInfo interface;
-    std::string error = probe_interface(ifname, netns, interface);
-    if (!error.empty()) throw Napi::Error::New(env, error);
-    Napi::Object result = Napi::Object::New(env);
-    result.Set("ifindex", interface.ifindex);
-    result.Set("mtu", interface.mtu);
-    result.Set("mac", interface.mac);
-    result.Set("up", interface.up);
-    result.Set("running", interface.running);
-    return result;
-  });
-}
-
 // Pure helpers over the tunnel formats (no sockets), for tests and tools.
 
 encap::TunnelHeaders to_tunnel_headers(const Fields& options) {
@@ -541,7 +514,6 @@ class NativeCollector : public Napi::ObjectWrap<NativeCollector> {
 Napi::Object define_exports(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeEngine", NativeEngine::Define(env));
   exports.Set("NativeCollector", NativeCollector::Define(env));
-  exports.Set("probeInterface", Napi::Function::New(env, ProbeInterface));
   exports.Set("encapsulate", Napi::Function::New(env, Encapsulate));
   exports.Set("parseTunnelPacket", Napi::Function::New(env, ParseTunnelPacket));
   exports.Set("erspanIndexFor", Napi::Function::New(env, ErspanIndexFor));

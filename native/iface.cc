@@ -73,17 +73,4 @@ LinkState bound_link_state(int fd, int ifindex) {
   return (req.ifr_flags & IFF_UP) != 0 ? LinkState::Up : LinkState::Down;
 }
 
-std::string probe_interface(const std::string& ifname, const std::string& netns, InterfaceInfo& info) {
-  NetnsScope scope(netns);
-  if (!scope.ok()) return scope.error();
-  int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    return errno == EPERM ? "opening a packet socket needs CAP_NET_RAW (run as root)"
-                          : "cannot open a packet socket: " + errno_text(errno);
-  }
-  std::string error = query_interface(fd, ifname, info);
-  close(fd);
-  return error;
-}
-
 }  // namespace tapas

@@ -26,11 +26,5 @@ std::string query_interface(int fd, const std::string& ifname, InterfaceInfo& in
 enum class LinkState { Up, Down, Removed };
 LinkState bound_link_state(int fd, int ifindex);
 
-// Opens a packet socket in netns and queries ifname: a check of privileges,
-// namespace and name before asking the engine for anything. Each call opens
-// and closes a packet socket, whose close waits for an RCU grace period
-// (~12 ms): to follow interfaces over time, put them in the plan's
-// `interfaces` instead (iface_watch.h).
-std::string probe_interface(const std::string& ifname, const std::string& netns, InterfaceInfo& info);
 
 }  // namespace tapas

@@ -1,5 +1,5 @@
 import {
-  loadAddon, type EngineStats, type InterfaceInfo, type NativeEngine, type RingSettings, type WorkerPriority,
+  loadAddon, type EngineStats, type NativeEngine, type RingSettings, type WorkerPriority,
 } from './native.js';
 import type { Plan } from './plan.js';
 
@@ -91,18 +91,9 @@ export class Engine {
   }
 }
 
-/**
- * One look at an interface through a packet socket, privileges included. Each
- * call waits ~12 ms (the socket's close waits for an RCU grace period): to
- * follow interfaces, list them in Plan.interfaces and read stats().interfaces.
- */
-export function probeInterface(ifname: string, netns?: string): InterfaceInfo {
-  return loadAddon().probeInterface(ifname, netns);
-}
-
 export { WORKER_PRIORITIES } from './native.js';
 export type {
-  EngineStats, InterfaceInfo, InterfaceStats, PacketSourceStats, RingSettings, RuleStats, SinkStats, SourceStats,
+  EngineStats, InterfaceStats, PacketSourceStats, RingSettings, RuleStats, SinkStats, SourceStats,
   EndpointHealth, WorkerPriority,
 } from './native.js';
 export type * from './plan.js';

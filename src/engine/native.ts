@@ -98,16 +98,6 @@ export interface EngineStats {
   interfaces: InterfaceStats[];
 }
 
-/** probeInterface's answer. */
-export interface InterfaceInfo {
-  ifindex: number;
-  mtu: number;
-  mac: string;
-  up: boolean;
-  /** Carrier (IFF_RUNNING). */
-  running: boolean;
-}
-
 /**
  * The AF_PACKET ring every source is captured with: an engine option, the
  * same for every source (the plan says only what to mirror).
@@ -232,8 +222,6 @@ export interface NativeAddon {
    * One look through a packet socket (whose close waits ~12 ms for an RCU grace
    * period): throws with a readable reason (no such interface or netns, no
    * CAP_NET_RAW). To follow interfaces, put them in Plan.interfaces instead.
-   */
-  probeInterface(ifname: string, netns?: string): InterfaceInfo;
   /** Opens its raw sockets at once (throws a readable reason) and receives on a native thread. */
   NativeCollector: new (options: CollectorOptions) => NativeCollector;
   /** The IP payload a tunnel sink sends for frame; maxInner cuts the frame (and sets ERSPAN's T bit). */
