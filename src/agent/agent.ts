@@ -11,7 +11,7 @@
 import type { Logger } from 'pino';
 
 import type { Plan } from '../engine/plan.js';
-import type { DesiredState, DesiredStateSource, ObservationSink } from '../model/observation.js';
+import type { DesiredState, DesiredStateSource, Observation, ObservationSink } from '../model/observation.js';
 import { buildPlan, observe, type DataPathStats } from './plan-builder.js';
 
 /** What the agent needs from a data path: the Engine fits it. */
@@ -46,6 +46,8 @@ export class Agent {
   private changed = true;
   /** The last apply failure logged: a refused plan is retried every tick, but logged once. */
   private lastFailure: string | undefined;
+  /** What the last report said of each resource, to log changes only. */
+  private lastStatuses = new Map<string, string>();
 
   constructor(options: AgentOptions) {
     this.options = { intervalMs: 1000, ...options };
@@ -114,15 +116,27 @@ export class Agent {
         // A refused plan leaves the previous one running: report that revision, so that no
         // delete counts as carried out while the data path may still carry it.
         if ('failure' in stats && previous) {
-          this.options.observations.report({ host, revision: previous.revision, observations: observe(desired, host, stats) });
+          this.report(previous.revision, observe(desired, host, stats));
           return;
         }
       }
-      this.options.observations.report({ host, revision: desired.revision, observations: observe(desired, host, stats) });
+      this.report(desired.revision, observe(desired, host, stats));
     } catch (error) {
       // The desired state could not be read (the store is closing): the next tick tries again.
       logger.error({ err: error }, 'reconcile failed');
     }
+  }
+
+  private report(revision: number, observations: Observation[]): void {
+    const statuses = new Map<string, string>();
+    for (const { kind, id, status, reason } of observations) {
+      const key = `${kind}/${id}`;
+      const text = reason ? `${status}: ${reason}` : status;
+      statuses.set(key, text);
+      if (this.lastStatuses.get(key) !== text) this.options.logger.info({ kind, id, status, reason: reason ?? undefined }, 'status');
+    }
+    this.lastStatuses = statuses;
+    this.options.observations.report({ host: this.options.host, revision, observations });
   }
 
   private async applyPlan(desired: DesiredState): Promise<DataPathStats | { failure: string }> {
