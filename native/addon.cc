@@ -266,6 +266,7 @@ Napi::Object to_js(Napi::Env env, const EngineStats& stats) {
     o.Set("mtu", number(i.mtu));
     o.Set("ifindex", Napi::Number::New(env, i.ifindex));
     if (!i.reason.empty()) o.Set("reason", i.reason);
+    if (!i.same_as.empty()) o.Set("sameAs", i.same_as);
   }));
   return result;
 }

@@ -78,6 +78,8 @@ std::string where(const std::string& ifname, const std::string& netns) {
   return "interface '" + ifname + "'" + (netns.empty() ? "" : " in network namespace '" + netns + "'");
 }
 
+std::string deleted(const std::string& netns) { return "network namespace '" + netns + "' was deleted"; }
+
 template <typename Stat>
 Stat& entry(std::vector<Stat>& list, const std::string& id) {
   list.emplace_back();
@@ -144,12 +146,17 @@ void open_lanes(const std::vector<Slot*>& slots, size_t workers, Open open, Hand
     for (size_t w = 0; w < workers && error.empty(); ++w) error = errors[s * workers + w];
     if (!error.empty()) {
       for (size_t w = 0; w < workers; ++w) closes.emplace_back([&endpoint = opened[s * workers + w]] { endpoint.reset(); });
-      slot.health.set_failed(error);
+      // Still no namespace of that name: it was deleted, which says more than "does not exist".
+      if (!slot.netns_gone || netns_identity(slot.spec.netns).ok) {
+        slot.netns_gone = false;
+        slot.health.set_failed(error);
+      }
       slot.retry_at = Clock::now() + kRetryInterval;
       continue;
     }
     for (size_t w = 0; w < workers; ++w) hand_over(w, *slot.lanes[w], std::move(opened[s * workers + w]));
     slot.open = true;
+    slot.netns_gone = false;
     slot.health.set_ok();
   }
   run_parallel(closes);
@@ -218,7 +225,18 @@ void Engine::install(Updates& updates) {
 std::string Engine::apply(const Plan& plan) {
   std::lock_guard<std::mutex> control(control_mu_);
   if (closed_) return "the engine is closed";
-  const PlanVerdict verdict = check_plan(plan);
+  plan_ = plan;
+  verdict_ = check_plan(plan_, resolve_identities(plan_));
+  next_identity_check_ = Clock::now() + kRetryInterval;
+  run_plan();
+  // The first observation, before apply returns: stats() has them at once.
+  interfaces_.watch(plan_.interfaces, verdict_.interfaces);
+  return "";
+}
+
+void Engine::run_plan() {
+  const Plan& plan = plan_;
+  const PlanVerdict& verdict = verdict_;
   auto refusal = [](const std::map<std::string, std::string>& refused, const std::string& id) {
     auto it = refused.find(id);
     return it == refused.end() ? std::string() : it->second;
@@ -245,9 +263,11 @@ std::string Engine::apply(const Plan& plan) {
     SinkSlot* slot = find(sinks_, created_sinks, spec.id, [&] { return new_slot<SinkSlot>(); });
     sink_by_id[spec.id] = slot;
     slot->refused = refusal(verdict.sinks, spec.id);
+    if (!(slot->spec == spec)) slot->netns_gone = false;
     if (!slot->refused.empty()) {
       unplug_sink(*slot, updates);
       slot->spec = spec;
+      slot->netns_gone = false;
       slot->health.set_failed(slot->refused);
       continue;
     }
@@ -272,9 +292,11 @@ std::string Engine::apply(const Plan& plan) {
     });
     source_by_id[spec.id] = slot;
     slot->refused = refusal(verdict.sources, spec.id);
+    if (!(slot->spec == spec)) slot->netns_gone = false;
     if (!slot->refused.empty()) {
       unplug_source(*slot, updates);
       slot->spec = spec;
+      slot->netns_gone = false;
       slot->health.set_failed(slot->refused);
       continue;
     }
@@ -338,10 +360,6 @@ std::string Engine::apply(const Plan& plan) {
     sinks_.swap(sinks);
     rules_.swap(rules);
   }
-
-  // The first observation, before apply returns: stats() has them at once.
-  interfaces_.watch(plan.interfaces, verdict.interfaces);
-  return "";
 }
 
 void Engine::health_loop() {
@@ -372,19 +390,69 @@ void Engine::health_tick(Clock::time_point& next_interface_refresh) {
 
 void Engine::check_health() {
   const auto now = Clock::now();
-  Updates updates(workers_.size());
+  // What each namespace file is now (stat only, never blocks), once per tick however many slots name it.
+  std::map<std::string, NetnsIdentity> namespaces;
+  auto namespace_now = [&](const std::string& netns) -> const NetnsIdentity& {
+    auto it = namespaces.find(netns);
+    if (it == namespaces.end()) it = namespaces.emplace(netns, netns_identity(netns)).first;
+    return it->second;
+  };
+  // A failed slot is opened again once its retry time has come; one whose
+  // namespace was deleted waits for a namespace of that name.
+  auto due = [&](auto& slot) {
+    if (!slot.refused.empty() || slot.open || now < slot.retry_at) return false;
+    if (slot.netns_gone && !namespace_now(slot.spec.netns).ok) {
+      slot.retry_at = now + kRetryInterval;
+      return false;
+    }
+    return true;
+  };
   std::vector<SourceSlot*> sources_to_open;
   std::vector<SinkSlot*> sinks_to_open;
   for (auto& [id, slot] : sources_) {
-    if (!slot->refused.empty()) continue;
-    if (!slot->open) {
-      if (now >= slot->retry_at) sources_to_open.push_back(slot.get());
-      continue;
+    if (due(*slot)) sources_to_open.push_back(slot.get());
+  }
+  for (auto& [id, slot] : sinks_) {
+    if (due(*slot)) sinks_to_open.push_back(slot.get());
+  }
+
+  // Before anything is opened again (an interface or namespace came back),
+  // and now and then while an entry is refused as the same interface as
+  // another, look again at what each entry is: a spelling that named nothing
+  // may now name an interface another entry runs on, and a refusal may lift.
+  if (!sources_to_open.empty() || !sinks_to_open.empty() || (verdict_.by_identity && now >= next_identity_check_)) {
+    next_identity_check_ = now + kRetryInterval;
+    PlanVerdict verdict = check_plan(plan_, resolve_identities(plan_));
+    if (!(verdict == verdict_)) {
+      verdict_ = std::move(verdict);
+      run_plan();  // closes what is refused now, opens what is not
+      return;
     }
+  }
+
+  Updates updates(workers_.size());
+  for (auto& [id, slot] : sources_) {
+    if (!slot->refused.empty() || !slot->open) continue;
     for (auto& lane : slot->lanes) {
       RingStatistics stats = lane->ring->take_statistics();
       lane->counters.capture_drops.add(stats.drops);
       lane->counters.ring_freezes.add(stats.freezes);
+    }
+    // A socket keeps its namespace, and every interface in it, alive: once
+    // the namespace file is gone (ip netns del) or names another namespace,
+    // let go, so that the kernel can free them.
+    if (!slot->spec.netns.empty()) {
+      const NetnsIdentity& current = namespace_now(slot->spec.netns);
+      const bool same = current.ok && std::all_of(slot->lanes.begin(), slot->lanes.end(), [&](const auto& lane) {
+        return lane->ring->netns_identity() == current;
+      });
+      if (!same) {
+        unplug_source(*slot, updates);
+        slot->health.set_failed(deleted(slot->spec.netns));
+        slot->netns_gone = true;
+        slot->retry_at = now + kRetryInterval;
+        continue;
+      }
     }
     switch (slot->lanes[0]->ring->link_state()) {
       case LinkState::Removed:
@@ -402,10 +470,19 @@ void Engine::check_health() {
     }
   }
   for (auto& [id, slot] : sinks_) {
-    if (!slot->refused.empty()) continue;
-    if (!slot->open) {
-      if (now >= slot->retry_at) sinks_to_open.push_back(slot.get());
-      continue;
+    if (!slot->refused.empty() || !slot->open) continue;
+    if (!slot->spec.netns.empty()) {
+      const NetnsIdentity& current = namespace_now(slot->spec.netns);
+      const bool same = current.ok && std::all_of(slot->lanes.begin(), slot->lanes.end(), [&](const auto& lane) {
+        return lane->sink->netns_identity() == current;
+      });
+      if (!same) {
+        unplug_sink(*slot, updates);
+        slot->health.set_failed(deleted(slot->spec.netns));
+        slot->netns_gone = true;
+        slot->retry_at = now + kRetryInterval;
+        continue;
+      }
     }
     const std::string name = slot->spec.kind == SinkKind::Port ? where(slot->spec.ifname, slot->spec.netns)
                                                                 : "the route to " + slot->spec.remote_ip;

@@ -61,6 +61,9 @@ class Engine {
     std::atomic<uint32_t> block_timeout_ms{0};
     Health health;
     Clock::time_point retry_at;
+    // Closed because its namespace was deleted: it waits for a namespace of
+    // that name, and says so meanwhile.
+    bool netns_gone = false;
     std::vector<std::unique_ptr<SourceLane>> lanes;  // one per worker
   };
   struct SinkSlot {
@@ -70,6 +73,7 @@ class Engine {
     bool open = false;
     Health health;
     Clock::time_point retry_at;
+    bool netns_gone = false;
     std::vector<std::unique_ptr<SinkLane>> lanes;
   };
   struct RuleSlot {
@@ -87,6 +91,9 @@ class Engine {
   void unplug_sink(SinkSlot& slot, Updates& updates);
   // Hands the updates to the workers, then closes what they gave back.
   void install(Updates& updates);
+  // Makes the workers run plan_ as verdict_ allows (apply, and the health
+  // thread when identities change the verdict).
+  void run_plan();
   void health_loop();
   void health_tick(Clock::time_point& next_interface_refresh);
   void check_health();
@@ -97,6 +104,9 @@ class Engine {
   uint16_t next_fanout_group_;
 
   std::mutex control_mu_;           // one apply or health check at a time
+  Plan plan_;                       // the last plan applied
+  PlanVerdict verdict_;             // what of it runs, as last resolved
+  Clock::time_point next_identity_check_;
   mutable std::mutex registry_mu_;  // the maps below, as stats() walks them
   std::map<std::string, std::unique_ptr<SourceSlot>> sources_;
   std::map<std::string, std::unique_ptr<SinkSlot>> sinks_;

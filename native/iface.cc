@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <map>
 
 #include "netns.h"
 
@@ -71,6 +72,47 @@ LinkState bound_link_state(int fd, int ifindex) {
   if (ioctl(fd, SIOCGIFNAME, &req) != 0) return LinkState::Removed;
   if (ioctl(fd, SIOCGIFFLAGS, &req) != 0) return LinkState::Removed;
   return (req.ifr_flags & IFF_UP) != 0 ? LinkState::Up : LinkState::Down;
+}
+
+bool same_interface(const InterfaceIdentity& a, const InterfaceIdentity& b) {
+  const bool same_netns = a.netns.ok && b.netns.ok ? a.netns == b.netns : a.netns_key == b.netns_key;
+  if (!same_netns) return false;
+  return a.ifindex != 0 && b.ifindex != 0 ? a.ifindex == b.ifindex : a.ifname == b.ifname;
+}
+
+InterfaceIdentity spelled_interface(const std::string& ifname, const std::string& netns) {
+  InterfaceIdentity identity;
+  identity.netns = netns_identity(netns);
+  identity.netns_key = netns_key(netns);
+  identity.ifname = ifname;
+  return identity;
+}
+
+std::vector<InterfaceIdentity> resolve_interfaces(const std::vector<std::pair<std::string, std::string>>& names) {
+  std::vector<InterfaceIdentity> identities;
+  identities.reserve(names.size());
+  std::map<std::string, std::vector<size_t>> by_netns;
+  for (size_t i = 0; i < names.size(); ++i) {
+    const auto& [ifname, netns] = names[i];
+    InterfaceIdentity& identity = identities.emplace_back();
+    identity.netns_key = netns_key(netns);
+    identity.ifname = ifname;
+    by_netns[netns].push_back(i);
+  }
+  for (const auto& [netns, indexes] : by_netns) {
+    NetnsScope scope(netns);  // fails fast on a FIFO, a device or another kind of namespace
+    if (!scope.ok()) continue;
+    // AF_UNIX: no privilege, no protocol, and no RCU grace period on close.
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    for (size_t i : indexes) {
+      InterfaceIdentity& identity = identities[i];
+      identity.netns = scope.identity();
+      ifreq req;
+      if (fd >= 0 && fill_ifreq(req, identity.ifname) && ioctl(fd, SIOCGIFINDEX, &req) == 0) identity.ifindex = req.ifr_ifindex;
+    }
+    if (fd >= 0) close(fd);
+  }
+  return identities;
 }
 
 }  // namespace tapas

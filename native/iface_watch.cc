@@ -58,16 +58,21 @@ InterfaceWatch::Namespace& InterfaceWatch::namespace_for(const std::string& netn
   const NetnsIdentity now = netns_identity(netns);
   if (now.ok && now == space.identity && (space.fd >= 0 || !space.error.empty())) return space;
   // Gone, replaced (a namespace re-created under the same name) or never looked at.
+  if (space.fd >= 0 && !now.ok) space.deleted = true;
   close_socket(space.fd);
   space.identity = now;
   space.error.clear();
   NetnsScope scope(netns);  // fails fast on a FIFO, a device or another kind of namespace
   if (!scope.ok()) {
-    space.error = scope.error();
+    // Until a namespace of that name is created again, say what happened to the one it named.
+    space.error = space.deleted && !now.ok ? "network namespace '" + netns + "' was deleted" : scope.error();
     // Look again next time: the namespace may be created later.
     if (!now.ok) space.identity = NetnsIdentity{};
     return space;
   }
+  space.deleted = false;
+  // What the socket is made in, whatever the file names by now.
+  space.identity = scope.identity();
   // AF_UNIX: needs no privilege and no protocol; its ioctls reach the
   // namespace's interfaces all the same.
   space.fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -82,6 +87,8 @@ InterfaceWatch::Namespace& InterfaceWatch::namespace_for(const std::string& netn
 void InterfaceWatch::observe() {
   std::vector<InterfaceStat> results;
   results.reserve(entries_.size());
+  // Of each present entry: which interface it is, to tell one port spelled twice.
+  std::vector<std::pair<NetnsIdentity, int>> identities(entries_.size());
   std::set<std::string> used;
   for (const Entry& entry : entries_) {
     InterfaceStat& stat = results.emplace_back();
@@ -108,6 +115,16 @@ void InterfaceWatch::observe() {
     stat.mac = info.mac;
     stat.mtu = info.mtu;
     stat.ifindex = info.ifindex;
+    if (space.identity.ok) identities[results.size() - 1] = {space.identity, info.ifindex};
+  }
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (identities[i].second == 0) continue;
+    for (size_t j = 0; j < i; ++j) {
+      if (identities[j] == identities[i]) {
+        results[i].same_as = results[j].id;
+        break;
+      }
+    }
   }
   // Sockets in namespaces no longer watched would keep those namespaces alive.
   for (auto it = namespaces_.begin(); it != namespaces_.end();) {

@@ -10,6 +10,10 @@
 // namespace: each refresh stats the namespace's file and lets go of the
 // socket once the name is gone or names another namespace, so a deleted
 // namespace is not kept alive by the watch.
+//
+// An entry that is the same interface as an earlier one (the same namespace,
+// by identity, and the same ifindex: another spelling of one port) is
+// reported present, with same_as naming the earlier entry.
 #pragma once
 
 #include <map>
@@ -45,6 +49,7 @@ class InterfaceWatch {
     int fd = -1;            // the datagram socket inside it
     NetnsIdentity identity;  // of the namespace file when the socket was made
     std::string error;       // why there is no socket
+    bool deleted = false;    // it had a socket, and the namespace file went away since
   };
   struct Entry {
     InterfaceSpec spec;

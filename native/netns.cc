@@ -22,7 +22,30 @@ std::string netns_path(const std::string& netns) {
   return "/run/netns/" + netns;
 }
 
+std::string netns_key(const std::string& netns) {
+  const std::string path = netns_path(netns);
+  if (path.empty()) return path;
+  std::string key;
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string::npos) end = path.size();
+    const std::string part = path.substr(start, end - start);
+    if (!part.empty() && part != ".") key += "/" + part;
+    start = end + 1;
+  }
+  return key.empty() ? "/" : key;
+}
+
 namespace {
+
+NetnsIdentity identity_of(const struct stat& status) {
+  NetnsIdentity identity;
+  identity.ok = true;
+  identity.dev = status.st_dev;
+  identity.ino = status.st_ino;
+  return identity;
+}
 
 std::string quoted(const std::string& netns) { return "'" + netns + "'"; }
 
@@ -88,16 +111,18 @@ NetnsIdentity netns_identity(const std::string& netns) {
   const std::string path = netns.empty() ? "/proc/thread-self/ns/net" : netns_path(netns);
   struct stat status {};
   if (stat(path.c_str(), &status) != 0) return identity;
-  identity.ok = true;
-  identity.dev = status.st_dev;
-  identity.ino = status.st_ino;
-  return identity;
+  return identity_of(status);
 }
 
 NetnsScope::NetnsScope(const std::string& netns) {
-  if (netns.empty()) return;
+  if (netns.empty()) {
+    identity_ = netns_identity(netns);
+    return;
+  }
   int target = open_netns(netns, error_);
   if (target < 0) return;
+  struct stat status {};
+  if (fstat(target, &status) == 0) identity_ = identity_of(status);
   original_ = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
   if (original_ < 0) {
     error_ = "cannot open the current network namespace: " + errno_text(errno);
@@ -106,6 +131,7 @@ NetnsScope::NetnsScope(const std::string& netns) {
                             : "cannot enter network namespace " + quoted(netns) + ": " + errno_text(errno);
     close(original_);
     original_ = -1;
+    identity_ = NetnsIdentity{};
   }
   close(target);
 }

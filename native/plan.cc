@@ -45,36 +45,71 @@ std::string check_id(const Spec& spec, const std::set<std::string>& duplicates, 
   return "";
 }
 
-// The key under which two namespace names compare equal (see plan.h).
-struct NamespaceKey {
-  NetnsIdentity identity;
-  std::string path;
-};
-
-bool same_namespace(const NamespaceKey& a, const NamespaceKey& b) {
-  if (a.identity.ok && b.identity.ok) return a.identity == b.identity;
-  return a.path == b.path;
+// How the plan spells an interface, for a reason that names another entry.
+std::string spelled(const std::string& ifname, const std::string& netns) {
+  return "'" + ifname + "'" + (netns.empty() ? "" : " in network namespace '" + netns + "'");
 }
 
 }  // namespace
 
+PlanIdentities resolve_identities(const Plan& plan) {
+  std::vector<std::pair<std::string, std::string>> names;
+  for (const SourceSpec& source : plan.sources) names.emplace_back(source.ifname, source.netns);
+  for (const SinkSpec& sink : plan.sinks) {
+    // Only a port sink is an interface; the rest are looked up as nothing at all.
+    if (sink.kind == SinkKind::Port) names.emplace_back(sink.ifname, sink.netns);
+  }
+  std::vector<InterfaceIdentity> found = resolve_interfaces(names);
+  PlanIdentities identities;
+  size_t next = 0;
+  for (size_t i = 0; i < plan.sources.size(); ++i) identities.sources.push_back(std::move(found[next++]));
+  for (const SinkSpec& sink : plan.sinks) {
+    identities.sinks.push_back(sink.kind == SinkKind::Port ? std::move(found[next++]) : InterfaceIdentity{});
+  }
+  return identities;
+}
+
 PlanVerdict check_plan(const Plan& plan) {
+  PlanIdentities identities;
+  for (const SourceSpec& source : plan.sources) identities.sources.push_back(spelled_interface(source.ifname, source.netns));
+  for (const SinkSpec& sink : plan.sinks) identities.sinks.push_back(spelled_interface(sink.ifname, sink.netns));
+  return check_plan(plan, identities);
+}
+
+PlanVerdict check_plan(const Plan& plan, const PlanIdentities& identities) {
   PlanVerdict verdict;
+  auto identity = [](const std::vector<InterfaceIdentity>& list, size_t i, const std::string& ifname, const std::string& netns) {
+    return i < list.size() ? list[i] : spelled_interface(ifname, netns);
+  };
 
   const std::set<std::string> duplicate_sources = duplicate_ids(plan.sources);
-  std::vector<std::pair<const SourceSpec*, NamespaceKey>> valid_sources;
-  for (const SourceSpec& source : plan.sources) {
+  std::vector<std::pair<const SourceSpec*, InterfaceIdentity>> valid_sources;
+  for (size_t i = 0; i < plan.sources.size(); ++i) {
+    const SourceSpec& source = plan.sources[i];
     std::string reason = check_id(source, duplicate_sources, "source");
     if (reason.empty() && source.ifname.empty()) reason = "source '" + source.id + "' names no interface";
+    InterfaceIdentity self = identity(identities.sources, i, source.ifname, source.netns);
+    if (reason.empty()) {
+      // It would capture every frame the earlier one captures, a second time.
+      for (const auto& [earlier, earlier_identity] : valid_sources) {
+        if (same_interface(earlier_identity, self)) {
+          reason = "the same interface as source '" + earlier->id + "' (spelled " + spelled(earlier->ifname, earlier->netns) + ")";
+          verdict.by_identity = true;
+          break;
+        }
+      }
+    }
     if (!reason.empty()) {
       verdict.sources.emplace(source.id, reason);
       continue;
     }
-    valid_sources.push_back({&source, {netns_identity(source.netns), netns_path(source.netns)}});
+    valid_sources.push_back({&source, std::move(self)});
   }
 
   const std::set<std::string> duplicate_sinks = duplicate_ids(plan.sinks);
-  for (const SinkSpec& sink : plan.sinks) {
+  std::vector<std::pair<const SinkSpec*, InterfaceIdentity>> valid_port_sinks;
+  for (size_t i = 0; i < plan.sinks.size(); ++i) {
+    const SinkSpec& sink = plan.sinks[i];
     std::string reason = check_id(sink, duplicate_sinks, "sink");
     if (reason.empty()) {
       switch (sink.kind) {
@@ -83,16 +118,26 @@ PlanVerdict check_plan(const Plan& plan) {
             reason = "sink '" + sink.id + "' names no interface";
             break;
           }
+          InterfaceIdentity self = identity(identities.sinks, i, sink.ifname, sink.netns);
           // Its copies would be captured by the source and sent once more.
-          const NamespaceKey key{netns_identity(sink.netns), netns_path(sink.netns)};
-          for (const auto& [source, source_key] : valid_sources) {
-            if (source->ifname == sink.ifname && same_namespace(source_key, key)) {
+          for (const auto& [source, source_identity] : valid_sources) {
+            if (same_interface(source_identity, self)) {
               reason = "destination port '" + sink.ifname + "'" +
                        (sink.netns.empty() ? "" : " in network namespace '" + sink.netns + "'") +
                        " is also a mirrored source";
+              verdict.by_identity = true;
               break;
             }
           }
+          // It would send every copy the earlier one sends, a second time.
+          for (const auto& [earlier, earlier_identity] : valid_port_sinks) {
+            if (!reason.empty()) break;
+            if (same_interface(earlier_identity, self)) {
+              reason = "the same interface as sink '" + earlier->id + "' (spelled " + spelled(earlier->ifname, earlier->netns) + ")";
+              verdict.by_identity = true;
+            }
+          }
+          if (reason.empty()) valid_port_sinks.push_back({&sink, std::move(self)});
           break;
         }
         case SinkKind::Gre:
@@ -106,7 +151,6 @@ PlanVerdict check_plan(const Plan& plan) {
     }
     if (!reason.empty()) verdict.sinks.emplace(sink.id, reason);
   }
-
   std::set<std::string> source_ids, sink_ids;
   for (const SourceSpec& source : plan.sources) source_ids.insert(source.id);
   for (const SinkSpec& sink : plan.sinks) sink_ids.insert(sink.id);

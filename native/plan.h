@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "iface.h"
+
 namespace tapas {
 
 // TaaS direction, from the workload's point of view (see design.md §1):
@@ -81,32 +83,65 @@ struct Plan {
 // An entry is refused when:
 //  - its id is empty, or another entry of the same list has the same id
 //    (every entry with that id is refused: which one was meant is unknown);
+//  - it is the same interface as an earlier source (a source) or an earlier
+//    port sink (a port sink) of the plan (below);
 //  - a port sink's interface is also a source of the plan (below);
 //  - a sink's kind is unknown, a tunnel names no remote or not an IPv4/IPv6
 //    literal, or ERSPAN's session or index is out of range;
 //  - a rule names a source or sink that is not in the plan or is refused, or
 //    has a VLAN range outside 1-4094 or with low > high.
 //
+// ONE INTERFACE, ONE ENTRY. An interface is what it is, not how it is
+// spelled (InterfaceIdentity, iface.h): its network namespace, where
+//   - "" (empty/omitted) is the engine's own namespace,
+//   - a name N without '/' is the file /run/netns/N,
+//   - an absolute path is that file (e.g. /proc/PID/ns/net),
+// compared as the namespace those files are (nsfs device and inode, so
+// "/run/netns//N/", "/run/netns/./N", a symlink to it and
+// /proc/self/root/run/netns/N are all N), or, while either cannot be looked
+// up, as lexically normalized paths (netns_key); and the interface by its
+// ifindex in that namespace (an altname is the interface it names), or,
+// while either is not found, by name.
+//
+// Two sources that are the same interface would capture every frame twice:
+// the later one in plan order is refused, and so are its rules, with
+//   "the same interface as source 'ID' (spelled 'IF' in network namespace 'NS')"
+// naming the earlier one as the plan spells it; the same for two port sinks
+// ("... as sink 'ID' ..."), which would send every copy twice.
+//
 // THE SINK-IS-SOURCE RULE (the API layer enforces the same one): a port sink
-// may not be the interface of a source of the same plan, because the source
-// would capture the copies and send them once more. The two are the same
-// interface when their interface names are equal and their network
-// namespaces are the same namespace, where a namespace is named by
-//   - "" (empty/omitted): the engine's own namespace,
-//   - a name N without '/': the file /run/netns/N,
-//   - an absolute path: that file (e.g. /proc/PID/ns/net),
-// and two of them are the same when those files are the same namespace
-// (same device and inode), or, if either cannot be looked up, when the names
-// are equal after "N" is read as "/run/netns/N". Such a sink is refused, and
-// so is every rule into it, with the reason
+// may not be the same interface as a source of the same plan, because the
+// source would capture the copies and send them once more. Such a sink is
+// refused, and so is every rule into it, with the reason
 //   "destination port 'IF' is also a mirrored source", or, when the sink
 //   names a namespace NS, "destination port 'IF' in network namespace 'NS'
 //   is also a mirrored source";
 // the source itself, and its rules into other sinks, run.
+//
+// Identities depend on the world (a namespace or interface created later, a
+// symlink retargeted): the engine resolves them on every apply and again
+// whenever it is about to re-open a source or sink, and runs the plan anew
+// when the verdict changes (engine.cc).
 struct PlanVerdict {
   std::map<std::string, std::string> sources, sinks, rules, interfaces;
+  // Some entry was refused for being the same interface as another: the
+  // verdict may change as the world does, so it is looked at again.
+  bool by_identity = false;
+  bool operator==(const PlanVerdict&) const = default;
 };
 
+// What each source and sink of a plan is, in plan order (sinks that are not
+// ports: unused).
+struct PlanIdentities {
+  std::vector<InterfaceIdentity> sources, sinks;
+};
+
+// Looks every source and port sink up (resolve_interfaces: never blocks,
+// keeps nothing open).
+PlanIdentities resolve_identities(const Plan& plan);
+
+PlanVerdict check_plan(const Plan& plan, const PlanIdentities& identities);
+// With identities from the spelling alone (namespaces stat'ed, no ifindex).
 PlanVerdict check_plan(const Plan& plan);
 
 }  // namespace tapas

@@ -71,6 +71,7 @@ std::string RxRing::open(const SourceSpec& spec, const RingSpec& ring, uint16_t 
 
   NetnsScope scope(spec.netns);
   if (!scope.ok()) return scope.error();
+  netns_ = scope.identity();
 
   // Protocol 0: receive nothing until the ring is in place and bind names the interface.
   fd_ = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);

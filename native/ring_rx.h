@@ -76,6 +76,8 @@ class RxRing {
   // Drops and freezes since the last call (the kernel resets on read).
   RingStatistics take_statistics();
   LinkState link_state() const { return bound_link_state(fd_, ifindex_); }
+  // The namespace the socket was opened in: it keeps that namespace alive.
+  const NetnsIdentity& netns_identity() const { return netns_; }
 
  private:
   tpacket_block_desc* current_block() const {
@@ -104,6 +106,7 @@ class RxRing {
   uint32_t next_frame_ = 0;
   uint32_t batch_frames_ = 0;  // V2: frames read by read_batch, released by release_batch
   int ifindex_ = 0;
+  NetnsIdentity netns_;
 };
 
 template <typename Visit>

@@ -23,6 +23,11 @@ class Sink {
   virtual Enqueued enqueue(const Frame& frame) = 0;
   virtual void flush() = 0;
   virtual LinkState link_state() = 0;
+  // The namespace the sink's socket was opened in: it keeps that namespace alive.
+  const NetnsIdentity& netns_identity() const { return netns_; }
+
+ protected:
+  NetnsIdentity netns_;
 };
 
 std::unique_ptr<Sink> make_sink(const SinkSpec& spec, SinkCounters& counters);

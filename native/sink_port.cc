@@ -19,6 +19,7 @@ PortSink::~PortSink() {
 std::string PortSink::open() {
   NetnsScope scope(spec_.netns);
   if (!scope.ok()) return scope.error();
+  netns_ = scope.identity();
   // Protocol 0: a send-only socket that never receives.
   fd_ = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd_ < 0) {

@@ -85,6 +85,7 @@ std::string TunnelSink::open() {
 
   NetnsScope scope(spec_.netns);
   if (!scope.ok()) return scope.error();
+  netns_ = scope.identity();
   fd_ = socket(family_, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, encap::kIpProtocolGre);
   if (fd_ < 0) {
     return errno == EPERM ? "sending tunnel packets needs CAP_NET_RAW (run as root)"

@@ -50,6 +50,9 @@ struct InterfaceStat {
   uint32_t mtu = 0;
   int ifindex = 0;
   std::string reason;  // why it is not present (or could not be looked at); empty otherwise
+  // Present, and the same interface (namespace identity and ifindex) as this
+  // earlier entry of the list, under another spelling: a port registered twice.
+  std::string same_as;
 };
 
 struct EngineStats {

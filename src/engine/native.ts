@@ -89,6 +89,14 @@ export interface InterfaceStats {
   ifindex: number;
   /** Why it is not present (no such interface or namespace, not a namespace, refused by the plan check). */
   reason?: string;
+  /**
+   * Present, and the same interface as this earlier entry of `interfaces`
+   * (its id) under another spelling: the same network namespace (by what it
+   * is: `/run/netns//N`, a symlink, `/proc/self/root/run/netns/N` are all N)
+   * and the same ifindex (an altname is the interface it names). One port
+   * registered twice.
+   */
+  sameAs?: string;
 }
 
 export interface EngineStats {
