@@ -15,6 +15,7 @@ import ajvFormats from 'ajv-formats';
 
 import { CONTRACT, inputFromBody, RESOURCE_KINDS, type ResourceKind } from '../model/contract.js';
 import type { RequestContext } from '../service/context.js';
+import type { AgentRecord } from '../service/observations.js';
 import type { TaasStats } from '../service/stats.js';
 import type { TaasService } from '../service/taas-service.js';
 import { storageFailure } from '../store/storage-errors.js';
@@ -27,12 +28,15 @@ import type { Metrics } from './metrics.js';
 import {
   contractFormats, createBodySchema, itemReplySchema, listReplySchema, neutronErrorSchema, updateBodySchema,
 } from './schemas.js';
+import { registerAgentRoutes } from './agents-routes.js';
 import { registerStatsRoutes } from './stats-routes.js';
 import { queryViews, selectFields, toView, type Query } from './views.js';
 
 export interface ApiOptions {
   service: TaasService;
   stats: TaasStats;
+  /** The agents reporting to this control plane. */
+  agents: () => AgentRecord[];
   authenticate: Authenticate;
   metrics: Metrics;
   logger: Logger;
@@ -64,6 +68,7 @@ export const EXTENSIONS = [
   { alias: 'taas-vlan-filter', name: 'VLAN filtering for Neutron Tap as a Service', description: 'Neutron Tap as a Service Extension for filtering VLANs.', updated: '2019-01-14T00:00:00-00:00' },
   { alias: 'tap-mirror', name: 'Tap as a Service GRE or ERSPAN mirror', description: 'Neutron Tap as a Service extension for GRE or ERSPAN mirroring.', updated: '2023-05-05T11:45:00-00:00' },
   { alias: 'quotas', name: 'Quota management support', description: 'Expose functions for quotas management per project', updated: '2012-07-29T10:00:00-00:00' },
+  { alias: 'agent', name: 'agent', description: 'The agent management extension.', updated: '2013-02-03T10:00:00-00:00' },
   { alias: 'binding', name: 'Port Binding', description: 'Expose port bindings of a virtual port to external application', updated: '2014-02-03T10:00:00-00:00' },
   { alias: 'tapas-status-reason', name: 'Status reasons', description: 'Every resource carries status_reason: why it is in ERROR (or DOWN), null otherwise.', updated: '2026-01-01T00:00:00-00:00' },
 ].map((extension) => ({ ...extension, links: [] }));
@@ -207,6 +212,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   }
 
   registerStatsRoutes(app, options.stats, replyErrors);
+  registerAgentRoutes(app, options.agents);
 
   app.get('/v2.0/quotas', { config: authenticated }, async (request) => ({
     quotas: service.quotaProjects(request.context).map(({ project_id: projectId, limits }) => ({ project_id: projectId, tenant_id: projectId, ...limits })),

@@ -96,7 +96,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     observationsOf: (kind, id) => observations.observationsOf(kind, id),
   });
   const app = buildApi({
-    service, stats: new TaasStats(service, observations), metrics, authenticate, logger: logger.child({ component: 'api' }),
+    service, stats: new TaasStats(service, observations), agents: () => observations.agents(), metrics, authenticate, logger: logger.child({ component: 'api' }),
     metricsNeedAuth: options.auth === 'token',
     ...(options.auth === 'noauth' ? { loopbackOnly: { listenHost: options.listen.host } } : {}),
   });

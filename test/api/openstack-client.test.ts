@@ -56,6 +56,13 @@ describe.skipIf(!runClientTests)('the OpenStack client (python3-openstackclient 
     return JSON.parse(result.stdout);
   }
 
+  it('network agent list shows this host\'s TaaS agent, alive', async () => {
+    const agents = await openstackJson('network', 'agent', 'list');
+    expect(agents).toEqual([expect.objectContaining({ 'Agent Type': 'TaaS agent', Alive: true, State: true, Binary: 'tapas-agent' })]);
+    const host = (await api.get(`/v2.0/ports/${vmPort.id}`)).body.port['binding:host_id'];
+    expect(agents[0].Host).toBe(host);
+  });
+
   it('tap service create --port <port name> prints the new service', async () => {
     const service = await openstackJson('tap', 'service', 'create', '--name', 'ts_0', '--port', 'monitor-port');
     expect(service).toMatchObject({ Name: 'ts_0', Port: monitorPort.id, Status: 'DOWN', Tenant: 'default' });
