@@ -13,6 +13,7 @@ import { EventEmitter } from 'node:events';
 import { canonicalIpAddress, remoteAddressReason } from '../model/ip-address.js';
 import { recordFields, type CreateInput, type RecordOf } from '../model/contract.js';
 import { isUuid } from '../model/formats.js';
+import { canonicalNetns } from '../model/netns.js';
 import {
   type MirrorDirections, type Port, type ResourceKind, type ResourceOf, type Shown,
   type TapFlow, type TapMirror, type TapService,
@@ -116,10 +117,13 @@ export class TaasService {
     this.requireAdmin(context, 'create_port');
     // The schema checked the formats (interface name, netns); what is left is what they mean here.
     const projectId = this.owningProject(context, input);
-    const port: Port = { ...this.newRecord('port', projectId, input), host_id: input.host_id ?? this.options.hostId };
+    // One spelling per namespace (`/run/netns//NS/` is NS): stored and compared canonical.
+    const spelled = input.netns ? { ...input, netns: canonicalNetns(input.netns) } : input;
+    const port: Port = { ...this.newRecord('port', projectId, spelled), host_id: input.host_id ?? this.options.hostId };
     return this.insert('port', port, () => {
       const existing = this.store.list('port')
-        .find((p) => p.host_id === port.host_id && p.interface === port.interface && p.netns === port.netns);
+        .find((p) => p.host_id === port.host_id && p.interface === port.interface
+          && (p.netns === null ? null : canonicalNetns(p.netns)) === port.netns);
       if (existing) {
         throw new Conflict('PortInterfaceInUse', `Interface ${describeInterface(port)} is already registered as port ${existing.id}.`);
       }
