@@ -84,7 +84,7 @@ export interface DataPathStats {
   sources: Array<Health & { packets: number; bytes: number; captureDrops: number }>;
   sinks: Array<Health & { packets: number; bytes: number; errors: number }>;
   rules: Array<{ id: string; ok?: boolean; reason?: string; packets: number; bytes: number; oversize: number; unavailable: number }>;
-  interfaces?: Array<{ id: string; present: boolean; up: boolean; running: boolean; mac: string; mtu: number; reason?: string }>;
+  interfaces?: Array<{ id: string; present: boolean; up: boolean; running: boolean; mac: string; mtu: number; reason?: string; sameAs?: string }>;
 }
 
 function portLabel(port: Port | undefined): string {
@@ -150,6 +150,8 @@ export function observe(desired: DesiredState, host: string, stats: DataPathStat
     const seen = { present: state.present, up: state.up, running: state.running, mac: state.present && state.mac !== '' ? state.mac : null, mtu: state.present ? state.mtu : null };
     const extra = { interface: seen, ...(counters ? { counters } : {}) };
     if (!state.present) add('port', port.id, 'ERROR', state.reason ?? `interface '${port.interface}' does not exist`, extra);
+    // Another spelling of an interface an earlier port names (a symlinked namespace path, an altname).
+    else if (state.sameAs !== undefined) add('port', port.id, 'ERROR', `interface is already registered as port ${state.sameAs}`, extra);
     else if (!state.up) add('port', port.id, 'DOWN', 'interface is down', extra);
     else if (!state.running) add('port', port.id, 'DOWN', 'interface has no carrier', extra);
     else add('port', port.id, 'ACTIVE', null, extra);

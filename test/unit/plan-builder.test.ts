@@ -97,6 +97,19 @@ describe('observe', () => {
     expect(seen.get('vm')).toMatchObject({ kind: 'port', status: 'ERROR', reason: "interface 'vmh' does not exist", interface: { present: false, mac: null } });
   });
 
+  it('reports a port that is another spelling of an earlier port\'s interface as ERROR, naming that port', () => {
+    const twin = port('twin', 'vmh', '/tmp/link-to-hostns');
+    const stats: DataPathStats = {
+      ...healthy,
+      interfaces: [...healthy.interfaces!, { ...healthy.interfaces![0]!, id: 'twin', sameAs: 'vm' }],
+    };
+    const seen = byId(observe(snapshot({ ports: [port('mon', 'monh'), port('vm', 'vmh'), twin] }), 'h', stats));
+    expect(seen.get('twin')).toMatchObject({
+      kind: 'port', status: 'ERROR', reason: 'interface is already registered as port vm', interface: { present: true, mac: '02:00:00:00:00:01' },
+    });
+    expect(seen.get('vm')).toMatchObject({ status: 'ACTIVE', reason: null });
+  });
+
   it('reports a port that is down or has lost its carrier as DOWN, with the reason', () => {
     const down = { ...healthy, interfaces: [{ ...healthy.interfaces![0]!, up: false, running: false }, { ...healthy.interfaces![1]!, running: false }] };
     const seen = byId(observe(snapshot(), 'h', down));
