@@ -46,3 +46,9 @@ if [[ ! -d dist ]] || [[ -n "$(find src tsconfig.json -newer dist/.stamp 2>/dev/
   npx --no-install tsc -p tsconfig.json >&2
   touch dist/.stamp
 fi
+
+# The operator's page (web/, served by tapas serve at /): bundled by esbuild from node_modules into dist/web.
+if [[ ! -f dist/web/.stamp ]] || [[ -n "$(find web src/model src/engine/plan.ts package-lock.json -newer dist/web/.stamp 2>/dev/null | head -1)" ]]; then
+  say "building the web page"
+  node web/build.mjs >&2
+fi

@@ -30,6 +30,7 @@ import {
 } from './schemas.js';
 import { registerAgentRoutes } from './agents-routes.js';
 import { registerStatsRoutes } from './stats-routes.js';
+import { registerWebRoutes } from './web-routes.js';
 import { queryViews, selectFields, toView, type Query } from './views.js';
 
 export interface ApiOptions {
@@ -50,6 +51,8 @@ export interface ApiOptions {
    * address, and none from another origin's web page (DNS rebinding, CSRF).
    */
   loopbackOnly?: { listenHost: string };
+  /** Where the operator's web page is built (default dist/web); served at / to browsers. */
+  webRoot?: string;
 }
 
 declare module 'fastify' {
@@ -143,7 +146,9 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   const replyErrors = { 400: neutronErrorSchema, 401: neutronErrorSchema, 403: neutronErrorSchema, 404: neutronErrorSchema, 409: neutronErrorSchema };
   const authenticated = { authenticated: true };
 
-  app.get('/', async (request) => ({
+  // A browser asking for / gets the operator's page; every other client the version document.
+  const pageForBrowsers = registerWebRoutes(app, { ...(options.webRoot ? { root: options.webRoot } : {}) });
+  app.get('/', { onRequest: pageForBrowsers }, async (request) => ({
     versions: [{ id: 'v2.0', status: 'CURRENT', links: [{ href: `${baseUrl(request)}/v2.0/`, rel: 'self' }] }],
   }));
   app.get('/v2.0', { config: authenticated }, async (request) => ({

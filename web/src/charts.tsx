@@ -1,0 +1,69 @@
+/** Rate charts with uPlot: a sparkline per row of the live table, and a larger chart of the selected resource. */
+import { useEffect, useRef } from 'preact/hooks';
+import uPlot from 'uplot';
+
+import { bitRate, packetRate, si } from './format.js';
+import type { Series } from './history.js';
+
+const PACKETS = '#4cc9f0';
+const BITS = '#b388ff';
+const DROPS = '#ff5d5d';
+
+function usePlot(options: () => uPlot.Options, data: uPlot.AlignedData, version: number) {
+  const box = useRef<HTMLDivElement>(null);
+  const plot = useRef<uPlot | null>(null);
+  useEffect(() => {
+    plot.current = new uPlot(options(), data, box.current!);
+    return () => {
+      plot.current?.destroy();
+      plot.current = null;
+    };
+  }, []);
+  useEffect(() => {
+    plot.current?.setData(data);
+  }, [version]);
+  return box;
+}
+
+const EMPTY: Series = { time: [], pps: [], bps: [], dps: [] };
+
+/** Packets per second over the last minutes, with drops in red when there are any. */
+export function Sparkline({ series, version, label }: { series: Series | undefined; version: number; label: string }) {
+  const { time, pps, dps } = series ?? EMPTY;
+  const box = usePlot(() => ({
+    width: 132,
+    height: 30,
+    pxAlign: false,
+    legend: { show: false },
+    cursor: { show: false },
+    select: { show: false, left: 0, top: 0, width: 0, height: 0 },
+    axes: [{ show: false }, { show: false }],
+    scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max) * 1.1] } },
+    series: [{}, { stroke: PACKETS, fill: 'rgba(76,201,240,0.18)', width: 1.5, points: { show: false } }, { stroke: DROPS, width: 1, points: { show: false } }],
+  }), [time, pps, dps], version);
+  return <div class="sparkline" ref={box} role="img" aria-label={label} />;
+}
+
+/** Packets/s and drops/s (left axis), bits/s (right axis), with a legend. */
+export function RateChart({ series, version }: { series: Series | undefined; version: number }) {
+  const { time, pps, bps, dps } = series ?? EMPTY;
+  const box = usePlot(() => ({
+    width: 340,
+    height: 150,
+    legend: { show: true, live: false },
+    cursor: { show: true, drag: { x: false, y: false } },
+    scales: { x: { time: true }, pkts: { range: (_u, _min, max) => [0, Math.max(1, max) * 1.1] }, bits: { range: (_u, _min, max) => [0, Math.max(1, max) * 1.1] } },
+    axes: [
+      { stroke: '#9aa7b8', grid: { stroke: 'rgba(255,255,255,0.06)' }, ticks: { show: false } },
+      { scale: 'pkts', stroke: '#9aa7b8', size: 48, grid: { stroke: 'rgba(255,255,255,0.06)' }, values: (_u, ticks) => ticks.map((tick) => si(tick)) },
+      { scale: 'bits', side: 1, stroke: '#9aa7b8', size: 52, grid: { show: false }, values: (_u, ticks) => ticks.map((tick) => si(tick, 'b')) },
+    ],
+    series: [
+      {},
+      { label: 'packets/s', scale: 'pkts', stroke: PACKETS, width: 1.5, value: (_u, v) => packetRate(v) },
+      { label: 'bits/s', scale: 'bits', stroke: BITS, width: 1.5, value: (_u, v) => bitRate(v) },
+      { label: 'drops/s', scale: 'pkts', stroke: DROPS, width: 1.5, value: (_u, v) => packetRate(v) },
+    ],
+  }), [time, pps, bps, dps], version);
+  return <div class="rate-chart" ref={box} />;
+}
