@@ -147,7 +147,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   const authenticated = { authenticated: true };
 
   // A browser asking for / gets the operator's page; every other client the version document.
-  const pageForBrowsers = registerWebRoutes(app, { ...(options.webRoot ? { root: options.webRoot } : {}) });
+  const pageForBrowsers = registerWebRoutes(app, { authenticate: options.authenticate, ...(options.webRoot ? { root: options.webRoot } : {}) });
   app.get('/', { onRequest: pageForBrowsers }, async (request) => ({
     versions: [{ id: 'v2.0', status: 'CURRENT', links: [{ href: `${baseUrl(request)}/v2.0/`, rel: 'self' }] }],
   }));

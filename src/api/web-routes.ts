@@ -8,8 +8,9 @@
  * - GET /web/FILE: the page's scripts, styles and icon, from an allow-list
  *   read once at start (nothing else of the file system is reachable);
  * - GET /web/session: who the caller is (project, roles, whether it may
- *   write), authenticated like the API, so the page knows whether to ask for
- *   a token and whether to offer actions.
+ *   write), authenticated like the API, so the page knows whether to offer
+ *   actions; `{"session": null}` when no token was sent and one is needed,
+ *   so the page knows to ask for one.
  *
  * Every answer of the page carries a Content-Security-Policy that allows
  * scripts, styles, images and connections from this origin only, and no
@@ -21,7 +22,8 @@ import { fileURLToPath } from 'node:url';
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
-import { canWrite, isAdmin } from '../service/context.js';
+import { canWrite, isAdmin, type RequestContext } from '../service/context.js';
+import { Unauthorized, type Authenticate } from './auth.js';
 
 /** Where setup.sh puts the built page: dist/web beside dist/api. */
 export const DEFAULT_WEB_ROOT = fileURLToPath(new URL('../web/', import.meta.url));
@@ -101,13 +103,14 @@ export function prefersHtml(accept: string | undefined): boolean {
 export interface WebOptions {
   /** The built page; default dist/web. */
   root?: string;
+  authenticate: Authenticate;
 }
 
 /**
  * Registers the page's routes, and returns the onRequest hook that GET /
  * (declared with the API) uses to answer browsers with the page.
  */
-export function registerWebRoutes(app: FastifyInstance, options: WebOptions = {}) {
+export function registerWebRoutes(app: FastifyInstance, options: WebOptions) {
   const assets = loadWebAssets(options.root ?? DEFAULT_WEB_ROOT);
   const send = (reply: FastifyReply, asset: Asset) => reply.headers(PAGE_HEADERS).type(asset.type).send(asset.body);
 
@@ -119,14 +122,21 @@ export function registerWebRoutes(app: FastifyInstance, options: WebOptions = {}
     });
   }
 
-  app.get('/web/session', { config: { authenticated: true } }, async (request) => ({
-    session: {
-      project_id: request.context.projectId,
-      roles: request.context.roles,
-      admin: isAdmin(request.context),
-      can_write: canWrite(request.context),
-    },
-  }));
+  // Not an authenticated route: a page that has no token yet learns that it needs one from a 200
+  // (session null), not from a 401 the browser would log as a failed request. A token that is
+  // sent and refused is still a 401.
+  app.get('/web/session', async (request) => {
+    const { authenticate } = options;
+    const credentials = request.headers['x-auth-token'] !== undefined || request.headers.authorization !== undefined;
+    let context: RequestContext;
+    try {
+      context = authenticate(request);
+    } catch (error) {
+      if (error instanceof Unauthorized && !credentials) return { session: null };
+      throw error;
+    }
+    return { session: { project_id: context.projectId, roles: context.roles, admin: isAdmin(context), can_write: canWrite(context) } };
+  });
 
   /** onRequest of GET /: a browser gets the page; the version document stays every other client's answer. */
   return async function pageForBrowsers(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {

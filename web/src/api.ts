@@ -54,8 +54,9 @@ export class Api {
     return response.json() as Promise<T>;
   }
 
-  session(): Promise<Session> {
-    return this.request<{ session: Session }>('GET', '/web/session').then((body) => body.session);
+  /** Who the token (or noauth) acts for; null when the daemon needs a token and none was sent. */
+  session(): Promise<Session | null> {
+    return this.request<{ session: Session | null }>('GET', '/web/session').then((body) => body.session);
   }
 
   async inventory(admin: boolean): Promise<Inventory> {

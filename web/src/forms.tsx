@@ -37,7 +37,7 @@ function useSubmit(api: Api, kind: Kind, onDone: (key: string) => void) {
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const submit = async (checked: Checked) => {
-    if ('error' in checked) {
+    if (checked.error !== undefined) {
       setError(checked.error);
       return;
     }

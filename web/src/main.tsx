@@ -65,10 +65,13 @@ function App() {
   useEffect(() => {
     let cancelled = false;
     api.session().then((found) => {
-      if (!cancelled) {
-        setSession(found);
-        setNeedsToken(false);
+      if (cancelled) return;
+      if (found === null) {
+        setNeedsToken(null);
+        return;
       }
+      setSession(found);
+      setNeedsToken(false);
     }, (error: unknown) => {
       if (cancelled) return;
       if (error instanceof ApiError && error.status === 401) unauthorized(token ? `The daemon refused this token: ${error.message}` : '');
