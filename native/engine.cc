@@ -246,6 +246,12 @@ void Engine::run_plan() {
   std::map<std::string, std::unique_ptr<SourceSlot>> created_sources;
   std::map<std::string, std::unique_ptr<SinkSlot>> created_sinks;
   std::map<std::string, std::unique_ptr<RuleSlot>> created_rules;
+  // stats() reads why a slot is refused while this runs (apply, or the health thread).
+  auto set_refused = [this](auto& slot, std::string reason) {
+    if (slot.refused == reason) return;
+    std::lock_guard<std::mutex> registry(registry_mu_);
+    slot.refused = std::move(reason);
+  };
   auto find = [](auto& existing, auto& created, const std::string& id, auto make) {
     auto it = existing.find(id);
     if (it != existing.end()) return it->second.get();
@@ -262,7 +268,7 @@ void Engine::run_plan() {
     if (sink_by_id.count(spec.id) != 0) continue;  // a duplicate id: refused with the first
     SinkSlot* slot = find(sinks_, created_sinks, spec.id, [&] { return new_slot<SinkSlot>(); });
     sink_by_id[spec.id] = slot;
-    slot->refused = refusal(verdict.sinks, spec.id);
+    set_refused(*slot, refusal(verdict.sinks, spec.id));
     if (!(slot->spec == spec)) slot->netns_gone = false;
     if (!slot->refused.empty()) {
       unplug_sink(*slot, updates);
@@ -291,7 +297,7 @@ void Engine::run_plan() {
       return made;
     });
     source_by_id[spec.id] = slot;
-    slot->refused = refusal(verdict.sources, spec.id);
+    set_refused(*slot, refusal(verdict.sources, spec.id));
     if (!(slot->spec == spec)) slot->netns_gone = false;
     if (!slot->refused.empty()) {
       unplug_source(*slot, updates);
@@ -326,7 +332,7 @@ void Engine::run_plan() {
     if (rule_by_id.count(spec.id) != 0) continue;
     RuleSlot* slot = find(rules_, created_rules, spec.id, [&] { return new_slot<RuleSlot>(); });
     rule_by_id[spec.id] = slot;
-    slot->refused = refusal(verdict.rules, spec.id);
+    set_refused(*slot, refusal(verdict.rules, spec.id));
     if (!slot->refused.empty()) continue;  // in no source's list: the workers never see it
     SourceSlot* source = source_by_id.at(spec.source_id);
     SinkSlot* sink = sink_by_id.at(spec.sink_id);

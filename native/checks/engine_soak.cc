@@ -3,7 +3,12 @@
 // a generator through a source veth while plans are re-applied, sinks swapped,
 // and interfaces deleted and re-created under the workers' feet. Any memory
 // error or data race in the hand-over between the engine and its workers is
-// reported by the sanitizer; the counters must add up at the end.
+// reported by the sanitizer; the counters must add up at the end. Meanwhile a
+// named namespace with a source and a sink in it is deleted and re-created
+// again and again (the engine lets go of it, and opens again by itself), and
+// the same interface is also named through /proc/self/root, a second source
+// refused while the namespace exists and accepted while it does not: the
+// health thread runs the plan anew each time.
 //
 //   engine_soak [SECONDS]      exits 0 when every check passed
 #include <arpa/inet.h>
@@ -82,6 +87,29 @@ SinkSpec port_sink(const char* id, const char* ifname) {
   return sink;
 }
 
+// A named namespace, its own (not the soak's): nsrc0 in it, its peer ngen0 in the soak's namespace.
+std::string soak_netns() { return "tapas-soak-" + std::to_string(getpid()); }
+
+void create_soak_netns() {
+  const std::string name = soak_netns();
+  sh("ip netns add " + name + " && ip -n " + name + " link add nsrc0 type veth peer name ngen0 netns " +
+     std::to_string(getpid()) + " && ip -n " + name + " link set nsrc0 up && ip -n " + name +
+     " link set lo up && ip link set ngen0 up");
+}
+
+void add_named_entries(Plan& plan) {
+  const std::string name = soak_netns();
+  plan.sources.push_back({"named", "nsrc0", name});
+  plan.sources.push_back({"named-again", "nsrc0", "/proc/self/root/run/netns/" + name});
+  SinkSpec sink = port_sink("named-sink", "lo");
+  sink.netns = name;
+  plan.sinks.push_back(sink);
+  plan.rules.push_back({"named-flow", "named", "monitor", Direction::Both, {}});
+  plan.rules.push_back({"named-again-flow", "named-again", "named-sink", Direction::Both, {}});
+  plan.interfaces.push_back({"port-named", "nsrc0", name});
+  plan.interfaces.push_back({"port-named-again", "nsrc0", "/run/netns/./" + name});
+}
+
 Plan plan_variant(int variant) {
   Plan plan;
   plan.sources.push_back({"vm", "src0", ""});
@@ -96,6 +124,7 @@ Plan plan_variant(int variant) {
   if (variant % 2 == 0) plan.interfaces.push_back({"port-dst", "dst0", "/proc/self/ns/net"});
   // A changed spec naming the same namespace another way: the source is re-opened (through setns).
   if (variant % 3 == 2) plan.sources[0].netns = "/proc/self/ns/net";
+  add_named_entries(plan);
   return plan;
 }
 
@@ -117,6 +146,7 @@ int main(int argc, char** argv) {
   add_veth("src0", "gen0");
   add_veth("dst0", "mon0");
   add_veth("aux0", "aux1");
+  create_soak_netns();
 
   EngineOptions options;
   options.workers = 2;
@@ -135,6 +165,9 @@ int main(int argc, char** argv) {
       if (rule.id == "loop") {
         CHECK(!rule.ok && rule.reason.find("is also a mirrored source") != std::string::npos, "a loop was accepted: '%s'",
               rule.reason.c_str());
+      } else if (rule.id == "named-again-flow") {
+        CHECK(!rule.ok && rule.reason.find("the same interface as source 'named'") == 0, "a second source of nsrc0 ran: '%s'",
+              rule.reason.c_str());
       } else {
         CHECK(rule.ok, "rule '%s' was refused: %s", rule.id.c_str(), rule.reason.c_str());
       }
@@ -151,6 +184,25 @@ int main(int argc, char** argv) {
       if (sequence % 64 == 0) std::this_thread::sleep_for(200us);
     }
     close(fd);
+  });
+
+  // Deletes and re-creates the named namespace while plans are applied and frames flow.
+  std::atomic<int> deletions{0}, released{0};
+  std::thread toggler([&] {
+    while (running) {
+      std::this_thread::sleep_for(300ms);
+      sh("ip netns del " + soak_netns());
+      ++deletions;
+      // Once the engine let go, nothing keeps the namespace: its veth pair goes.
+      for (int i = 0; i < 40 && if_nametoindex("ngen0") != 0; ++i) std::this_thread::sleep_for(50ms);
+      if (if_nametoindex("ngen0") == 0) {
+        ++released;
+      } else {
+        sh("ip link del ngen0");  // counted as kept alive; make room for the next round
+      }
+      std::this_thread::sleep_for(100ms);
+      create_soak_netns();
+    }
   });
 
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
@@ -174,17 +226,26 @@ int main(int argc, char** argv) {
   }
   running = false;
   generator.join();
+  toggler.join();
+  CHECK(deletions > 0 && released == deletions, "the engine kept %d of %d deleted namespaces alive",
+        deletions.load() - released.load(), deletions.load());
 
   // Both interfaces are back: the engine must have re-opened them by itself.
   bool recovered = false;
   for (int i = 0; i < 50 && !recovered; ++i) {
     EngineStats stats = engine.stats();
     const SourceStat* vm = source(stats, "vm");
+    const SourceStat* named = source(stats, "named");
+    const SourceStat* again = source(stats, "named-again");
+    const InterfaceStat* watched_again = nullptr;
+    for (const auto& entry : stats.interfaces) if (entry.id == "port-named-again") watched_again = &entry;
     recovered = vm != nullptr && vm->ok && !stats.sinks.empty() && stats.sinks[0].ok && !stats.interfaces.empty() &&
-                stats.interfaces[0].present;
+                stats.interfaces[0].present && named != nullptr && named->ok && again != nullptr &&
+                again->reason.find("the same interface as source 'named'") == 0 && watched_again != nullptr &&
+                watched_again->present && watched_again->same_as == "port-named";
     std::this_thread::sleep_for(100ms);
   }
-  CHECK(recovered, "the engine did not recover the deleted interfaces");
+  CHECK(recovered, "the engine did not recover the deleted interfaces and namespace");
 
   engine.close();
   EngineStats final_stats = engine.stats();
@@ -199,6 +260,9 @@ int main(int argc, char** argv) {
   std::printf("engine soak: %d plan changes, %llu frames sent, %llu captured, %llu mirrored by 'flow'\n", round,
               static_cast<unsigned long long>(sent.load()), static_cast<unsigned long long>(vm ? vm->packets : 0),
               static_cast<unsigned long long>(mirrored));
+  std::printf("engine soak: the named namespace deleted %d times, let go of (its veth gone) %d times\n", deletions.load(),
+              released.load());
+  sh("ip netns del " + soak_netns());
   if (failures == 0) std::printf("engine soak passed\n");
   return failures == 0 ? 0 : 1;
 }
