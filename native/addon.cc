@@ -168,6 +168,7 @@ Plan to_plan(const Napi::Object& object) {
       sink.remote_ip = item.string("remoteIp");
       sink.key = item.integer("key", 0, 0xffffffffu);
       sink.gre_truncate = item.boolean("truncate");
+      sink.gre_sequence = item.boolean("sequence");
     } else if (sink.kind_name == "erspan") {
       sink.kind = SinkKind::Erspan;
       sink.remote_ip = item.string("remoteIp");
@@ -379,6 +380,8 @@ encap::TunnelHeaders to_tunnel_headers(const Fields& options) {
   if (kind == "gre") {
     tunnel.type = encap::TunnelType::Gre;
     tunnel.key = options.integer("key", 0, 0xffffffffu);
+    // A GRE sequence number makes it a sequenced tunnel (flags K|S), as between agents.
+    tunnel.sequence = options.has("sequence");
   } else if (kind == "erspan") {
     tunnel.type = encap::TunnelType::ErspanII;
     tunnel.session = static_cast<uint16_t>(options.integer("session", 0, encap::kErspanMaxSession));

@@ -125,6 +125,7 @@ GreHeader TunnelHeaders::gre_layout() const {
   } else {
     gre.protocol = kGreProtocolTransparentEthernet;
     gre.key = key;
+    if (sequence) gre.sequence = 0;
   }
   return gre;
 }

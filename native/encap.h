@@ -112,8 +112,11 @@ struct TunnelHeaders {
   uint32_t key = 0;
   uint16_t session = 0;
   uint32_t index = 0;
+  // Gre: number the packets too (flags K and S). Tunnels between tapas agents
+  // do: that signature is how a capture ring tells them apart (own_traffic.h).
+  bool sequence = false;
 
-  GreHeader gre_layout() const;  // sequence present (as 0) for ERSPAN
+  GreHeader gre_layout() const;  // sequence present (as 0) for ERSPAN and sequenced GRE
   size_t length() const;         // GRE plus ERSPAN header bytes
 };
 // Writes every header that precedes the frame: GRE, and for ERSPAN its type

@@ -18,6 +18,13 @@ constexpr uint32_t kOwnTrafficMark = 0x7a9a5000;
 std::string mark_own_traffic(int fd);
 // A classic BPF socket filter that drops marked packets and passes the rest
 // whole. Attach before bind, so nothing unfiltered reaches the ring. "" or why not.
+//
+// It drops the tunnels between tapas agents too, also those that arrive from
+// a peer (they carry no mark here): GRE over IPv4 or IPv6 with exactly the
+// flags K and S (key and sequence number, version 0) and protocol 0x6558.
+// Tap mirrors send GRE with K only and ERSPAN with S only, so those are still
+// captured; so is any later fragment of a fragmented GRE packet (it has no
+// GRE header to tell by).
 std::string ignore_own_traffic(int fd);
 
 }  // namespace tapas

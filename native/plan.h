@@ -48,6 +48,7 @@ struct SinkSpec {
   uint16_t session = 0;          // Erspan: session id, 0-1023
   uint32_t erspan_index = 0;     // Erspan: 20-bit index
   bool gre_truncate = false;     // Gre: truncate to the path MTU instead of letting the kernel fragment
+  bool gre_sequence = false;     // Gre: sequence numbers too (flags K|S): a tunnel between tapas agents
   bool operator==(const SinkSpec&) const = default;
 };
 

@@ -56,7 +56,9 @@ TunnelSink::TunnelSink(const SinkSpec& spec, SinkCounters& counters) : spec_(spe
   } else {
     tunnel_.type = encap::TunnelType::Gre;
     tunnel_.key = spec_.key;
+    tunnel_.sequence = spec_.gre_sequence;
     truncate_ = spec_.gre_truncate;
+    if (spec_.gre_sequence) sequence_ = tunnel_sequence(spec_.netns + "|" + spec_.remote_ip + "|gre|" + std::to_string(spec_.key));
   }
   gre_ = tunnel_.gre_layout();
   encap_length_ = tunnel_.length();
