@@ -6,9 +6,12 @@
  * Plan ids are resource UUIDs: a source is the port it captures (so a port
  * feeding several services is captured once), a port sink is the tap service,
  * a rule is the tap flow, and each direction of a tap mirror is a tunnel sink
- * with the rule feeding it.
+ * with the rule feeding it. In cluster mode a tap flow into a tap service on
+ * another host is a rule into a 'host' sink (the tunnel to that host's agent,
+ * id = the tap service), and a local tap service fed from other hosts has a
+ * termination (id = the tap service).
  */
-import type { Plan, RulePlan, SinkPlan } from '../engine/plan.js';
+import type { Plan, RulePlan, SinkPlan, TerminationPlan } from '../engine/plan.js';
 import type { Counters, DesiredState, Observation, ObservedStatus } from '../model/observation.js';
 import type { Port, ResourceKind } from '../model/resources.js';
 import { parseVlanFilter } from '../model/vlan-filter.js';
@@ -33,7 +36,10 @@ export function buildPlan(desired: DesiredState, host: string): Plan {
     if (!service || !local(flow.source_port)) continue;
     if (!local(service.port_id) && !remoteSinks.has(service.id)) {
       remoteSinks.add(service.id);
-      sinks.push({ id: service.id, kind: 'host', host: ports.get(service.port_id)!.host_id });
+      const peer = ports.get(service.port_id)!.host_id;
+      const remoteIp = desired.tunnels?.underlay[peer];
+      const key = desired.tunnels?.keys[service.id];
+      sinks.push({ id: service.id, kind: 'host', host: peer, ...(remoteIp === undefined ? {} : { remoteIp }), ...(key === undefined ? {} : { key }) });
     }
     rules.push({
       id: flow.id,
@@ -59,6 +65,16 @@ export function buildPlan(desired: DesiredState, host: string): Plan {
     }
   }
 
+  // Local tap services that tap flows of other hosts feed: the tunnels into them end here.
+  const terminations: TerminationPlan[] = [];
+  for (const service of services.values()) {
+    const key = desired.tunnels?.keys[service.id];
+    if (key === undefined || !local(service.port_id)) continue;
+    const fedFromElsewhere = desired.tapFlows.some((flow) => flow.tap_service_id === service.id
+      && ports.has(flow.source_port) && !local(flow.source_port));
+    if (fedFromElsewhere) terminations.push({ id: service.id, key, sinkId: service.id });
+  }
+
   const sourcePortIds = [...new Set(rules.map((rule) => rule.sourceId))];
   const localPorts = desired.ports.filter((port) => port.host_id === host);
   return {
@@ -66,6 +82,7 @@ export function buildPlan(desired: DesiredState, host: string): Plan {
     sinks,
     rules,
     interfaces: localPorts.map((port) => interfaceOf(port.id, port)),
+    ...(terminations.length > 0 ? { terminations } : {}),
   };
 }
 
@@ -84,6 +101,8 @@ export interface DataPathStats {
   sources: Array<Health & { packets: number; bytes: number; captureDrops: number }>;
   sinks: Array<Health & { packets: number; bytes: number; errors: number }>;
   rules: Array<{ id: string; ok?: boolean; reason?: string; packets: number; bytes: number; oversize: number; unavailable: number }>;
+  /** Tunnels from other hosts' agents into local tap services (cluster mode), by tap service id. */
+  terminations?: Array<Health & { packets: number; errors: number }>;
   interfaces?: Array<{ id: string; present: boolean; up: boolean; running: boolean; mac: string; mtu: number; reason?: string; sameAs?: string }>;
 }
 
@@ -131,6 +150,7 @@ export function observe(desired: DesiredState, host: string, stats: DataPathStat
   const sinks = new Map(stats.sinks.map((sink) => [sink.id, sink]));
   const rules = new Map(stats.rules.map((rule) => [rule.id, rule]));
   const interfaces = new Map((stats.interfaces ?? []).map((state) => [state.id, state]));
+  const terminations = new Map((stats.terminations ?? []).map((termination) => [termination.id, termination]));
   const problem = (what: string, health: Health | undefined): string | undefined => {
     if (!health) return `${what} is not running in the data path`;
     return health.ok ? undefined : `${what}: ${health.reason ?? 'failed'}`;
@@ -163,7 +183,15 @@ export function observe(desired: DesiredState, host: string, stats: DataPathStat
     const sink = sinks.get(service.id);
     const issue = problem(`destination ${portLabel(ports.get(service.port_id))}`, sink);
     serviceProblems.set(service.id, issue);
-    const counters = sink ? { counters: { packets: sink.packets, bytes: sink.bytes, drops: { send_errors: sink.errors } } } : {};
+    // What arrived through tunnels from other hosts went out of the port too.
+    const tunnelled = terminations.get(service.id);
+    const counters = sink ? {
+      counters: {
+        packets: sink.packets + (tunnelled?.packets ?? 0),
+        bytes: sink.bytes,
+        drops: { send_errors: sink.errors + (tunnelled?.errors ?? 0) },
+      },
+    } : {};
     add('tap_service', service.id, issue ? 'ERROR' : 'ACTIVE', issue ?? null, counters);
   }
 
@@ -172,6 +200,17 @@ export function observe(desired: DesiredState, host: string, stats: DataPathStat
     const service = services.get(flow.tap_service_id);
     let issue: string | undefined;
     let counters: Counters | undefined;
+    const serviceHost = service ? ports.get(service.port_id)?.host_id : undefined;
+    if (desired.tunnels && service && serviceHost !== undefined && serviceHost !== host && local(flow.source_port)
+      && desired.tunnels.underlay[serviceHost] === undefined) {
+      // Nothing failed here: the tunnel waits for the other host's agent to say where it is.
+      add('tap_flow', flow.id, 'DOWN', `waiting for the underlay address of host ${serviceHost}'s agent`);
+      continue;
+    }
+    if (desired.tunnels && service && serviceHost === host && !local(flow.source_port)) {
+      // This host ends the tunnel from the source's host: the termination into the tap service's port.
+      issue = problem(`tunnel from host ${ports.get(flow.source_port)?.host_id} into tap service ${service.id}`, terminations.get(service.id));
+    }
     if (local(flow.source_port)) {
       issue = problem(`source ${portLabel(ports.get(flow.source_port))}`, sources.get(flow.source_port))
         ?? (service && !local(service.port_id) ? problem(`tap service ${service.id} on host ${ports.get(service.port_id)?.host_id}`, sinks.get(service.id)) : undefined)

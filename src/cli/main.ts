@@ -5,9 +5,11 @@
  */
 import { Command, CommanderError } from 'commander';
 
+import { registerAgent } from './agent-command.js';
 import { addClientOptions } from './client.js';
 import { registerCollect } from './collect.js';
 import { registerCompletion } from './completion.js';
+import { registerHosts } from './hosts.js';
 import { registerMirror } from './mirror.js';
 import { registerResources } from './resources.js';
 import { registerServe } from './serve-command.js';
@@ -23,8 +25,10 @@ const program = new Command('tapas')
 registerMirror(program);
 registerCollect(program);
 registerServe(program);
+registerAgent(program);
 addClientOptions(program);
 registerResources(program);
+registerHosts(program);
 registerStats(program);
 registerCompletion(program);
 

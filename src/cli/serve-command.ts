@@ -12,8 +12,9 @@ import { WORKER_PRIORITIES, type WorkerPriority } from '../engine/native.js';
 import { RESOURCE_KINDS, type ResourceKind } from '../model/resources.js';
 import { DEFAULT_QUOTAS, UNLIMITED, type QuotaLimits } from '../service/quotas.js';
 import { UsageError } from './errors.js';
+import { addEtcdOptions, type EtcdFlags } from './etcd-options.js';
 
-export interface ServeFlags {
+export interface ServeFlags extends EtcdFlags {
   priority: WorkerPriority;
   listen: string;
   stateDir: string;
@@ -41,9 +42,17 @@ function parseQuota(text: string, previous: Partial<QuotaLimits>): Partial<Quota
 }
 
 export function registerServe(program: Command): void {
-  program
+  const serve = program
     .command('serve')
     .description('run the daemon: the TaaS API, its store and the agent driving the mirror engine')
+    .addHelpText('after', `
+Embedded mode (the default): one host; its agent and mirror engine run in this process.
+
+Cluster mode (--etcd URL[,URL...]): the API and the SQLite store of what users asked for,
+and no data path. The daemon publishes each host's desired state into etcd and turns
+the reports of the agents (\`tapas agent\` on every compute host) into statuses. Every
+port must name its host (\`tapas port create ... --host NAME\`); a port on a host without
+an agent stays DOWN, "no agent on host NAME". See docs/cluster.md.`)
     .option('--listen <host:port>', 'address of the API', '127.0.0.1:9696')
     .option('--state-dir <dir>', 'where the store lives', defaultStateDir())
     .addOption(new Option('--auth <mode>', 'noauth (loopback only) or token (default when --tokens is given)').choices(['noauth', 'token']))
@@ -56,7 +65,8 @@ export function registerServe(program: Command): void {
     .addOption(new Option('--priority <level>', 'scheduling of the engine\'s workers: nice 0, nice -10, or SCHED_FIFO')
       .choices([...WORKER_PRIORITIES]).default('high'))
     .option('--agent-interval <ms>', 'how often the agent re-checks interfaces and engine health', '1000')
-    .option('--log-level <level>', 'pino log level', 'info')
+    .option('--log-level <level>', 'pino log level', 'info');
+  addEtcdOptions(serve, 'cluster mode: the etcd endpoints through which agents on every host are fed (no local data path)')
     .action(async (flags: ServeFlags) => {
       const { runServe } = await import('./serve.js');
       await runServe(flags);

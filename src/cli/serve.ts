@@ -19,8 +19,11 @@ import { DEFAULT_QUOTAS, type QuotaLimits } from '../service/quotas.js';
 import { TaasStats } from '../service/stats.js';
 import { TaasService } from '../service/taas-service.js';
 import { Store, StoreError } from '../store/store.js';
+import { ClusterLink } from '../cluster/control-plane.js';
+import type { EtcdSettings } from '../cluster/etcd.js';
 import { UsageError } from './errors.js';
 import type { ServeFlags } from './serve-command.js';
+import { etcdSettingsOf } from './etcd-options.js';
 
 export interface ListenAddress {
   host: string;
@@ -38,6 +41,8 @@ export interface DaemonOptions {
   priority?: WorkerPriority;
   /** How often the agent looks at interfaces and engine health unasked. */
   agentIntervalMs: number;
+  /** Cluster mode: agents on every host, fed through this etcd; no data path in this process. */
+  etcd?: EtcdSettings;
   logger: Logger;
 }
 
@@ -81,14 +86,19 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   }
 
   const store = new Store(options.stateDir);
+  const observations = new ObservationBook();
+  // Cluster mode: the desired state goes to etcd, the agents' observations come from it.
+  const cluster = options.etcd ? new ClusterLink(store, options.etcd, observations, logger) : undefined;
   // The embedded mode: the agent of this host runs in this process, linked to the
   // control plane by the in-process desired state and observation book.
-  const desired = new LocalDesiredState(store);
-  const observations = new ObservationBook();
-  const service = new TaasService(store, { hostId: options.hostId, quotas: options.quotas, desired, observations });
-  const engine = new Engine({ workers: options.workers, ...(options.priority ? { priority: options.priority } : {}) });
-  const agent = new Agent({
-    host: options.hostId, desired, observations, dataPath: engine,
+  const local = cluster ? undefined : new LocalDesiredState(store);
+  const service = new TaasService(store, {
+    // In cluster mode a port must name its host: there is no "this host".
+    ...(cluster ? {} : { hostId: options.hostId }), quotas: options.quotas, desired: cluster?.publisher ?? local!, observations,
+  });
+  const engine = local && new Engine({ workers: options.workers, ...(options.priority ? { priority: options.priority } : {}) });
+  const agent = local && engine && new Agent({
+    host: options.hostId, desired: local, observations, dataPath: engine,
     logger: logger.child({ component: 'agent' }), intervalMs: options.agentIntervalMs,
   });
   const metrics = new Metrics({
@@ -103,13 +113,15 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
   const closeAll = async () => {
     await app.close();
-    await agent.stop();
-    await engine.close();
+    await agent?.stop();
+    await engine?.close();
+    await cluster?.close();
     store.close();
   };
   try {
     // Restore the data path before taking requests: after a crash, mirroring resumes first.
-    await agent.start();
+    await agent?.start();
+    await cluster?.start();
     await app.listen({ host: options.listen.host, port: options.listen.port });
   } catch (error) {
     await closeAll();
@@ -119,7 +131,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const port = typeof address === 'object' && address ? address.port : options.listen.port;
   const host = options.listen.host.includes(':') ? `[${options.listen.host}]` : options.listen.host;
   const url = `http://${host}:${port}`;
-  logger.info({ url, stateDir: options.stateDir, auth: options.auth, schemaVersion: store.schemaVersion }, 'listening');
+  logger.info({
+    url, stateDir: options.stateDir, auth: options.auth, schemaVersion: store.schemaVersion,
+    ...(options.etcd ? { etcd: options.etcd.endpoints, etcdPrefix: cluster!.keys.root } : {}),
+  }, 'listening');
   return { url, close: closeAll };
 }
 
@@ -129,6 +144,7 @@ export async function runServe(flags: ServeFlags): Promise<void> {
   const interval = Number(flags.agentInterval);
   if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new UsageError(`--workers must be 1 to 64, not '${flags.workers}'`);
   if (!Number.isInteger(interval) || interval < 50) throw new UsageError(`--agent-interval must be an integer >= 50, not '${flags.agentInterval}'`);
+  const etcd = await etcdSettingsOf(flags);
   const logger = pino({ level: flags.logLevel, base: { pid: process.pid } });
   let daemon: Daemon;
   try {
@@ -142,6 +158,7 @@ export async function runServe(flags: ServeFlags): Promise<void> {
       workers,
       priority: flags.priority,
       agentIntervalMs: interval,
+      ...(etcd ? { etcd } : {}),
       logger,
     });
   } catch (error) {

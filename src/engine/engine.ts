@@ -1,7 +1,8 @@
 import {
   loadAddon, type EngineStats, type NativeEngine, type RingSettings, type WorkerPriority,
 } from './native.js';
-import type { Plan } from './plan.js';
+import { Collector, type CollectorOptions } from './collector.js';
+import type { HostSinkPlan, Plan, SinkPlan, TerminationPlan } from './plan.js';
 
 export interface EngineOptions {
   /** Worker threads, 1 to 1024; more than one spreads each source over a PACKET_FANOUT_HASH group. */
@@ -12,18 +13,57 @@ export interface EngineOptions {
   ring?: RingSettings;
 }
 
+/** A tunnel from peer agents into a local tap service (Plan.terminations), as it runs. */
+export interface TerminationStats {
+  id: string;
+  ok: boolean;
+  reason?: string;
+  /** Tunnel packets of this key received. */
+  received: number;
+  /** Inner frames sent out of the tap service's port. */
+  packets: number;
+  /** Frames that could not be sent (send errors, too large for the port). */
+  errors: number;
+  /** Packets of this tunnel that were not well-formed GRE. */
+  malformed: number;
+}
+
+/** The native engine's stats, and the tunnel terminations this wrapper runs beside it. */
+export type DataPathEngineStats = EngineStats & { terminations: TerminationStats[] };
+
+interface RunningTermination {
+  /** What it was opened with, to tell a changed termination. */
+  spec: string;
+  options: CollectorOptions;
+  collector?: Collector;
+  reason?: string;
+  /** When to try again after a failure to open (monotonic ms). */
+  retryAt: number;
+}
+
+const TERMINATION_RETRY_MS = 1000;
+
 /**
  * The data path seen from JavaScript: `apply` a plan, read `stats`, `close`.
  * Packets never touch this thread; the native workers own every socket.
+ *
+ * Cluster mode adds two things the addon does not know: a sink into a tap
+ * service on another host (kind 'host') runs as a sequenced GRE tunnel to the
+ * peer agent's underlay address, and the plan's terminations run as
+ * collectors (native threads) that put the frames peers send into a local tap
+ * service's port.
  */
 export class Engine {
   private readonly native: NativeEngine;
   private closed = false;
   private applying: Promise<void> = Promise.resolve();
-  /** Sinks of the last plan that are tap services on other hosts, by id: their host. */
+  /** Sinks of the last plan that are tap services on other hosts and cannot run: their reason. */
   private remoteSinks = new Map<string, string>();
-  /** Rules of the last plan into such sinks, by id: the host. */
+  /** Rules of the last plan into such sinks, by id: the reason. */
   private remoteRules = new Map<string, string>();
+  private readonly terminations = new Map<string, RunningTermination>();
+  /** Terminations the last plan asked for that cannot run at all, with the reason. */
+  private refusedTerminations = new Map<string, string>();
 
   /** Throws a TypeError for invalid options, an Error when the engine cannot start (no descriptors or threads left). */
   constructor(options: EngineOptions = {}) {
@@ -41,54 +81,134 @@ export class Engine {
    * only an unreadable plan rejects, changing nothing. Idempotent. Returns the
    * stats right after, so failures show at once, interfaces included.
    */
-  async apply(plan: Plan): Promise<EngineStats> {
+  async apply(plan: Plan): Promise<DataPathEngineStats> {
     if (this.closed) throw new Error('the engine is closed');
-    const run = this.applying.then(() => this.native.apply(plan));
+    const { terminations = [], ...rest } = plan;
+    const nativePlan: Plan = { ...rest, sinks: plan.sinks.map(tunnelToPeer) };
+    const run = this.applying.then(() => this.native.apply(nativePlan));
     this.applying = run.catch(() => undefined);
     await run;
-    this.remoteSinks = new Map(plan.sinks.flatMap((sink) => (sink.kind === 'host' ? [[sink.id, sink.host] as const] : [])));
+    this.remoteSinks = new Map(nativePlan.sinks.flatMap((sink) => (sink.kind === 'host' ? [[sink.id, unreachableReason(sink)] as const] : [])));
     this.remoteRules = new Map(plan.rules.flatMap((rule) => {
-      const host = this.remoteSinks.get(rule.sinkId);
-      return host === undefined ? [] : [[rule.id, host] as const];
+      const reason = this.remoteSinks.get(rule.sinkId);
+      return reason === undefined ? [] : [[rule.id, reason] as const];
     }));
+    this.terminate(plan, terminations);
     return this.stats();
   }
 
-  stats(): EngineStats {
-    return this.explained(this.native.stats());
+  stats(): DataPathEngineStats {
+    return { ...this.explained(this.native.stats()), terminations: this.terminationStats() };
   }
 
   /**
-   * This engine reaches no other host (tunnels between agents come with
-   * cluster mode): the native engine refuses such a sink, and the rules into
-   * it, as of an unknown kind; say what it is instead.
+   * A sink into another host without a tunnel to it: the native engine
+   * refuses it, and the rules into it, as of an unknown kind; say what it is
+   * instead.
    */
   private explained(stats: EngineStats): EngineStats {
     if (this.remoteSinks.size === 0) return stats;
-    const reasonFor = (host: string) => `the tap service's port is on host ${host}, and this data path has no tunnel to other hosts`;
     return {
       ...stats,
       sinks: stats.sinks.map((sink) => {
-        const host = this.remoteSinks.get(sink.id);
-        return host === undefined ? sink : { ...sink, ok: false, reason: reasonFor(host) };
+        const reason = this.remoteSinks.get(sink.id);
+        return reason === undefined ? sink : { ...sink, ok: false, reason };
       }),
       // Only the sink's own refusal is reworded: a rule refused for another reason (a duplicate id) keeps it.
       rules: stats.rules.map((rule) => {
-        const host = this.remoteRules.get(rule.id);
-        return host === undefined || rule.reason !== "unknown sink kind 'host'" ? rule : { ...rule, reason: reasonFor(host) };
+        const reason = this.remoteRules.get(rule.id);
+        return reason === undefined || rule.reason !== "unknown sink kind 'host'" ? rule : { ...rule, reason };
       }),
     };
   }
 
-  /** Stops every worker; stats() keeps returning the final counters. */
-  async close(): Promise<EngineStats> {
+  /** Opens, keeps or closes a collector per termination of the plan. */
+  private terminate(plan: Plan, wanted: readonly TerminationPlan[]): void {
+    const refused = new Map<string, string>();
+    const keep = new Set<string>();
+    for (const termination of wanted) {
+      const sink = plan.sinks.find((candidate) => candidate.id === termination.sinkId);
+      if (!sink || sink.kind !== 'port') {
+        refused.set(termination.id, `the tunnel into it names no port sink '${termination.sinkId}'`);
+        continue;
+      }
+      const options: CollectorOptions = {
+        key: termination.key, toIfname: sink.ifname, ...(sink.netns === undefined ? {} : { toNetns: sink.netns }),
+      };
+      const spec = JSON.stringify(options);
+      keep.add(termination.id);
+      const running = this.terminations.get(termination.id);
+      if (running?.spec === spec) continue;
+      running?.collector?.close();
+      this.terminations.set(termination.id, { spec, options, retryAt: 0 });
+    }
+    for (const [id, running] of this.terminations) {
+      if (keep.has(id)) continue;
+      running.collector?.close();
+      this.terminations.delete(id);
+    }
+    this.refusedTerminations = refused;
+    this.openTerminations();
+  }
+
+  /** Opens what is not open yet; one that failed is tried again after a second. */
+  private openTerminations(): void {
+    if (this.closed) return;
+    const now = performance.now();
+    for (const running of this.terminations.values()) {
+      if (running.collector || now < running.retryAt) continue;
+      try {
+        running.collector = new Collector(running.options);
+        delete running.reason;
+      } catch (error) {
+        running.reason = `cannot terminate the tunnel from other hosts: ${(error as Error).message}`;
+        running.retryAt = now + TERMINATION_RETRY_MS;
+      }
+    }
+  }
+
+  private terminationStats(): TerminationStats[] {
+    this.openTerminations();
+    const stats: TerminationStats[] = [];
+    for (const [id, reason] of this.refusedTerminations) stats.push({ id, ok: false, reason, received: 0, packets: 0, errors: 0, malformed: 0 });
+    for (const [id, running] of this.terminations) {
+      const counted = running.collector?.stats();
+      stats.push({
+        id,
+        ok: running.collector !== undefined,
+        ...(running.reason === undefined ? {} : { reason: running.reason }),
+        received: (counted?.accepted ?? 0) + (counted?.malformed ?? 0),
+        packets: counted?.written ?? 0,
+        errors: (counted?.outputErrors ?? 0) + (counted?.oversize ?? 0),
+        malformed: counted?.malformed ?? 0,
+      });
+    }
+    return stats;
+  }
+
+  /** Stops every worker and collector; stats() keeps returning the final counters. */
+  async close(): Promise<DataPathEngineStats> {
     if (!this.closed) {
       this.closed = true;
       await this.applying;
       this.native.close();
+      for (const running of this.terminations.values()) running.collector?.close();
     }
     return this.stats();
   }
+}
+
+/** A sink into a tap service on another host, as the native engine runs it: a sequenced GRE tunnel, when it can. */
+function tunnelToPeer(sink: SinkPlan): SinkPlan {
+  if (sink.kind !== 'host' || sink.remoteIp === undefined || sink.key === undefined) return sink;
+  return { id: sink.id, kind: 'gre', remoteIp: sink.remoteIp, key: sink.key, sequence: true };
+}
+
+function unreachableReason(sink: HostSinkPlan): string {
+  if (sink.key !== undefined && sink.remoteIp === undefined) {
+    return `the tap service's port is on host ${sink.host}, whose underlay address is not known (its agent has not registered yet)`;
+  }
+  return `the tap service's port is on host ${sink.host}, and this data path has no tunnel to other hosts`;
 }
 
 export { WORKER_PRIORITIES } from './native.js';

@@ -41,6 +41,12 @@ export interface GreSinkPlan {
   netns?: string;
   /** Cut frames that exceed the path MTU instead of letting the kernel fragment them (the default). */
   truncate?: boolean;
+  /**
+   * Number the packets too (GRE flags K and S, RFC 2890): the tunnels between
+   * tapas agents do, and every capture ring drops packets of that signature
+   * (see docs/tunnels.md), so that they are never mirrored again.
+   */
+  sequence?: boolean;
 }
 
 /**
@@ -66,14 +72,32 @@ export type TunnelSinkPlan = GreSinkPlan | ErspanSinkPlan;
 
 /**
  * A tap service whose port is on another host: copies travel there through
- * a tunnel between agents (cluster mode). A data path that cannot reach other
- * hosts reports this sink, and the rules into it, as failed.
+ * a tunnel between agents (cluster mode): GRE with flags K and S, the key of
+ * the tap service, to the peer agent's underlay address, sent from the
+ * engine's own namespace. Without an address and a key (the embedded daemon
+ * has neither) the sink, and the rules into it, are reported failed.
  */
 export interface HostSinkPlan {
   id: string;
   kind: 'host';
   /** The host of the tap service's port (binding:host_id). */
   host: string;
+  /** Where the peer agent terminates its tunnels (its --underlay-ip). */
+  remoteIp?: string;
+  /** The GRE key of the tap service. */
+  key?: number;
+}
+
+/**
+ * Where tunnels from peer agents end on this host: GRE packets with this key
+ * (from any address of the engine's namespace) are decapsulated and their
+ * inner frames sent, unchanged and in order, out of the port sink `sinkId`.
+ */
+export interface TerminationPlan {
+  /** The tap service's id. */
+  id: string;
+  key: number;
+  sinkId: string;
 }
 
 export type SinkPlan = PortSinkPlan | TunnelSinkPlan | HostSinkPlan;
@@ -127,5 +151,7 @@ export interface Plan {
   rules: RulePlan[];
   /** Interfaces to observe; stats().interfaces reports them in this order. */
   interfaces?: InterfacePlan[];
+  /** Tunnels from peer agents into local tap services (cluster mode). */
+  terminations?: TerminationPlan[];
 }
 

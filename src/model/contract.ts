@@ -169,7 +169,7 @@ export const CONTRACT = {
       /** The host whose agent captures this interface. */
       'binding:host_id': attribute({
         schema: NAME, post: 'optional', store: { column: 'host_id' },
-        cli: { option: { flag: '--host <HOST>', help: 'binding:host_id (default: the daemon\'s host name)' } },
+        cli: { option: { flag: '--host <HOST>', help: 'binding:host_id: the host whose agent captures it (default: the daemon\'s host; required in cluster mode)' } },
       }),
       /** The host-side interface facing the workload, and its network namespace (null: the daemon's own). */
       'binding:profile': attribute({

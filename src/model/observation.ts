@@ -20,6 +20,19 @@ export interface DesiredState {
   tapServices: TapService[];
   tapFlows: TapFlow[];
   tapMirrors: TapMirror[];
+  /** Cluster mode: how this host's tunnels to and from other hosts' agents are addressed. */
+  tunnels?: TunnelDirectory;
+}
+
+/**
+ * What an agent needs to reach tap services on other hosts and to terminate
+ * the tunnels into its own (cluster mode; the embedded daemon has none).
+ */
+export interface TunnelDirectory {
+  /** The GRE key of each tap service of this desired state: the tunnel into it carries that key. */
+  keys: Record<string, number>;
+  /** The underlay address of each other host this host sends to (its agent's --underlay-ip). */
+  underlay: Record<string, string>;
 }
 
 export interface DesiredStateSource {

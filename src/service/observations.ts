@@ -91,6 +91,40 @@ export class ObservationBook implements ObservationSink {
     if (this.hosts.delete(host)) this.events.emit('change', host);
   }
 
+  /**
+   * Cluster mode: everything known of one host, as its keys in etcd say it
+   * (the agent's registration and its observations, rates computed by the
+   * agent), replacing what was known. `agent.revision` is in this book's
+   * numbering (see EtcdPublisher.effectiveRevision).
+   */
+  replaceHost(agent: AgentRecord, observations: readonly StoredObservation[]): void {
+    const existing = this.hosts.get(agent.host);
+    this.hosts.set(agent.host, {
+      agent: { ...agent },
+      reportedAtMs: existing?.reportedAtMs ?? this.now(),
+      observations: new Map(observations.map((observation) => [keyOf(observation.kind, observation.id), observation])),
+    });
+    this.events.emit('change', agent.host);
+  }
+
+  /** Cluster mode: the host's agent has applied the desired state up to this revision (this book's numbering). */
+  setRevision(host: string, revision: number): void {
+    const record = this.hosts.get(host);
+    if (!record || record.agent.revision === revision) return;
+    record.agent.revision = revision;
+    this.events.emit('change', host);
+  }
+
+  /** The hosts with an agent. */
+  hostsWithAgents(): string[] {
+    return [...this.hosts.keys()];
+  }
+
+  /** The revision of the host's last report (this book's numbering); undefined without an agent. */
+  revisionOf(host: string): number | undefined {
+    return this.hosts.get(host)?.agent.revision;
+  }
+
   /** Calls listener with the host after every register, report and unregister. */
   onChange(listener: (host: string) => void): () => void {
     this.events.on('change', listener);

@@ -4,8 +4,8 @@
  * - being deleted → PENDING_DELETE;
  * - any involved host reports a failure → ERROR, with that host's reason;
  * - every involved host reports it running → ACTIVE;
- * - otherwise DOWN: not reported yet, or reported down (its reason), or a host
- *   has no agent at all ("no agent on host X").
+ * - otherwise DOWN: a host has no agent at all ("no agent on host X", the
+ *   first such host), or reported it down (its reason), or not reported yet.
  */
 import type { Lifecycle, Port, ResourceKind, ResourceOf, Shown, TapFlow, TapMirror, TapService } from '../model/resources.js';
 import type { ObservationBook } from './observations.js';
@@ -41,10 +41,12 @@ export function deriveLifecycle(
 ): Lifecycle {
   if (deleting) return { status: 'PENDING_DELETE', status_reason: null };
   let waiting: string | null = null;
+  // A host without an agent explains more than another host's DOWN (which may wait for it).
+  let noAgent: string | null = null;
   let reported = 0;
   for (const host of hosts) {
     if (!book.hasAgent(host)) {
-      waiting ??= `no agent on host ${host}`;
+      noAgent ??= `no agent on host ${host}`;
       continue;
     }
     const observation = book.observation(host, kind, id);
@@ -54,7 +56,7 @@ export function deriveLifecycle(
     else reported += 1;
   }
   if (hosts.length > 0 && reported === hosts.length) return { status: 'ACTIVE', status_reason: null };
-  return { status: 'DOWN', status_reason: waiting };
+  return { status: 'DOWN', status_reason: noAgent ?? waiting };
 }
 
 /** A reason names its host when the resource spans several, so the operator knows where to look. */

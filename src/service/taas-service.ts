@@ -53,8 +53,11 @@ const NOT_FOUND: Record<ResourceKind, { type: string; message: (id: string) => s
 };
 
 export interface ServiceOptions {
-  /** The host a port is bound to when its create names none (binding:host_id). */
-  hostId: string;
+  /**
+   * The host a port is bound to when its create names none (binding:host_id).
+   * None in cluster mode: a port must name its host.
+   */
+  hostId?: string;
   quotas: QuotaLimits;
   /** Told after every committed change of the desired state. */
   desired: DesiredStateFeed;
@@ -119,7 +122,11 @@ export class TaasService {
     const projectId = this.owningProject(context, input);
     // One spelling per namespace (`/run/netns//NS/` is NS): stored and compared canonical.
     const spelled = input.netns ? { ...input, netns: canonicalNetns(input.netns) } : input;
-    const port: Port = { ...this.newRecord('port', projectId, spelled), host_id: input.host_id ?? this.options.hostId };
+    const hostId = input.host_id ?? this.options.hostId;
+    if (hostId === undefined) {
+      throw invalidInput('binding:host_id', 'the daemon runs in cluster mode: a port names the host whose agent captures it');
+    }
+    const port: Port = { ...this.newRecord('port', projectId, spelled), host_id: hostId };
     return this.insert('port', port, () => {
       const existing = this.store.list('port')
         .find((p) => p.host_id === port.host_id && p.interface === port.interface
