@@ -18,7 +18,7 @@ export interface Series {
 const KEEP = 120;
 
 export class RateHistory {
-  private readonly series = new Map<string, Series & { lastDrops: number | null; lastTime: number | null }>();
+  private readonly series = new Map<string, Series & { lastDrops: number | null; lastPackets: number | null; lastBytes: number | null; lastTime: number | null }>();
   /** Bumped on every report, so that views know to redraw. */
   version = 0;
 
@@ -29,17 +29,22 @@ export class RateHistory {
       seen.add(key);
       let entry = this.series.get(key);
       if (!entry) {
-        entry = { time: [], pps: [], bps: [], dps: [], lastDrops: null, lastTime: null };
+        entry = { time: [], pps: [], bps: [], dps: [], lastDrops: null, lastPackets: null, lastBytes: null, lastTime: null };
         this.series.set(key, entry);
       }
+      const seconds = entry.lastTime === null ? 0 : time - entry.lastTime;
+      /** A counter's rate since the previous report, when both counted (a counter that went back restarted: none). */
+      const since = (now: number | null, before: number | null) =>
+        (now === null || before === null || seconds <= 0 || now < before ? null : (now - before) / seconds);
       const dropped = rated.packets === null ? null : totalDrops(rated.drops);
-      const dps = dropped !== null && entry.lastDrops !== null && entry.lastTime !== null && time > entry.lastTime
-        ? Math.max(0, (dropped - entry.lastDrops) / (time - entry.lastTime)) : null;
       entry.time.push(time);
-      entry.pps.push(rated.packets_per_second);
-      entry.bps.push(rated.bits_per_second);
-      entry.dps.push(dps);
+      // The host's own rates where it gives them (a tap mirror's directions have counters only).
+      entry.pps.push(rated.packets_per_second ?? since(rated.packets, entry.lastPackets));
+      entry.bps.push(rated.bits_per_second ?? mapNull(since(rated.bytes, entry.lastBytes), (bytes) => bytes * 8));
+      entry.dps.push(since(dropped, entry.lastDrops));
       entry.lastDrops = dropped;
+      entry.lastPackets = rated.packets;
+      entry.lastBytes = rated.bytes;
       entry.lastTime = time;
       if (entry.time.length > KEEP) {
         entry.time.shift();
@@ -62,9 +67,12 @@ export class RateHistory {
     return this.series.get(key);
   }
 
-  /** The latest drop rate of a series. */
-  dropRate(key: string): number | null {
+  /** The latest rates of a series. */
+  latest(key: string): { pps: number | null; bps: number | null; dps: number | null } {
     const series = this.series.get(key);
-    return series?.dps[series.dps.length - 1] ?? null;
+    const last = (values: Array<number | null> | undefined) => values?.[values.length - 1] ?? null;
+    return { pps: last(series?.pps), bps: last(series?.bps), dps: last(series?.dps) };
   }
 }
+
+const mapNull = (value: number | null, f: (value: number) => number) => (value === null ? null : f(value));

@@ -69,15 +69,18 @@ export function RatesTable({ stats, inventory, history, selected, onSelect }: {
       </thead>
       <tbody>
         {rows.map((row) => {
-          const dps = history.dropRate(row.key);
+          const latest = history.latest(row.key);
+          const dps = latest.dps;
+          const pps = row.rated.packets_per_second ?? latest.pps;
+          const bps = row.rated.bits_per_second ?? latest.bps;
           const dropped = totalDrops(row.rated.drops);
           return (
             <tr key={row.key} data-row={row.key} class={`${row.sub ? 'sub' : ''}${selected === row.node ? ' selected' : ''}`} onClick={() => onSelect(row.node)}>
               <td class="kind">{row.kind}</td>
               <td class="name" title={row.what}>{row.name}<div class="what">{row.what}</div></td>
               <td>{row.status && <span class={`status status-${row.status}`} title={row.reason ?? ''}>{row.status}</span>}</td>
-              <td class="num" data-col="pps" data-value={row.rated.packets_per_second ?? ''}>{packetRate(row.rated.packets_per_second)}</td>
-              <td class="num" data-col="bps" data-value={row.rated.bits_per_second ?? ''}>{bitRate(row.rated.bits_per_second)}</td>
+              <td class="num" data-col="pps" data-value={pps ?? ''}>{packetRate(pps)}</td>
+              <td class="num" data-col="bps" data-value={bps ?? ''}>{bitRate(bps)}</td>
               <td class="num" data-col="packets">{count(row.rated.packets)}</td>
               <td class={dropped > 0 ? 'drops bad' : 'drops'} data-col="drops">{drops(row.rated.drops)}</td>
               <td class={dps ? 'num bad' : 'num'} data-col="dps">{packetRate(dps)}</td>
