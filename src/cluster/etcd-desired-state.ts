@@ -73,7 +73,8 @@ export class EtcdDesiredState implements DesiredStateSource {
       if (!where || where.host !== this.host) continue;
       let value: Record<string, unknown>;
       try {
-        value = JSON.parse(text) as Record<string, unknown>;
+        // Names and descriptions are not published (see publisher.ts): the records carry empty ones.
+        value = { name: '', description: '', ...JSON.parse(text) as Record<string, unknown> };
       } catch {
         this.logger.warn({ key }, 'ignoring a desired-state key that is not JSON');
         continue;

@@ -249,17 +249,17 @@ export class EtcdPublisher implements DesiredStateFeed {
       const desired = desiredStateOf(snapshot, host, 0);
       const portHosts = new Map(desired.ports.map((port) => [port.id, port.host_id]));
       const servicePorts = new Map(desired.tapServices.map((service) => [service.id, service.port_id]));
-      for (const port of desired.ports) wanted.set(this.keys.resource(host, 'port', port.id), JSON.stringify(port));
+      for (const port of desired.ports) wanted.set(this.keys.resource(host, 'port', port.id), JSON.stringify(forAgents(port)));
       for (const service of desired.tapServices) {
-        wanted.set(this.keys.resource(host, 'tap_service', service.id), JSON.stringify({ ...service, tunnel_key: this.keyOf(service.id) }));
+        wanted.set(this.keys.resource(host, 'tap_service', service.id), JSON.stringify({ ...forAgents(service), tunnel_key: this.keyOf(service.id) }));
       }
       const peers = new Set<string>();
       for (const flow of desired.tapFlows) {
-        wanted.set(this.keys.resource(host, 'tap_flow', flow.id), JSON.stringify(flow));
+        wanted.set(this.keys.resource(host, 'tap_flow', flow.id), JSON.stringify(forAgents(flow)));
         const serviceHost = portHosts.get(servicePorts.get(flow.tap_service_id) ?? '');
         if (portHosts.get(flow.source_port) === host && serviceHost !== undefined && serviceHost !== host) peers.add(serviceHost);
       }
-      for (const mirror of desired.tapMirrors) wanted.set(this.keys.resource(host, 'tap_mirror', mirror.id), JSON.stringify(mirror));
+      for (const mirror of desired.tapMirrors) wanted.set(this.keys.resource(host, 'tap_mirror', mirror.id), JSON.stringify(forAgents(mirror)));
       for (const peer of peers) {
         const address = this.underlay.get(peer);
         if (address !== undefined) wanted.set(this.keys.peer(host, peer), JSON.stringify({ underlay_ip: address }));
@@ -278,4 +278,14 @@ export class EtcdPublisher implements DesiredStateFeed {
     this.tunnelKeys.set(serviceId, key);
     return key;
   }
+}
+
+/**
+ * A record as agents get it: what the data path needs. Names, descriptions and
+ * update times are the users' business; leaving them out keeps a rename from
+ * touching any host's keys (and compute hosts from learning them).
+ */
+function forAgents<T extends { name: string; description: string; updated_at: string }>(record: T): Omit<T, 'name' | 'description' | 'updated_at'> {
+  const { name: _name, description: _description, updated_at: _updated, ...rest } = record;
+  return rest;
 }
