@@ -139,17 +139,17 @@ describe.skipIf(!runBrowserTests)(`the web page in headless Chromium (${netnsSki
     expect(await rate(`tap_flow:${ids.flow}`)).toBeLessThan(50);
 
     const started = Date.now();
-    // Bounded: 3,000 echo requests at 2 ms, all inside the lab's namespaces.
-    const ping = lab.track(spawn('ip', ['netns', 'exec', vm, 'ping', '-q', '-c', '3000', '-i', '0.002', '-W', '1', VM_HOST_SIDE], { stdio: 'ignore' }));
+    // Bounded: 5,000 echo requests at 2 ms (about 10 s), all inside the lab's namespaces.
+    const ping = lab.track(spawn('ip', ['netns', 'exec', vm, 'ping', '-q', '-c', '5000', '-i', '0.002', '-W', '1', VM_HOST_SIDE], { stdio: 'ignore' }));
     try {
       await expect.poll(() => rate(`tap_flow:${ids.flow}`), { timeout: 3000, interval: 100 }).toBeGreaterThan(200);
       const seenAfterMs = Date.now() - started;
       expect(seenAfterMs).toBeLessThan(3000);
       await expect.poll(() => rate(`tap_mirror:${ids.mirror}`), { timeout: 3000, interval: 100 }).toBeGreaterThan(200);
       await expect.poll(() => rate(`tap_mirror:${ids.mirror}:OUT`), { timeout: 3000, interval: 100 }).toBeGreaterThan(100);
-      // The details of the selected flow follow too; let the charts draw a few seconds of it.
+      // The details of the selected flow follow too; let the charts draw some seconds of it.
       await expect.poll(() => page.locator('.details .big').first().textContent()).toMatch(/pkt\/s/);
-      await sleep(2500);
+      await sleep(6000);
       expect(await rate(`tap_flow:${ids.flow}`)).toBeGreaterThan(200);
       await watched.screenshot('live-rates');
     } finally {

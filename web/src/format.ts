@@ -40,3 +40,11 @@ export const shortId = (id: string) => id.split('-')[0] ?? id;
 /** A resource's name, or its short id when it has none. */
 export const nameOf = (resource: { name?: string; id: string } | undefined, fallback = '?') =>
   resource === undefined ? fallback : resource.name !== undefined && resource.name !== '' ? resource.name : shortId(resource.id);
+
+const COMPACT = new Intl.NumberFormat('en-US', { notation: 'compact', maximumFractionDigits: 1 });
+
+/** An axis tick: 1500 → "1.5K". */
+export const compact = (value: number) => COMPACT.format(value);
+
+/** "1 tap service", "2 tap services". */
+export const plural = (n: number, noun: string) => `${n} ${noun}${n === 1 ? '' : 's'}`;

@@ -10,6 +10,9 @@ import { KIND_LABEL } from './types.js';
 
 const KIND_TEXT: Record<TopologyNode['kind'], string> = { ...KIND_LABEL, remote: 'remote', agent: 'host agent' };
 
+/** A small topology is not blown up past this scale (a large one shrinks to fit). */
+const MAX_SCALE = 1.3;
+
 /** At most n characters, with an ellipsis: the full text is in the tooltip and the details. */
 const fit = (text: string, n: number) => (text.length > n ? `${text.slice(0, n - 1)}…` : text);
 
@@ -37,6 +40,7 @@ export function TopologyGraph({ layout, selected, onSelect }: {
   return (
     <div class="graph" ref={box} onMouseLeave={() => setHover(null)}>
       <svg viewBox={`0 0 ${width} ${height}`} preserveAspectRatio="xMidYMid meet" role="group" aria-label="topology"
+        style={{ maxWidth: `${Math.round(width * MAX_SCALE)}px`, maxHeight: `${Math.round(height * MAX_SCALE)}px` }}
         onClick={(event) => { if (event.target === event.currentTarget) onSelect(null); }}>
         <defs>
           {['ACTIVE', 'DOWN', 'ERROR', 'PENDING_DELETE', 'REMOTE'].map((status) => (

@@ -1,5 +1,5 @@
 /**
- * The last minutes of each tap flow's, tap mirror's and tap service's rates,
+ * The last minute and a half of each tap flow's, tap mirror's and tap service's rates,
  * from the stats stream's reports, for the charts. Drop rates are computed
  * here from the counters of successive reports.
  */
@@ -15,7 +15,8 @@ export interface Series {
   dps: Array<number | null>;
 }
 
-const KEEP = 120;
+/** Reports kept per resource (one a second): a little more than the charts' minute. */
+const KEEP = 90;
 
 export class RateHistory {
   private readonly series = new Map<string, Series & { lastDrops: number | null; lastPackets: number | null; lastBytes: number | null; lastTime: number | null }>();

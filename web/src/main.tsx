@@ -13,6 +13,7 @@ import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 
 import { Api, ApiError, forgetToken, storedToken, storeToken } from './api.js';
 import { Details } from './details.js';
+import { plural } from './format.js';
 import { ConfirmDelete, CreateForm } from './forms.js';
 import { TopologyGraph } from './graph.js';
 import { RateHistory } from './history.js';
@@ -142,7 +143,8 @@ function App() {
   }
   if (!session) return <main class="loading"><p>{connection.text}</p></main>;
 
-  const counts = `${inventory.ports.length} ports · ${inventory.tap_services.length} tap services · ${inventory.tap_flows.length} tap flows · ${inventory.tap_mirrors.length} tap mirrors`;
+  const counts = [plural(inventory.ports.length, 'port'), plural(inventory.tap_services.length, 'tap service'),
+    plural(inventory.tap_flows.length, 'tap flow'), plural(inventory.tap_mirrors.length, 'tap mirror')].join(' · ');
   const hostsText = topology.hosts.length === 1 ? `host ${topology.hosts[0]!.name}` : `${topology.hosts.length} hosts`;
   return (
     <div class="app">

@@ -64,7 +64,7 @@ export function RatesTable({ stats, inventory, history, selected, onSelect }: {
       <thead>
         <tr>
           <th>kind</th><th>name</th><th>status</th><th class="num">packets/s</th><th class="num">bits/s</th>
-          <th class="num">packets</th><th>drops by cause</th><th class="num">drops/s</th><th>last 2 min</th>
+          <th class="num">packets</th><th>drops by cause</th><th class="num">drops/s</th><th>last minute</th>
         </tr>
       </thead>
       <tbody>
