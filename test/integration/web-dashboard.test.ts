@@ -149,6 +149,7 @@ describe.skipIf(!runBrowserTests)(`the web page in headless Chromium (${netnsSki
       await expect.poll(() => rate(`tap_mirror:${ids.mirror}:OUT`), { timeout: 3000, interval: 100 }).toBeGreaterThan(100);
       // The details of the selected flow follow too; let the charts draw some seconds of it.
       await expect.poll(() => page.locator('.details .big').first().textContent()).toMatch(/pkt\/s/);
+      await page.mouse.move(640, 790);
       await sleep(6000);
       expect(await rate(`tap_flow:${ids.flow}`)).toBeGreaterThan(200);
       await watched.screenshot('live-rates');

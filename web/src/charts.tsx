@@ -81,10 +81,11 @@ export function RateChart({ series, version }: { series: Series | undefined; ver
     ],
     series: [
       {},
-      { label: 'packets/s', scale: 'pkts', stroke: PACKETS, width: 1.5, value: (_u, v) => packetRate(v) },
+      // Bits first, so that the packets' line, of the same shape, is drawn over it.
       { label: 'bits/s', scale: 'bits', stroke: BITS, width: 1.5, value: (_u, v) => bitRate(v) },
+      { label: 'packets/s', scale: 'pkts', stroke: PACKETS, width: 2, value: (_u, v) => packetRate(v) },
       { label: 'drops/s', scale: 'pkts', stroke: DROPS, width: 1.5, value: (_u, v) => packetRate(v) },
     ],
-  }), [time, pps, bps, dps], version);
+  }), [time, bps, pps, dps], version);
   return <div class="rate-chart" ref={box} />;
 }
