@@ -23,8 +23,10 @@ std::string mark_own_traffic(int fd);
 // a peer (they carry no mark here): GRE over IPv4 or IPv6 with exactly the
 // flags K and S (key and sequence number, version 0) and protocol 0x6558.
 // Tap mirrors send GRE with K only and ERSPAN with S only, so those are still
-// captured; so is any later fragment of a fragmented GRE packet (it has no
-// GRE header to tell by).
+// captured. A later fragment of an IPv4 GRE packet has no GRE header to tell
+// by: every such fragment is dropped (a mirrored frame larger than the
+// underlay's MTU crosses it in fragments, and the receiving host's capture
+// would otherwise mirror those again). IPv6 fragments are not looked into.
 std::string ignore_own_traffic(int fd);
 
 }  // namespace tapas
