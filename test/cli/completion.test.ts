@@ -56,7 +56,7 @@ describe('tapas completion bash', () => {
   });
 
   it('completes commands and subcommands at every level', async () => {
-    expect(await complete('')).toEqual(['collect', 'completion', 'mirror', 'port', 'serve', 'stats', 'tap']);
+    expect(await complete('')).toEqual(['agent', 'collect', 'completion', 'host', 'mirror', 'port', 'serve', 'stats', 'tap']);
     expect(await complete('ta')).toEqual(['tap']);
     expect(await complete('tap', '')).toEqual(['flow', 'mirror', 'service']);
     expect(await complete('tap', 'flow', '')).toEqual(['create', 'delete', 'list', 'show', 'update']);
