@@ -18,7 +18,10 @@ namespace {
 constexpr auto kHealthInterval = std::chrono::milliseconds(200);
 constexpr auto kRetryInterval = std::chrono::milliseconds(500);
 // The plan's `interfaces`: fresh enough for a control plane that reports
-// port state (within a second), a few ioctls per interface each time.
+// port state (within a second), a few ioctls per interface each time. On the
+// same ticks, and with the same stat of each namespace file, the engine
+// checks that each source's and sink's namespace still is the one its file
+// names (a deleted namespace is let go of within about this long).
 constexpr auto kInterfaceInterval = std::chrono::milliseconds(500);
 // Opening or closing a packet socket waits for an RCU grace period; done side
 // by side, many of them share one.
@@ -226,7 +229,7 @@ std::string Engine::apply(const Plan& plan) {
   std::lock_guard<std::mutex> control(control_mu_);
   if (closed_) return "the engine is closed";
   plan_ = plan;
-  verdict_ = check_plan(plan_, resolve_identities(plan_));
+  verdict_ = check_plan(plan_, identities());
   next_identity_check_ = Clock::now() + kRetryInterval;
   run_plan();
   // The first observation, before apply returns: stats() has them at once.
@@ -368,6 +371,48 @@ void Engine::run_plan() {
   }
 }
 
+PlanIdentities Engine::identities() const {
+  PlanIdentities identities;
+  identities.sources.resize(plan_.sources.size());
+  identities.sinks.resize(plan_.sinks.size());
+  std::vector<std::pair<std::string, std::string>> names;
+  std::vector<InterfaceIdentity*> unknown;
+  auto known = [](InterfaceIdentity& identity, const std::string& ifname, const std::string& netns,
+                  const NetnsIdentity& opened_in, int ifindex) {
+    identity.netns = opened_in;
+    identity.netns_key = netns_key(netns);
+    identity.ifname = ifname;
+    identity.ifindex = ifindex;
+  };
+  for (size_t i = 0; i < plan_.sources.size(); ++i) {
+    const SourceSpec& spec = plan_.sources[i];
+    auto it = sources_.find(spec.id);
+    // Open, it is what it was opened on: the health check closes it once its interface or namespace goes.
+    if (it != sources_.end() && it->second->open && it->second->spec == spec) {
+      const RxRing& ring = *it->second->lanes[0]->ring;
+      known(identities.sources[i], spec.ifname, spec.netns, ring.netns_identity(), ring.ifindex());
+      continue;
+    }
+    names.emplace_back(spec.ifname, spec.netns);
+    unknown.push_back(&identities.sources[i]);
+  }
+  for (size_t i = 0; i < plan_.sinks.size(); ++i) {
+    const SinkSpec& spec = plan_.sinks[i];
+    if (spec.kind != SinkKind::Port) continue;  // no interface to be
+    auto it = sinks_.find(spec.id);
+    if (it != sinks_.end() && it->second->open && it->second->spec == spec) {
+      const Sink& sink = *it->second->lanes[0]->sink;
+      known(identities.sinks[i], spec.ifname, spec.netns, sink.netns_identity(), sink.ifindex());
+      continue;
+    }
+    names.emplace_back(spec.ifname, spec.netns);
+    unknown.push_back(&identities.sinks[i]);
+  }
+  std::vector<InterfaceIdentity> found = resolve_interfaces(names);
+  for (size_t k = 0; k < found.size(); ++k) *unknown[k] = std::move(found[k]);
+  return identities;
+}
+
 void Engine::health_loop() {
   Clock::time_point next_interface_refresh = Clock::now() + kInterfaceInterval;
   for (;;) {
@@ -385,24 +430,23 @@ void Engine::health_loop() {
 
 void Engine::health_tick(Clock::time_point& next_interface_refresh) {
   // Interfaces first and without control_mu_: a long apply must not make them stale.
-  if (Clock::now() >= next_interface_refresh) {
-    interfaces_.refresh();
+  NamespaceLook look;
+  const bool refreshed = Clock::now() >= next_interface_refresh;
+  if (refreshed) {
+    interfaces_.refresh(look);
     next_interface_refresh = Clock::now() + kInterfaceInterval;
   }
   std::lock_guard<std::mutex> control(control_mu_);
   if (closed_) return;
-  check_health();
+  check_health(refreshed ? &look : nullptr);
 }
 
-void Engine::check_health() {
+void Engine::check_health(NamespaceLook* look) {
   const auto now = Clock::now();
   // What each namespace file is now (stat only, never blocks), once per tick however many slots name it.
-  std::map<std::string, NetnsIdentity> namespaces;
-  auto namespace_now = [&](const std::string& netns) -> const NetnsIdentity& {
-    auto it = namespaces.find(netns);
-    if (it == namespaces.end()) it = namespaces.emplace(netns, netns_identity(netns)).first;
-    return it->second;
-  };
+  NamespaceLook own_look;
+  NamespaceLook& namespaces = look != nullptr ? *look : own_look;
+  auto namespace_now = [&](const std::string& netns) -> const NetnsIdentity& { return look_at(namespaces, netns); };
   // A failed slot is opened again once its retry time has come; one whose
   // namespace was deleted waits for a namespace of that name.
   auto due = [&](auto& slot) {
@@ -428,7 +472,7 @@ void Engine::check_health() {
   // may now name an interface another entry runs on, and a refusal may lift.
   if (!sources_to_open.empty() || !sinks_to_open.empty() || (verdict_.by_identity && now >= next_identity_check_)) {
     next_identity_check_ = now + kRetryInterval;
-    PlanVerdict verdict = check_plan(plan_, resolve_identities(plan_));
+    PlanVerdict verdict = check_plan(plan_, identities());
     if (!(verdict == verdict_)) {
       verdict_ = std::move(verdict);
       run_plan();  // closes what is refused now, opens what is not
@@ -446,8 +490,9 @@ void Engine::check_health() {
     }
     // A socket keeps its namespace, and every interface in it, alive: once
     // the namespace file is gone (ip netns del) or names another namespace,
-    // let go, so that the kernel can free them.
-    if (!slot->spec.netns.empty()) {
+    // let go, so that the kernel can free them. (On the ticks that refresh
+    // the interfaces, with what they saw: no stat of its own.)
+    if (look != nullptr && !slot->spec.netns.empty()) {
       const NetnsIdentity& current = namespace_now(slot->spec.netns);
       const bool same = current.ok && std::all_of(slot->lanes.begin(), slot->lanes.end(), [&](const auto& lane) {
         return lane->ring->netns_identity() == current;
@@ -477,7 +522,7 @@ void Engine::check_health() {
   }
   for (auto& [id, slot] : sinks_) {
     if (!slot->refused.empty() || !slot->open) continue;
-    if (!slot->spec.netns.empty()) {
+    if (look != nullptr && !slot->spec.netns.empty()) {
       const NetnsIdentity& current = namespace_now(slot->spec.netns);
       const bool same = current.ok && std::all_of(slot->lanes.begin(), slot->lanes.end(), [&](const auto& lane) {
         return lane->sink->netns_identity() == current;

@@ -94,9 +94,15 @@ class Engine {
   // Makes the workers run plan_ as verdict_ allows (apply, and the health
   // thread when identities change the verdict).
   void run_plan();
+  // What each source and port sink of plan_ is: an open one what it was
+  // opened on, the rest looked up (resolve_interfaces).
+  PlanIdentities identities() const;
   void health_loop();
   void health_tick(Clock::time_point& next_interface_refresh);
-  void check_health();
+  // look: what the interface refresh of this tick saw of each namespace file,
+  // or null when this tick had none (namespaces are then looked at only for
+  // what waits for one).
+  void check_health(NamespaceLook* look);
   void collect(EngineStats& stats) const;
 
   const RingSpec ring_;

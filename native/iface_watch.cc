@@ -23,6 +23,12 @@ std::string in_namespace(const std::string& netns) {
 
 }  // namespace
 
+const NetnsIdentity& look_at(NamespaceLook& look, const std::string& netns) {
+  auto it = look.find(netns);
+  if (it == look.end()) it = look.emplace(netns, netns_identity(netns)).first;
+  return it->second;
+}
+
 InterfaceWatch::~InterfaceWatch() { close(); }
 
 void InterfaceWatch::watch(const std::vector<InterfaceSpec>& specs, const std::map<std::string, std::string>& refused) {
@@ -32,12 +38,13 @@ void InterfaceWatch::watch(const std::vector<InterfaceSpec>& specs, const std::m
     auto it = refused.find(spec.id);
     entries_.push_back({spec, it == refused.end() ? "" : it->second});
   }
-  observe();
+  NamespaceLook look;
+  observe(look);
 }
 
-void InterfaceWatch::refresh() {
+void InterfaceWatch::refresh(NamespaceLook& look) {
   std::lock_guard<std::mutex> work(work_mu_);
-  observe();
+  observe(look);
 }
 
 void InterfaceWatch::close() {
@@ -52,10 +59,10 @@ std::vector<InterfaceStat> InterfaceWatch::snapshot() const {
   return results_;
 }
 
-InterfaceWatch::Namespace& InterfaceWatch::namespace_for(const std::string& netns) {
+InterfaceWatch::Namespace& InterfaceWatch::namespace_for(const std::string& netns, NamespaceLook& look) {
   Namespace& space = namespaces_[netns];
   // stat only: cheap, and it never blocks, whatever the file is.
-  const NetnsIdentity now = netns_identity(netns);
+  const NetnsIdentity now = look_at(look, netns);
   if (now.ok && now == space.identity && (space.fd >= 0 || !space.error.empty())) return space;
   // Gone, replaced (a namespace re-created under the same name) or never looked at.
   if (space.fd >= 0 && !now.ok) space.deleted = true;
@@ -84,7 +91,7 @@ InterfaceWatch::Namespace& InterfaceWatch::namespace_for(const std::string& netn
   return space;
 }
 
-void InterfaceWatch::observe() {
+void InterfaceWatch::observe(NamespaceLook& look) {
   std::vector<InterfaceStat> results;
   results.reserve(entries_.size());
   // Of each present entry: which interface it is, to tell one port spelled twice.
@@ -98,7 +105,7 @@ void InterfaceWatch::observe() {
       continue;
     }
     used.insert(entry.spec.netns);
-    Namespace& space = namespace_for(entry.spec.netns);
+    Namespace& space = namespace_for(entry.spec.netns, look);
     if (space.fd < 0) {
       stat.reason = space.error;
       continue;

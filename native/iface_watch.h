@@ -27,6 +27,12 @@
 
 namespace tapas {
 
+// What each namespace file (by netns as spelled) was at one look: stat'ed
+// once per look however many users name it (the watch, the engine's check
+// that sockets still live in the namespace their file names).
+using NamespaceLook = std::map<std::string, NetnsIdentity>;
+const NetnsIdentity& look_at(NamespaceLook& look, const std::string& netns);
+
 class InterfaceWatch {
  public:
   InterfaceWatch() = default;
@@ -37,8 +43,9 @@ class InterfaceWatch {
   // Watches exactly these from now on, and observes each before returning.
   // refused: entries the plan check refused, by id; they are reported, not looked at.
   void watch(const std::vector<InterfaceSpec>& specs, const std::map<std::string, std::string>& refused);
-  // Observes every watched interface again (the engine's health thread).
-  void refresh();
+  // Observes every watched interface again (the engine's health thread),
+  // leaving in look what it saw of each namespace file.
+  void refresh(NamespaceLook& look);
   // Lets go of every socket; the last observations stay readable.
   void close();
   // The last observations, in plan order. Never waits for an observation in progress.
@@ -55,8 +62,8 @@ class InterfaceWatch {
     InterfaceSpec spec;
     std::string refused;
   };
-  void observe();  // with work_mu_ held
-  Namespace& namespace_for(const std::string& netns);
+  void observe(NamespaceLook& look);  // with work_mu_ held
+  Namespace& namespace_for(const std::string& netns, NamespaceLook& look);
 
   std::mutex work_mu_;  // one watch() or refresh() at a time
   std::vector<Entry> entries_;

@@ -52,23 +52,6 @@ std::string spelled(const std::string& ifname, const std::string& netns) {
 
 }  // namespace
 
-PlanIdentities resolve_identities(const Plan& plan) {
-  std::vector<std::pair<std::string, std::string>> names;
-  for (const SourceSpec& source : plan.sources) names.emplace_back(source.ifname, source.netns);
-  for (const SinkSpec& sink : plan.sinks) {
-    // Only a port sink is an interface; the rest are looked up as nothing at all.
-    if (sink.kind == SinkKind::Port) names.emplace_back(sink.ifname, sink.netns);
-  }
-  std::vector<InterfaceIdentity> found = resolve_interfaces(names);
-  PlanIdentities identities;
-  size_t next = 0;
-  for (size_t i = 0; i < plan.sources.size(); ++i) identities.sources.push_back(std::move(found[next++]));
-  for (const SinkSpec& sink : plan.sinks) {
-    identities.sinks.push_back(sink.kind == SinkKind::Port ? std::move(found[next++]) : InterfaceIdentity{});
-  }
-  return identities;
-}
-
 PlanVerdict check_plan(const Plan& plan) {
   PlanIdentities identities;
   for (const SourceSpec& source : plan.sources) identities.sources.push_back(spelled_interface(source.ifname, source.netns));

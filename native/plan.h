@@ -132,14 +132,10 @@ struct PlanVerdict {
 };
 
 // What each source and sink of a plan is, in plan order (sinks that are not
-// ports: unused).
+// ports: unused). The engine fills it (resolve_interfaces, iface.h).
 struct PlanIdentities {
   std::vector<InterfaceIdentity> sources, sinks;
 };
-
-// Looks every source and port sink up (resolve_interfaces: never blocks,
-// keeps nothing open).
-PlanIdentities resolve_identities(const Plan& plan);
 
 PlanVerdict check_plan(const Plan& plan, const PlanIdentities& identities);
 // With identities from the spelling alone (namespaces stat'ed, no ifindex).

@@ -76,8 +76,9 @@ class RxRing {
   // Drops and freezes since the last call (the kernel resets on read).
   RingStatistics take_statistics();
   LinkState link_state() const { return bound_link_state(fd_, ifindex_); }
-  // The namespace the socket was opened in: it keeps that namespace alive.
+  // The namespace the socket was opened in (it keeps that namespace alive), and the interface it is bound to.
   const NetnsIdentity& netns_identity() const { return netns_; }
+  int ifindex() const { return ifindex_; }
 
  private:
   tpacket_block_desc* current_block() const {

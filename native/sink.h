@@ -25,6 +25,8 @@ class Sink {
   virtual LinkState link_state() = 0;
   // The namespace the sink's socket was opened in: it keeps that namespace alive.
   const NetnsIdentity& netns_identity() const { return netns_; }
+  // The interface a port sink sends out of; 0 for a tunnel.
+  virtual int ifindex() const { return 0; }
 
  protected:
   NetnsIdentity netns_;

@@ -22,6 +22,7 @@ class PortSink final : public Sink {
   Enqueued enqueue(const Frame& frame) override;
   void flush() override;
   LinkState link_state() override;
+  int ifindex() const override { return ifindex_; }
 
  private:
   static constexpr int kBatch = 64;
