@@ -129,15 +129,26 @@ export interface InterfacePlan {
  * - a sink of unknown kind, a tunnel without a remote IP literal;
  * - a rule naming a source or sink that is missing or refused, or with a VLAN
  *   range whose low end is above its high end;
- * - a port sink that is also a source (the source would capture the copies
- *   and send them again), and every rule into it, with the reason
- *   "destination port 'IF' is also a mirrored source" (" in network namespace
- *   'NS'" before "is" when the sink names one). Sink and source are the same
- *   port when the interface names are equal and the namespaces are the same:
- *   omitted = the engine's own, a name N = /run/netns/N, a path = that file,
- *   compared as the namespace the files are (device and inode), or as
- *   normalized names if a file cannot be looked up. The source and its other
- *   rules run. (native/plan.h states the rule for the API layer.)
+ * - a source that is the same interface as an earlier source, or a port
+ *   sink the same interface as an earlier port sink (it would capture, or
+ *   send, everything twice), and every rule from or into it, with the reason
+ *   "the same interface as source 'ID' (spelled 'IF' in network namespace
+ *   'NS')" ("sink 'ID'" for sinks);
+ * - a port sink that is the same interface as a source (the source would
+ *   capture the copies and send them again), and every rule into it, with
+ *   the reason "destination port 'IF' is also a mirrored source" (" in
+ *   network namespace 'NS'" before "is" when the sink names one). The source
+ *   and its other rules run. (native/plan.h states the rule for the API layer.)
+ *
+ * An interface is what it is, not how it is spelled: its namespace (omitted =
+ * the engine's own, a name N = /run/netns/N, a path = that file) compared as
+ * the namespace itself (so /run/netns//N, /run/netns/./N, a symlink to it and
+ * /proc/self/root/run/netns/N are N), or as a normalized path while it cannot
+ * be looked up; the interface by its ifindex there (an altname is the
+ * interface it names), or by name while it is not found. The engine looks
+ * again as interfaces and namespaces come and go, and runs the plan anew when
+ * that changes what is refused (docs/engine.md). A watched interface spelled
+ * twice is reported present, with InterfaceStats.sameAs.
  *
  * Only a plan that cannot be read is refused as a whole, with a TypeError:
  * wrong types, numbers that are not integers in their range (keys 0 to
