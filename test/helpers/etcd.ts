@@ -5,7 +5,7 @@
  * (an etcd restart), and a TcpProxy in front of it can cut one client off.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,6 +33,29 @@ export interface EtcdOptions {
   ip?: string;
   port?: number;
   peerPort?: number;
+  /** Serve clients over TLS and require client certificates (their CN is the etcd user). */
+  tls?: { ca: string; cert: string; key: string; root: { cert: string; key: string } };
+}
+
+/**
+ * A CA, a server certificate for 127.0.0.1 and client certificates (CN =
+ * each name), made with openssl in dir. Returns the file paths.
+ */
+export function makeCertificates(dir: string, clients: string[]): { ca: string; server: { cert: string; key: string }; clients: Record<string, { cert: string; key: string }> } {
+  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  openssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=tapas test CA');
+  const issue = (name: string, extensions: string) => {
+    writeFileSync(join(dir, `${name}.ext`), extensions);
+    openssl('req', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+    openssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`,
+      '-days', '2', '-extfile', `${name}.ext`);
+    return { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
+  };
+  const server = issue('etcd-server', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+  const issued: Record<string, { cert: string; key: string }> = {};
+  for (const client of clients) issued[client] = issue(client, 'extendedKeyUsage=clientAuth\n');
+  return { ca: join(dir, 'ca.crt'), server, clients: issued };
 }
 
 export class EtcdServer {
@@ -41,7 +64,7 @@ export class EtcdServer {
   private stderr = '';
   readonly dir: string;
 
-  private constructor(private readonly options: Required<Omit<EtcdOptions, 'netns'>> & { netns?: string }) {
+  private constructor(private readonly options: Required<Omit<EtcdOptions, 'netns' | 'tls'>> & Pick<EtcdOptions, 'netns' | 'tls'>) {
     this.dir = mkdtempSync(join(tmpdir(), 'tapas-etcd-'));
   }
 
@@ -56,28 +79,36 @@ export class EtcdServer {
     return server;
   }
 
+  private get scheme(): string {
+    return this.options.tls ? 'https' : 'http';
+  }
+
   get url(): string {
-    return `http://${this.options.ip}:${this.options.port}`;
+    return `${this.scheme}://${this.options.ip}:${this.options.port}`;
   }
 
   /** Where etcdctl reaches it, from the namespace it runs in. */
   get localUrl(): string {
-    return `http://127.0.0.1:${this.options.port}`;
+    return `${this.scheme}://127.0.0.1:${this.options.port}`;
   }
 
-  /** etcdctl in etcd's namespace; returns its output. */
+  /** etcdctl in etcd's namespace (with TLS: as the client certificate `root`); returns its output. */
   ctl(args: string[], user?: string): string {
-    const command = ['etcdctl', `--endpoints=${this.localUrl}`, ...(user ? [`--user=${user}`] : []), ...args];
+    const tls = this.options.tls;
+    const credentials = tls ? [`--cacert=${tls.ca}`, `--cert=${tls.root.cert}`, `--key=${tls.root.key}`] : [];
+    const command = ['etcdctl', `--endpoints=${this.localUrl}`, ...credentials, ...(user ? [`--user=${user}`] : []), ...args];
     const full = this.options.netns ? ['ip', 'netns', 'exec', this.options.netns, ...command] : command;
     return execFileSync(full[0]!, full.slice(1), { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } });
   }
 
   private async launch(): Promise<void> {
-    const { ip, port, peerPort } = this.options;
-    const clientUrls = ip === '127.0.0.1' ? `http://127.0.0.1:${port}` : `http://${ip}:${port},http://127.0.0.1:${port}`;
+    const { ip, port, peerPort, tls } = this.options;
+    const scheme = this.scheme;
+    const clientUrls = ip === '127.0.0.1' ? `${scheme}://127.0.0.1:${port}` : `${scheme}://${ip}:${port},${scheme}://127.0.0.1:${port}`;
     const args = [
       '--name', 'test', '--data-dir', join(this.dir, 'data'),
-      '--listen-client-urls', clientUrls, '--advertise-client-urls', `http://${ip}:${port}`,
+      '--listen-client-urls', clientUrls, '--advertise-client-urls', `${scheme}://${ip}:${port}`,
+      ...(tls ? ['--cert-file', tls.cert, '--key-file', tls.key, '--trusted-ca-file', tls.ca, '--client-cert-auth'] : []),
       '--listen-peer-urls', `http://127.0.0.1:${peerPort}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
       '--initial-cluster', `test=http://127.0.0.1:${peerPort}`,
       // Short elections: a restarted single member leads at once.

@@ -20,7 +20,7 @@ import { ObservationBook } from '../../src/service/observations.js';
 import { DEFAULT_QUOTAS } from '../../src/service/quotas.js';
 import { TaasService } from '../../src/service/taas-service.js';
 import { Store } from '../../src/store/store.js';
-import { EtcdServer, TcpProxy, etcdAvailable, etcdSkipReason } from '../helpers/etcd.js';
+import { EtcdServer, TcpProxy, etcdAvailable, etcdSkipReason, makeCertificates } from '../helpers/etcd.js';
 
 /** A data path that runs every plan in full and remembers them. */
 class RecordingDataPath implements DataPath {
@@ -372,3 +372,47 @@ describe.skipIf(!etcdAvailable)(`cluster mode with etcd authentication (${etcdSk
     }
   });
 });
+
+describe.skipIf(!etcdAvailable)(`cluster mode with etcd client certificates (${etcdSkipReason})`, () => {
+  let etcd: EtcdServer;
+  let certificates: ReturnType<typeof makeCertificates>;
+  let certificateDir: string;
+  const keys = new Keyspace('/tapas');
+
+  beforeAll(async () => {
+    certificateDir = mkdtempSync(join(tmpdir(), 'tapas-certs-'));
+    certificates = makeCertificates(certificateDir, ['root', 'agent-A']);
+    etcd = await EtcdServer.start({
+      tls: { ca: certificates.ca, ...certificates.server, root: certificates.clients.root! },
+    });
+    // With --client-cert-auth, the certificate's CN is the user (docs/cluster.md).
+    etcd.ctl(['user', 'add', 'root', '--new-user-password=unused']);
+    etcd.ctl(['user', 'grant-role', 'root', 'root']);
+    etcd.ctl(['role', 'add', 'tapas-agent-A']);
+    etcd.ctl(['role', 'grant-permission', 'tapas-agent-A', '--prefix=true', 'read', keys.node('A')]);
+    etcd.ctl(['role', 'grant-permission', 'tapas-agent-A', '--prefix=true', 'readwrite', keys.stateOf('A')]);
+    etcd.ctl(['user', 'add', 'agent-A', '--new-user-password=unused']);
+    etcd.ctl(['user', 'grant-role', 'agent-A', 'tapas-agent-A']);
+    etcd.ctl(['auth', 'enable']);
+  });
+  afterAll(async () => {
+    await etcd?.destroy();
+    rmSync(certificateDir, { recursive: true, force: true });
+  });
+
+  it('lets the agent whose certificate says agent-A register over TLS, and refuses it B\'s keys', async () => {
+    const agentA = certificates.clients['agent-A']!;
+    const client = connectEtcd({ endpoints: [etcd.url], prefix: '/tapas', caFile: certificates.ca, certFile: agentA.cert, keyFile: agentA.key });
+    try {
+      const observations = new EtcdObservations(client, keys, { ttlSeconds: 5, logger: silent });
+      observations.register({ host: 'A', datapath: 'packet', underlay_ip: '192.0.2.11' });
+      await observations.registered;
+      await expect(client.put(keys.agent('B')).value('{}')).rejects.toThrow(/permission denied/);
+      await expect(client.get(keys.resource('B', 'port', 'p')).string()).rejects.toThrow(/permission denied/);
+      await observations.close();
+    } finally {
+      client.close();
+    }
+  });
+});
+
