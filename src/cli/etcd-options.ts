@@ -47,7 +47,7 @@ export async function etcdSettingsOf(flags: EtcdFlags): Promise<EtcdSettings | u
     throw new UsageError(`invalid --etcd-prefix '${flags.etcdPrefix}': an absolute key prefix such as /tapas`);
   }
   if ((flags.etcdCert === undefined) !== (flags.etcdKey === undefined)) throw new UsageError('--etcd-cert and --etcd-key go together');
-  const password = flags.etcdPassword ?? process.env.TAPAS_ETCD_PASSWORD;
+  const password = flags.etcdPassword ?? (process.env.TAPAS_ETCD_PASSWORD || undefined);
   if (flags.etcdUser !== undefined && password === undefined) throw new UsageError('--etcd-user needs --etcd-password or TAPAS_ETCD_PASSWORD');
   return {
     endpoints,

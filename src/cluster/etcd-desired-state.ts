@@ -125,7 +125,9 @@ export class EtcdDesiredState implements DesiredStateSource {
   async close(): Promise<void> {
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
-    await this.resyncing?.catch(() => undefined);
+    // A read in flight ends within its deadline; a watch being created while etcd is away may
+    // wait for it: it is cancelled when it comes (closed is set), without holding up the close.
+    await Promise.race([this.resyncing?.catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
     await this.dropWatcher();
   }
 
