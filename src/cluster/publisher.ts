@@ -27,10 +27,10 @@ import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 
 import type { DesiredStateFeed } from '../service/desired-state.js';
-import { desiredStateOf } from '../service/desired-state.js';
 import type { Snapshot, Store } from '../store/store.js';
 import { batches, commit, errorText, readPrefix, type WriteOp } from './etcd.js';
 import type { Keyspace } from './keys.js';
+import { sharesByHost } from './shares.js';
 
 const RETRY_MS = 1000;
 /** Log entries kept at most, however far behind an agent is. */
@@ -50,6 +50,10 @@ export class EtcdPublisher implements DesiredStateFeed {
   /** What etcd holds under nodes/, as far as this publisher knows: key → value. */
   private readonly published = new Map<string, string>();
   private readonly tunnelKeys = new Map<string, number>();
+  /** The keys in use, while one publish allocates. */
+  private usedKeys: Set<number> | undefined;
+  /** No key below it is free, while one publish allocates. */
+  private keyCursor = 1;
   private readonly underlay = new Map<string, string>();
   private log: LogEntry[] = [];
   /** Changes covered before the first entry of the log. */
@@ -244,22 +248,33 @@ export class EtcdPublisher implements DesiredStateFeed {
     // A key is freed once its tap service is gone from the store (every host let go of it), never earlier.
     const live = new Set(snapshot.tapServices.map((service) => service.id));
     for (const id of this.tunnelKeys.keys()) if (!live.has(id)) this.tunnelKeys.delete(id);
-    const hosts = new Set(snapshot.ports.filter((port) => !port.deleting).map((port) => port.host_id));
-    for (const host of hosts) {
-      const desired = desiredStateOf(snapshot, host, 0);
-      const portHosts = new Map(desired.ports.map((port) => [port.id, port.host_id]));
-      const servicePorts = new Map(desired.tapServices.map((service) => [service.id, service.port_id]));
-      for (const port of desired.ports) wanted.set(this.keys.resource(host, 'port', port.id), JSON.stringify(forAgents(port)));
-      for (const service of desired.tapServices) {
-        wanted.set(this.keys.resource(host, 'tap_service', service.id), JSON.stringify({ ...forAgents(service), tunnel_key: this.keyOf(service.id) }));
+    this.usedKeys = undefined;
+    this.keyCursor = 1;
+    // A record is written the same way into every host that gets it.
+    const texts = new Map<string, string>();
+    const text = (id: string, record: () => unknown) => {
+      let found = texts.get(id);
+      if (found === undefined) {
+        found = JSON.stringify(record());
+        texts.set(id, found);
+      }
+      return found;
+    };
+    for (const [host, share] of sharesByHost(snapshot)) {
+      const portHosts = new Map(share.ports.map((port) => [port.id, port.host_id]));
+      const servicePorts = new Map(share.tapServices.map((service) => [service.id, service.port_id]));
+      for (const port of share.ports) wanted.set(this.keys.resource(host, 'port', port.id), text(port.id, () => forAgents(port)));
+      for (const service of share.tapServices) {
+        wanted.set(this.keys.resource(host, 'tap_service', service.id),
+          text(service.id, () => ({ ...forAgents(service), tunnel_key: this.keyOf(service.id) })));
       }
       const peers = new Set<string>();
-      for (const flow of desired.tapFlows) {
-        wanted.set(this.keys.resource(host, 'tap_flow', flow.id), JSON.stringify(forAgents(flow)));
+      for (const flow of share.tapFlows) {
+        wanted.set(this.keys.resource(host, 'tap_flow', flow.id), text(flow.id, () => forAgents(flow)));
         const serviceHost = portHosts.get(servicePorts.get(flow.tap_service_id) ?? '');
         if (portHosts.get(flow.source_port) === host && serviceHost !== undefined && serviceHost !== host) peers.add(serviceHost);
       }
-      for (const mirror of desired.tapMirrors) wanted.set(this.keys.resource(host, 'tap_mirror', mirror.id), JSON.stringify(forAgents(mirror)));
+      for (const mirror of share.tapMirrors) wanted.set(this.keys.resource(host, 'tap_mirror', mirror.id), text(mirror.id, () => forAgents(mirror)));
       for (const peer of peers) {
         const address = this.underlay.get(peer);
         if (address !== undefined) wanted.set(this.keys.peer(host, peer), JSON.stringify({ underlay_ip: address }));
@@ -272,10 +287,12 @@ export class EtcdPublisher implements DesiredStateFeed {
   private keyOf(serviceId: string): number {
     const known = this.tunnelKeys.get(serviceId);
     if (known !== undefined) return known;
-    const used = new Set(this.tunnelKeys.values());
-    let key = 1;
-    while (used.has(key)) key += 1;
+    this.usedKeys ??= new Set(this.tunnelKeys.values());
+    let key = this.keyCursor;
+    while (this.usedKeys.has(key)) key += 1;
     this.tunnelKeys.set(serviceId, key);
+    this.usedKeys.add(key);
+    this.keyCursor = key + 1;
     return key;
   }
 }
