@@ -126,6 +126,16 @@ export class EtcdPublisher implements DesiredStateFeed {
     return covers;
   }
 
+  /**
+   * Reads what etcd holds before the next publish and writes what differs:
+   * after a reconnect, etcd may have lost keys (restored from a backup, or
+   * wiped) that this publisher believes are there.
+   */
+  reread(): void {
+    this.needsRead = true;
+    this.schedule();
+  }
+
   /** Called after every publish that covered more changes or touched hosts' keys. */
   onPublished(listener: () => void): () => void {
     this.events.on('published', listener);

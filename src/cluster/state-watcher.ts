@@ -93,6 +93,8 @@ export class EtcdStateWatcher {
       watcher.on('disconnected', () => this.lost(generation, 'the watch stream broke'));
       watcher.on('error', (error: Error) => this.lost(generation, `the watch was cancelled: ${errorText(error)}`));
       this.resyncs += 1;
+      // etcd came back: it may not hold what was published before (a restore, a wipe).
+      if (why !== 'start') this.publisher.reread();
       this.logger.info({ why, revision: read.revision, agents: [...fresh.values()].filter((state) => state.agent).length }, 'agents\' state read');
       for (const host of touched) this.publish(host);
     })().then(() => {

@@ -250,6 +250,18 @@ describe.skipIf(!etcdAvailable)(`cluster mode over a real etcd (${etcdSkipReason
     expect(statusOf('tap_flow', flow.id).status).toBe('ACTIVE');
   });
 
+  it('publishes again what etcd lost while the server was away from it', async () => {
+    const a = await startAgent('A');
+    const { vm, flow } = crossHostFlow();
+    await until('A has the flow', () => a.desired.snapshot('A').tapFlows.length === 1);
+    // Keys lost behind the server's back (a restore from an older backup, say), then etcd restarts.
+    await serverClient.delete().prefix(keys.nodes);
+    await until('A lost them', () => a.desired.snapshot('A').tapFlows.length === 0);
+    await etcd.restart();
+    await until('A has them back', () => a.desired.snapshot('A').tapFlows.some((f) => f.id === flow.id), 15_000);
+    await until('the port ACTIVE', () => statusOf('port', vm.id).status === 'ACTIVE', 10_000);
+  });
+
   it('reads everything again after losing etcd while the history was compacted, and re-registers after its lease expired', async () => {
     const a = await startAgent('A', proxy.url);
     await startAgent('B');
