@@ -21,7 +21,8 @@ import { RatesTable } from './table.js';
 import { buildTopology, layoutKey, layoutTopology } from './topology.js';
 import type { Inventory, Kind, Session, StatsReport } from './types.js';
 
-const POLL_MS = 2000;
+/** The resources are read again this often, and at once when the stats stream shows one came or went. */
+const POLL_MS = 5000;
 const STREAM_INTERVAL_S = 1;
 const EMPTY: Inventory = { ports: [], tap_services: [], tap_flows: [], tap_mirrors: [], agents: null };
 
@@ -100,6 +101,7 @@ function App() {
   useEffect(() => {
     if (!session) return undefined;
     const abort = new AbortController();
+    let lastIds: string | null = null;
     void (async () => {
       while (!abort.signal.aborted) {
         try {
@@ -107,6 +109,10 @@ function App() {
           await api.stream(STREAM_INTERVAL_S, abort.signal, (report) => {
             history.add(report);
             setStats(report);
+            // A tap flow, tap mirror or tap service came or went (here or elsewhere): read the lists now.
+            const ids = [...report.tap_flows, ...report.tap_mirrors, ...report.tap_services].map((item) => item.id).sort().join();
+            if (lastIds !== null && ids !== lastIds) refresh();
+            lastIds = ids;
             setConnection({ live: true, text: `live · ${new Date(report.time).toLocaleTimeString()}` });
           });
           setConnection({ live: false, text: 'stream ended: reconnecting…' });
