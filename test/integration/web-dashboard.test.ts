@@ -91,6 +91,11 @@ describe.skipIf(!runBrowserTests)(`the web page in headless Chromium (${netnsSki
   });
 
   const node = (key: string) => watched.page.locator(`[data-node="${key}"]`);
+  /** The page, loaded (each test can run on its own, -t). */
+  async function loaded() {
+    if (!watched.page.url().startsWith(daemon.url)) await watched.page.goto(`${daemon.url}/`);
+    return watched.page;
+  }
   const rate = async (row: string) => Number(await watched.page.locator(`[data-row="${row}"] [data-col="pps"]`).getAttribute('data-value') || 0);
 
   it('draws every resource of the store, by host, coloured by its status, with the reason on hover', async () => {
@@ -133,7 +138,7 @@ describe.skipIf(!runBrowserTests)(`the web page in headless Chromium (${netnsSki
   });
 
   it('shows a ping flood in its flow\'s rate within 3 s, and in the mirror\'s', async () => {
-    const { page } = watched;
+    const page = await loaded();
     await node(`tap_flow:${ids.flow}`).click();
     await expect.poll(() => page.locator(`[data-row="tap_flow:${ids.flow}"]`).count()).toBe(1);
     expect(await rate(`tap_flow:${ids.flow}`)).toBeLessThan(50);
@@ -190,7 +195,7 @@ describe.skipIf(!runBrowserTests)(`the web page in headless Chromium (${netnsSki
   });
 
   it('creates a tap service, a tap flow and a tap mirror through the forms, refusing bad input with the API\'s message, and deletes after a confirmation', async () => {
-    const { page } = watched;
+    const page = await loaded();
     const dialog = (name: string) => page.locator(`[data-dialog="${name}"]`);
 
     // A tap service on a mirrored port would loop: the API refuses it (409), and the form shows its message.
@@ -220,6 +225,7 @@ describe.skipIf(!runBrowserTests)(`the web page in headless Chromium (${netnsSki
     await flowForm.locator('[data-action="submit"]').click();
     const bad = await api.post(TF, { tap_flow: { name: 'tf-form', source_port: ids.vmPort, tap_service_id: service.id, direction: 'IN', vlan_filter: '30-20' } });
     await expect.poll(() => flowForm.locator('[data-testid="form-error"]').textContent()).toBe(bad.body.NeutronError.message);
+    await watched.screenshot('form-refused');
     expect(watched.requests.filter((request) => request.method === 'POST').length).toBe(posts);
     await flowForm.locator('input[name="vlan_filter"]').fill('20-30');
     await flowForm.locator('[data-action="submit"]').click();
@@ -265,7 +271,7 @@ describe.skipIf(!runBrowserTests)(`the web page in headless Chromium (${netnsSki
   });
 
   it('turns a flow red with its reason when its source interface is removed', async () => {
-    const { page } = watched;
+    const page = await loaded();
     await node(`tap_flow:${ids.flow}`).click();
     await lab.deleteLink(host, 'vmh');
     await expect.poll(() => node(`tap_flow:${ids.flow}`).getAttribute('data-status'), { timeout: 10_000 }).toBe('ERROR');
