@@ -231,6 +231,12 @@ describe.skipIf(!netnsAvailable || !etcdAvailable)(`cluster mode across host nam
       + `a ${streamAtB('a').length}, b ${streamAtB('b').length}; at A: a ${streamAtA.length}; tunnel A→B packets ${tunnelA.length}, B→A ${tunnelB.length}`);
     expect(JSON.stringify(stats)).toContain(crossing.id);
 
+    // A delete across the live hosts answers once both have let go.
+    const deleting = Date.now();
+    expect((await api.delete(`${TF}/${loopA.id}`)).status).toBe(204);
+    console.log(`cluster: DELETE of a flow across hosts answered in ${Date.now() - deleting} ms`);
+    expect((await api.get(`${TF}/${loopA.id}`)).status).toBe(404);
+
     // Agent B dies: its lease expires, what involves B goes DOWN; A's own flow stays ACTIVE.
     const killedAt = Date.now();
     agents.B!.kill('SIGKILL');
