@@ -1,4 +1,7 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import Database from 'better-sqlite3';
@@ -181,5 +184,30 @@ describe('tapas serve on SIGTERM', () => {
     expect((await restarted.client().get('/v2.0/ports?name=drained')).body.ports).toHaveLength(1);
     await restarted.stop();
     restarted.removeState();
+  });
+
+  it('never hangs on a FIFO given as a port\'s netns: the port is ERROR with a reason, and a restart still starts', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tapas-fifo-'));
+    const fifo = join(dir, 'not-a-namespace');
+    execFileSync('mkfifo', [fifo]);
+    try {
+      const first = await DaemonProcess.start();
+      const port = await first.client().port('fifo-port', 'fifo0', fifo);
+      const failed = await until(first.client(), `/v2.0/ports/${port.id}`, (body) => body.port.status === 'ERROR', 5000);
+      expect(failed.port.status_reason).toContain('is not a network namespace');
+      const started = Date.now();
+      expect((await first.client().get('/v2.0/ports')).status).toBe(200);
+      expect(Date.now() - started).toBeLessThan(1000);
+      expect(await first.stop()).toBe(0);
+
+      // The agent applies the stored state before the listener opens: the FIFO must not block that either.
+      const restarted = await DaemonProcess.start({ stateDir: first.stateDir });
+      const again = await until(restarted.client(), `/v2.0/ports/${port.id}`, (body) => body.port.status === 'ERROR', 5000);
+      expect(again.port.status_reason).toContain('is not a network namespace');
+      await restarted.stop();
+      restarted.removeState();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
