@@ -502,6 +502,7 @@ class NativeCollector : public Napi::ObjectWrap<NativeCollector> {
       result.Set("malformedBy", reasons);
       result.Set("truncated", number(c.truncated));
       result.Set("written", number(c.written));
+      result.Set("writtenBytes", number(c.written_bytes));
       result.Set("outputErrors", number(c.output_errors));
       result.Set("oversize", number(c.oversize));
       return result;

@@ -202,6 +202,7 @@ void Collector::run() {
             if (rt.port->enqueue(frame) == Enqueued::Oversize) counters_.oversize.add(1);
           } else if (rt.pcap.write(now, packet.inner, inner_length, inner_length)) {
             counters_.written.add(1);
+            counters_.written_bytes.add(inner_length);
           } else {
             counters_.output_errors.add(1);
           }
@@ -209,9 +210,11 @@ void Collector::run() {
         if (rt.port) {
           // Queued frames point into the receive buffers: send before the next recvmmsg.
           const uint64_t sent_before = rt.port_counters.packets.get();
+          const uint64_t bytes_before = rt.port_counters.bytes.get();
           const uint64_t errors_before = rt.port_counters.errors.get();
           rt.port->flush();
           counters_.written.add(rt.port_counters.packets.get() - sent_before);
+          counters_.written_bytes.add(rt.port_counters.bytes.get() - bytes_before);
           counters_.output_errors.add(rt.port_counters.errors.get() - errors_before);
         } else {
           rt.pcap.flush();

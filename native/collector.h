@@ -37,6 +37,7 @@ struct CollectorCounters {
   std::array<Counter, static_cast<size_t>(encap::ParseStatus::Count)> malformed_by_reason;
   Counter truncated;  // accepted ERSPAN frames whose T bit says they were cut
   Counter written;    // frames written to the pcap file or sent out of the interface
+  Counter written_bytes;  // their bytes (the inner frames')
   Counter output_errors;
   Counter oversize;  // too large for the output interface's MTU
 };

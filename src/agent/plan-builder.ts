@@ -102,7 +102,7 @@ export interface DataPathStats {
   sinks: Array<Health & { packets: number; bytes: number; errors: number }>;
   rules: Array<{ id: string; ok?: boolean; reason?: string; packets: number; bytes: number; oversize: number; unavailable: number }>;
   /** Tunnels from other hosts' agents into local tap services (cluster mode), by tap service id. */
-  terminations?: Array<Health & { packets: number; errors: number }>;
+  terminations?: Array<Health & { packets: number; bytes?: number; errors: number }>;
   interfaces?: Array<{ id: string; present: boolean; up: boolean; running: boolean; mac: string; mtu: number; reason?: string; sameAs?: string }>;
 }
 
@@ -188,7 +188,7 @@ export function observe(desired: DesiredState, host: string, stats: DataPathStat
     const counters = sink ? {
       counters: {
         packets: sink.packets + (tunnelled?.packets ?? 0),
-        bytes: sink.bytes,
+        bytes: sink.bytes + (tunnelled?.bytes ?? 0),
         drops: { send_errors: sink.errors + (tunnelled?.errors ?? 0) },
       },
     } : {};

@@ -22,6 +22,7 @@ export interface TerminationStats {
   received: number;
   /** Inner frames sent out of the tap service's port. */
   packets: number;
+  bytes: number;
   /** Frames that could not be sent (send errors, too large for the port). */
   errors: number;
   /** Packets of this tunnel that were not well-formed GRE. */
@@ -170,7 +171,7 @@ export class Engine {
   private terminationStats(): TerminationStats[] {
     this.openTerminations();
     const stats: TerminationStats[] = [];
-    for (const [id, reason] of this.refusedTerminations) stats.push({ id, ok: false, reason, received: 0, packets: 0, errors: 0, malformed: 0 });
+    for (const [id, reason] of this.refusedTerminations) stats.push({ id, ok: false, reason, received: 0, packets: 0, bytes: 0, errors: 0, malformed: 0 });
     for (const [id, running] of this.terminations) {
       const counted = running.collector?.stats();
       stats.push({
@@ -179,6 +180,7 @@ export class Engine {
         ...(running.reason === undefined ? {} : { reason: running.reason }),
         received: (counted?.accepted ?? 0) + (counted?.malformed ?? 0),
         packets: counted?.written ?? 0,
+        bytes: counted?.writtenBytes ?? 0,
         errors: (counted?.outputErrors ?? 0) + (counted?.oversize ?? 0),
         malformed: counted?.malformed ?? 0,
       });

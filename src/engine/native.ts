@@ -209,6 +209,8 @@ export interface CollectorStats {
   truncated: number;
   /** Frames written to the pcap file or sent out of the interface. */
   written: number;
+  /** Their bytes (the inner frames'). */
+  writtenBytes: number;
   outputErrors: number;
   /** Frames too large for the output interface. */
   oversize: number;
