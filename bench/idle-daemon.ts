@@ -45,6 +45,8 @@ interface Options {
   timeoutSeconds: number;
   concurrency: number;
   interfacesLate: boolean;
+  /** Extra node flags for the daemon (--cpu-prof, --cpu-prof-dir=DIR, ...). */
+  nodeFlags: string[];
 }
 
 function usage(message?: string): never {
@@ -63,6 +65,10 @@ function usage(message?: string): never {
                   a daemon whose agent probes every port on each change then sees a missing
                   namespace (a failed open) instead of N probes per POST; what is measured
                   once the flows are ACTIVE is the same
+  --node-flag F   pass F to the daemon's node (repeatable; e.g. --node-flag=--cpu-prof
+                  --node-flag=--cpu-prof-dir=/tmp/prof); also TAPAS_BENCH_NODE_FLAGS
+                  (space-separated). Each window's CLOCK_MONOTONIC span is in the JSON
+                  (monotonicUs), to cut a profile to it
 `);
   process.exit(2);
 }
@@ -78,6 +84,7 @@ function parseOptions(argv: string[]): Options {
   let concurrency = 32;
   let log: string | undefined;
   let interfacesLate = false;
+  const nodeFlags = (process.env.TAPAS_BENCH_NODE_FLAGS ?? '').split(/\s+/).filter((flag) => flag !== '');
   const int = (arg: string, text: string, min: number, max: number) => {
     const value = Number(text);
     if (!Number.isInteger(value) || value < min || value > max) usage(`${arg} must be an integer from ${min} to ${max}`);
@@ -96,13 +103,15 @@ function parseOptions(argv: string[]): Options {
     else if (arg === '--concurrency') concurrency = int(arg, value(), 1, 256);
     else if (arg === '--log') log = resolve(value());
     else if (arg === '--interfaces-late') interfacesLate = true;
+    else if (arg === '--node-flag') nodeFlags.push(value());
+    else if (arg.startsWith('--node-flag=')) nodeFlags.push(arg.slice('--node-flag='.length));
     else if (arg === '--help' || arg === '-h') usage();
     else usage(`unknown argument ${arg}`);
   }
   services ??= Math.max(1, Math.floor(ports / 20));
   if (services > ports) usage('--services cannot exceed --ports');
   if (!existsSync(join(dist, 'cli', 'main.js'))) usage(`${dist}/cli/main.js does not exist: build it (npm run build) or pass --dist`);
-  return { ports, services, seconds, requests, dist, ...(out ? { out } : {}), ...(log ? { log } : {}), timeoutSeconds, concurrency, interfacesLate };
+  return { ports, services, seconds, requests, dist, ...(out ? { out } : {}), ...(log ? { log } : {}), timeoutSeconds, concurrency, interfacesLate, nodeFlags };
 }
 
 // ---------------------------------------------------------------- HTTP
@@ -243,6 +252,11 @@ function hostWindow(before: ReturnType<typeof hostSample>, after: ReturnType<typ
   return { cpuPercent, softirqsPerSecond };
 }
 
+/** CLOCK_MONOTONIC in µs: the clock of a V8 CPU profile's timestamps, to cut one to a window. */
+function monotonicUs(): number {
+  return Number(process.hrtime.bigint() / 1000n);
+}
+
 function round(value: number, digits: number): number {
   const scale = 10 ** digits;
   return Math.round(value * scale) / scale;
@@ -267,7 +281,7 @@ interface Results {
   machine: { cpu: string; cores: number; kernel: string; loadBefore: string; loadAfter?: string };
   settings: {
     ports: number; services: number; flows: number; seconds: number; requestsPerEndpoint: number; timeoutSeconds: number;
-    registerConcurrency: number; interfacesLate: boolean;
+    registerConcurrency: number; interfacesLate: boolean; nodeFlags: string[];
   };
   setup: {
     vethSeconds: number;
@@ -282,8 +296,8 @@ interface Results {
     portStatuses: Record<string, number>;
     serviceStatuses: Record<string, number>;
   };
-  idle?: CpuWindow & { rssKiB: number; threads: number; fds: number; host: HostWindow };
-  requests?: CpuWindow & { endpoints: Endpoint[]; rssKiB: number };
+  idle?: CpuWindow & { rssKiB: number; threads: number; fds: number; host: HostWindow; monotonicUs: [number, number] };
+  requests?: CpuWindow & { endpoints: Endpoint[]; rssKiB: number; monotonicUs: [number, number] };
   stopSeconds?: number;
   /** The host for up to 10 s after the daemon exited and the namespace was deleted (a reference for idle.host). */
   hostAfterStop?: HostWindow;
@@ -396,7 +410,7 @@ async function main(): Promise<void> {
     },
     settings: {
       ports: n, services: m, flows: n, seconds: options.seconds, requestsPerEndpoint: options.requests, timeoutSeconds: options.timeoutSeconds,
-      registerConcurrency: options.concurrency, interfacesLate: options.interfacesLate,
+      registerConcurrency: options.concurrency, interfacesLate: options.interfacesLate, nodeFlags: options.nodeFlags,
     },
     setup: {
       vethSeconds: NaN, daemonStartSeconds: NaN, registerSeconds: NaN, registerTimeline: [],
@@ -427,7 +441,7 @@ async function main(): Promise<void> {
     const base = `http://127.0.0.1:${port}`;
     const fd = openSync(log, 'a');
     const quotas = ['port', 'tap_service', 'tap_flow', 'tap_mirror'].flatMap((kind) => ['--quota', `${kind}=-1`]);
-    daemon = spawn(process.execPath, [join(options.dist, 'cli', 'main.js'), 'serve', '--listen', `127.0.0.1:${port}`,
+    daemon = spawn(process.execPath, [...options.nodeFlags, join(options.dist, 'cli', 'main.js'), 'serve', '--listen', `127.0.0.1:${port}`,
       '--state-dir', join(dir, 'state'), ...quotas], { stdio: ['ignore', fd, fd] });
     closeSync(fd);
     const pid = daemon.pid;
@@ -520,6 +534,7 @@ async function main(): Promise<void> {
     const hostBefore = hostSample();
     let before = cpuSample(pid);
     let t0 = performance.now();
+    let from = monotonicUs();
     await sleep(options.seconds * 1000);
     let after = cpuSample(pid);
     const idleSeconds = (performance.now() - t0) / 1000;
@@ -529,6 +544,7 @@ async function main(): Promise<void> {
       rssKiB: rssKiB(pid),
       threads: readdirSync(`/proc/${pid}/task`).length,
       fds: readdirSync(`/proc/${pid}/fd`).length,
+      monotonicUs: [from, monotonicUs()],
     };
 
     // The requests window: R sequential GETs per endpoint, interleaved, on an even schedule over the window.
@@ -540,6 +556,7 @@ async function main(): Promise<void> {
     say(`requests window: ${options.requests} sequential GETs of each of ${paths.join(', ')} over ${options.seconds} s`);
     before = cpuSample(pid);
     t0 = performance.now();
+    from = monotonicUs();
     let sent = 0;
     for (; sent < total; sent += 1) {
       const due = t0 + sent * gapMs;
@@ -565,6 +582,7 @@ async function main(): Promise<void> {
     results.requests = {
       ...cpuWindow(before, after, windowSeconds),
       rssKiB: rssKiB(pid),
+      monotonicUs: [from, monotonicUs()],
       endpoints: paths.map((path) => {
         const sample = samples.get(path)!;
         const sorted = sample.ms.sort((a, b) => a - b);
