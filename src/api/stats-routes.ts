@@ -72,7 +72,8 @@ function intervalOf(text: string | undefined): number {
 export function registerStatsRoutes(app: FastifyInstance, stats: TaasStats, errorReplies: Record<number, object>): void {
   const config = { authenticated: true };
   const open = new Set<() => void>();
-  app.addHook('onClose', async () => {
+  // preClose, not onClose: the server waits for its connections before onClose, and a stream never ends by itself.
+  app.addHook('preClose', async () => {
     for (const end of open) end();
   });
 
@@ -89,15 +90,26 @@ export function registerStatsRoutes(app: FastifyInstance, stats: TaasStats, erro
       'cache-control': 'no-store',
       connection: 'keep-alive',
     });
-    const send = () => stream.write(`event: stats\ndata: ${JSON.stringify({ stats: stats.report(context) })}\n\n`);
-    send();
-    const timer = setInterval(send, intervalMs);
+    let timer: NodeJS.Timeout | undefined;
     const end = () => {
       clearInterval(timer);
       open.delete(end);
       stream.end();
     };
+    const send = () => {
+      // A watcher that does not read is skipped, not buffered for.
+      if (stream.writableNeedDrain) return;
+      try {
+        stream.write(`event: stats\ndata: ${JSON.stringify({ stats: stats.report(context) })}\n\n`);
+      } catch (error) {
+        // Runs on a timer: an error here must end this stream, never the daemon.
+        request.log.error({ err: error }, 'stats stream failed');
+        end();
+      }
+    };
     open.add(end);
     request.raw.on('close', end);
+    send();
+    timer = setInterval(send, intervalMs);
   });
 }

@@ -168,11 +168,11 @@ interface StatsFlags {
   format: 'table' | 'json';
 }
 
-function positiveNumber(name: string, integer: boolean) {
+function positiveNumber(name: string, integer: boolean, max: number) {
   return (text: string) => {
     const value = Number(text);
-    if (!/^\d+(\.\d+)?$/.test(text) || value <= 0 || (integer && !Number.isInteger(value)) || value > 86_400) {
-      throw new UsageError(`${name} must be a positive ${integer ? 'integer' : 'number'}, not '${text}'`);
+    if (!/^\d+(\.\d+)?$/.test(text) || value <= 0 || (integer && !Number.isInteger(value)) || value > max) {
+      throw new UsageError(`${name} must be a positive ${integer ? 'integer' : 'number'} up to ${max}, not '${text}'`);
     }
     return value;
   };
@@ -241,8 +241,8 @@ export function registerStats(program: Command): void {
     .configureHelp({ ...program.configureHelp(), showGlobalOptions: true })
     .description('per tap flow and tap mirror: packets, packets/s, bits/s, drops and status, from the daemon\'s counters')
     .option('-w, --watch', 'keep refreshing: in place on a terminal, one line per resource and refresh into a pipe')
-    .option('--interval <SECONDS>', 'time between samples: rates are measured over it', positiveNumber('--interval', false), 1)
-    .option('--count <N>', 'with --watch: stop after N refreshes', positiveNumber('--count', true))
+    .option('--interval <SECONDS>', 'time between samples (at most 60): rates are measured over it', positiveNumber('--interval', false, 60), 1)
+    .option('--count <N>', 'with --watch: stop after N refreshes', positiveNumber('--count', true, 1_000_000))
     .addOption(new Option('-f, --format <FORMAT>', 'table, or json (one object per refresh with --watch)').choices(['table', 'json']).default('table'))
     .addHelpText('after', `
 Examples:

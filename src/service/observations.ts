@@ -35,10 +35,15 @@ interface HostRecord {
   agent: AgentRecord;
   /** Monotonic time of the last report, for rates. */
   reportedAtMs: number;
+  /** Monotonic time this book last heard of the agent (this host's clock: agents' clocks may differ). */
+  heardAtMs: number;
   observations: Map<string, StoredObservation>;
 }
 
 const keyOf = (kind: ResourceKind, id: string) => `${kind}/${id}`;
+
+/** An agent reports every second or so; this long without a report, its observations are not shown as current. */
+export const SILENT_AFTER_MS = 30_000;
 
 function ratesBetween(previous: Counters | undefined, current: Counters | undefined, seconds: number): Rates | undefined {
   if (!previous || !current || seconds <= 0) return undefined;
@@ -63,6 +68,7 @@ export class ObservationBook implements ObservationSink {
     this.hosts.set(info.host, {
       agent: { ...info, started_at: at, heartbeat_at: at, revision: -1 },
       reportedAtMs: existing?.reportedAtMs ?? this.now(),
+      heardAtMs: this.now(),
       observations: existing?.observations ?? new Map(),
     });
     this.events.emit('change', info.host);
@@ -82,6 +88,7 @@ export class ObservationBook implements ObservationSink {
     }
     record.observations = observations;
     record.reportedAtMs = nowMs;
+    record.heardAtMs = nowMs;
     record.agent.heartbeat_at = at;
     record.agent.revision = report.revision;
     this.events.emit('change', report.host);
@@ -102,6 +109,7 @@ export class ObservationBook implements ObservationSink {
     this.hosts.set(agent.host, {
       agent: { ...agent },
       reportedAtMs: existing?.reportedAtMs ?? this.now(),
+      heardAtMs: this.now(),
       observations: new Map(observations.map((observation) => [keyOf(observation.kind, observation.id), observation])),
     });
     this.events.emit('change', agent.host);
@@ -110,7 +118,9 @@ export class ObservationBook implements ObservationSink {
   /** Cluster mode: the host's agent has applied the desired state up to this revision (this book's numbering). */
   setRevision(host: string, revision: number): void {
     const record = this.hosts.get(host);
-    if (!record || record.agent.revision === revision) return;
+    if (!record) return;
+    record.heardAtMs = this.now();
+    if (record.agent.revision === revision) return;
     record.agent.revision = revision;
     this.events.emit('change', host);
   }
@@ -133,6 +143,17 @@ export class ObservationBook implements ObservationSink {
 
   hasAgent(host: string): boolean {
     return this.hosts.has(host);
+  }
+
+  /**
+   * When a registered agent last reported, if that is longer ago than
+   * silentAfterMs: its observations may no longer be true (a hung data path,
+   * a partitioned host whose lease has not expired yet).
+   */
+  silentSince(host: string, silentAfterMs = SILENT_AFTER_MS): string | undefined {
+    const record = this.hosts.get(host);
+    if (!record) return undefined;
+    return this.now() - record.heardAtMs > silentAfterMs ? record.agent.heartbeat_at : undefined;
   }
 
   agents(): AgentRecord[] {

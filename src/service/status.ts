@@ -49,6 +49,11 @@ export function deriveLifecycle(
       noAgent ??= `no agent on host ${host}`;
       continue;
     }
+    const silentSince = book.silentSince(host);
+    if (silentSince !== undefined) {
+      waiting ??= `the agent on host ${host} has not reported since ${silentSince}`;
+      continue;
+    }
     const observation = book.observation(host, kind, id);
     if (!observation) continue;
     if (observation.status === 'ERROR') return { status: 'ERROR', status_reason: nameHost(host, hosts, observation.reason) };

@@ -259,10 +259,11 @@ export class TaasService {
       for (const [affectedKind, ids] of affected) this.store.markDeleting(affectedKind, ids);
       return { id: resource.id, affected };
     });
+    // Nothing counts as released until the revision of this delete is known.
+    const keys = marked.affected.flatMap(([affectedKind, ids]) => ids.map((affectedId) => `${affectedKind}/${affectedId}`));
+    for (const key of keys) this.deletedAt.set(key, Number.POSITIVE_INFINITY);
     const revision = this.options.desired.changed();
-    for (const [affectedKind, ids] of marked.affected) {
-      for (const affectedId of ids) this.deletedAt.set(`${affectedKind}/${affectedId}`, revision);
-    }
+    for (const key of keys) this.deletedAt.set(key, revision);
     this.completeDeletes();
     return { pending: this.store.get(kind, marked.id) !== undefined };
   }

@@ -327,7 +327,8 @@ describe('tapas port / tap service / tap flow / tap mirror against a running dae
       [['port', 'list', '--colour'], /unknown option '--colour'/],
       [['--endpoint', 'not a url', 'port', 'list'], /invalid --endpoint 'not a url'/],
       [['--endpoint', 'ftp://127.0.0.1:9696', 'port', 'list'], /only http:\/\/ and https:\/\//],
-      [['stats', '--interval', '0'], /--interval must be a positive number, not '0'/],
+      [['stats', '--interval', '0'], /--interval must be a positive number up to 60, not '0'/],
+      [['stats', '--watch', '--interval', '120'], /--interval must be a positive number up to 60, not '120'/],
       [['stats', '--watch', '--count', '1.5'], /--count must be a positive integer/],
       [['completion', 'zsh'], /no completion for 'zsh': only bash/],
     ];
