@@ -3,7 +3,8 @@
  * crosses them. An agent hears of its host's desired state through a
  * DesiredStateSource and reports what its data path does through an
  * ObservationSink; nothing else connects them. The embedded daemon implements
- * both in-process (service/local-link.ts); cluster mode carries them over etcd.
+ * both in-process (service/desired-state.ts, service/observations.ts); cluster
+ * mode carries them over etcd (src/cluster).
  */
 import type { Port, ResourceKind, TapFlow, TapMirror, TapService } from './resources.js';
 

@@ -4,7 +4,7 @@
  * body need no renaming between layers.
  */
 import type { Direction } from '../engine/plan.js';
-import type { RecordOf, ResourceKind } from './contract.js';
+import type { RecordOf, ResourceKind, STATUSES } from './contract.js';
 
 export type { Direction };
 export { MIRROR_TYPES, RESOURCE_KINDS, type MirrorType, type ResourceKind } from './contract.js';
@@ -15,7 +15,7 @@ export { ERSPAN_MAX_SESSION_ID, GRE_MAX_KEY } from './formats.js';
  * ERROR when it cannot (status_reason says why), PENDING_DELETE between an
  * accepted delete and the data path letting go of it.
  */
-export type Status = 'DOWN' | 'ACTIVE' | 'ERROR' | 'PENDING_DELETE';
+export type Status = (typeof STATUSES)[number];
 
 /** Tunnel id per direction of a tap mirror (a GRE key or an ERSPAN session id). */
 export interface MirrorDirections {

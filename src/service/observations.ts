@@ -3,7 +3,7 @@
  * Observations are not part of the record. They describe a running data path,
  * are stale the moment a process restarts, and change every second (counters),
  * so they are never written to the SQLite store; a restarted daemon shows
- * DOWN until its agents have reported again, as before.
+ * DOWN until its agents have reported again.
  */
 import { EventEmitter } from 'node:events';
 

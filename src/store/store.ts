@@ -174,11 +174,7 @@ export class Store {
     for (const id of ids) statement.run(now, id);
   }
 
-  /** Deletes rows; the schema's ON DELETE CASCADE removes what depends on them. */
-  delete(kind: ResourceKind, ids: string[]): void {
-    const statement = this.db.prepare(`DELETE FROM ${TABLES[kind]} WHERE id = ?`);
-    for (const id of ids) statement.run(id);
-  }
+
 
   /** Whether any row waits in PENDING_DELETE. */
   hasDeleting(): boolean {
@@ -202,7 +198,7 @@ export class Store {
     }))();
   }
 
-  /** The mirror (other than exceptId) already sending tunnelId to remoteIp, if any. */
+  /** The mirror already sending tunnelId to remoteIp, if any. */
   tunnelOwner(remoteIp: string, tunnelId: number): { tap_mirror_id: string; direction: string } | undefined {
     return this.db.prepare('SELECT tap_mirror_id, direction FROM tap_mirror_tunnels WHERE remote_ip = ? AND tunnel_id = ?')
       .get(remoteIp, tunnelId) as { tap_mirror_id: string; direction: string } | undefined;

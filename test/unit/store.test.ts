@@ -85,7 +85,8 @@ describe('Store (SQLite file)', () => {
     store.insert('tap_service', { ...base, id: 's', port_id: 'mon' });
     store.insert('tap_flow', { ...base, id: 'f', tap_service_id: 's', source_port: 'vm', direction: 'IN', vlan_filter: null });
     store.insert('tap_mirror', { ...base, id: 'm', port_id: 'vm', directions: { IN: 1 }, remote_ip: '192.0.2.1', mirror_type: 'gre' });
-    store.delete('port', ['vm']);
+    store.markDeleting('port', ['vm']);
+    store.purge('port', ['vm']);
     expect(store.list('tap_flow')).toEqual([]);
     expect(store.list('tap_mirror')).toEqual([]);
     expect(store.tunnelOwner('192.0.2.1', 1)).toBeUndefined();
