@@ -35,7 +35,14 @@ export class Metrics {
   readonly registry = new Registry();
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;
 
+  /** The resources of the scrape in progress: read once per scrape, not once per metric family. */
+  private scraped: ReturnType<MetricsSources['resources']> | undefined;
+
   constructor(sources: MetricsSources) {
+    const resources = () => {
+      this.scraped ??= sources.resources();
+      return this.scraped;
+    };
     const { registry } = this;
     collectDefaultMetrics({ register: registry, prefix: 'tapas_process_' });
 
@@ -49,7 +56,7 @@ export class Metrics {
     const flowLabels = ['tap_flow_id', 'tap_service_id', 'source_port', 'project_id', 'name', 'host'] as const;
     const eachFlow = (read: (counters: Counters) => number) =>
       (set: (labels: Record<(typeof flowLabels)[number], string>, value: number) => void) => {
-        for (const flow of sources.resources().tapFlows) {
+        for (const flow of resources().tapFlows) {
           for (const seen of sources.observationsOf('tap_flow', flow.id)) {
             if (!seen.counters) continue;
             set({ tap_flow_id: flow.id, tap_service_id: flow.tap_service_id, source_port: flow.source_port,
@@ -68,7 +75,7 @@ export class Metrics {
     const mirrorLabels = ['tap_mirror_id', 'direction', 'remote_ip', 'mirror_type', 'project_id', 'name', 'host'] as const;
     const eachMirror = (read: (counters: Counters) => number) =>
       (set: (labels: Record<(typeof mirrorLabels)[number], string>, value: number) => void) => {
-        for (const mirror of sources.resources().tapMirrors) {
+        for (const mirror of resources().tapMirrors) {
           for (const seen of sources.observationsOf('tap_mirror', mirror.id)) {
             for (const [direction, counters] of Object.entries(seen.parts ?? {})) {
               set({ tap_mirror_id: mirror.id, direction, remote_ip: mirror.remote_ip, mirror_type: mirror.mirror_type,
@@ -87,7 +94,7 @@ export class Metrics {
     const portLabels = ['port_id', 'interface', 'host'] as const;
     const eachSource = (read: (counters: Counters) => number) =>
       (set: (labels: Record<(typeof portLabels)[number], string>, value: number) => void) => {
-        for (const port of sources.resources().ports) {
+        for (const port of resources().ports) {
           for (const seen of sources.observationsOf('port', port.id)) {
             if (seen.counters) set({ port_id: port.id, interface: port.interface, host: seen.host }, read(seen.counters));
           }
@@ -100,7 +107,7 @@ export class Metrics {
     const sinkLabels = ['tap_service_id', 'host'] as const;
     const eachSink = (read: (counters: Counters) => number) =>
       (set: (labels: Record<(typeof sinkLabels)[number], string>, value: number) => void) => {
-        for (const service of sources.resources().tapServices) {
+        for (const service of resources().tapServices) {
           for (const seen of sources.observationsOf('tap_service', service.id)) {
             if (seen.counters) set({ tap_service_id: service.id, host: seen.host }, read(seen.counters));
           }
@@ -118,12 +125,21 @@ export class Metrics {
       registers: [registry],
       collect() {
         this.reset();
-        const snapshot = sources.resources();
+        const snapshot = resources();
         const kinds = { port: snapshot.ports, tap_service: snapshot.tapServices, tap_flow: snapshot.tapFlows, tap_mirror: snapshot.tapMirrors };
         for (const [kind, rows] of Object.entries(kinds)) {
           for (const row of rows) this.inc({ kind, status: row.status });
         }
       },
     });
+  }
+
+  /** The exposition text: one read of the resources for every metric family. */
+  async render(): Promise<string> {
+    try {
+      return await this.registry.metrics();
+    } finally {
+      this.scraped = undefined;
+    }
   }
 }

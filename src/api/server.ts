@@ -240,7 +240,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     if (options.metricsNeedAuth && !request.context.roles.includes('admin')) {
       return sendError(reply, 403, 'PolicyNotAuthorized', 'rule:get_metrics is disallowed by policy (admin only)');
     }
-    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+    return reply.type(metrics.registry.contentType).send(await metrics.render());
   });
 
   return app;
