@@ -134,13 +134,13 @@ export class Store {
 
   get<K extends ResourceKind>(kind: K, id: string): ResourceOf[K] | undefined {
     const row = this.db.prepare(`SELECT * FROM ${TABLES[kind]} WHERE id = ?`).get(id) as Record<string, unknown> | undefined;
-    return row ? this.fromRow(kind, row) : undefined;
+    return row ? this.fromRows(kind, [row])[0] : undefined;
   }
 
   /** Every resource of a kind, oldest first. */
   list<K extends ResourceKind>(kind: K): Array<ResourceOf[K]> {
     const rows = this.db.prepare(`SELECT * FROM ${TABLES[kind]} ORDER BY rowid`).all() as Array<Record<string, unknown>>;
-    return rows.map((row) => this.fromRow(kind, row));
+    return this.fromRows(kind, rows, true);
   }
 
   /** Resources of a kind whose column equals value, oldest first. */
@@ -148,7 +148,7 @@ export class Store {
     if (!COLUMNS[kind].includes(column)) throw new StoreError(`${TABLES[kind]} has no column ${column}`);
     const rows = this.db.prepare(`SELECT * FROM ${TABLES[kind]} WHERE ${column} = ? ORDER BY rowid`)
       .all(value) as Array<Record<string, unknown>>;
-    return rows.map((row) => this.fromRow(kind, row));
+    return this.fromRows(kind, rows);
   }
 
   /** How many resources of a kind a project holds, not counting those being deleted. */
@@ -237,15 +237,30 @@ export class Store {
     }
   }
 
-  private fromRow<K extends ResourceKind>(kind: K, stored: Record<string, unknown>): ResourceOf[K] {
-    const row = { ...stored, deleting: stored.deleting === 1 };
-    if (kind !== 'tap_mirror') return row as unknown as ResourceOf[K];
-    const tunnels = this.db.prepare('SELECT direction, tunnel_id FROM tap_mirror_tunnels WHERE tap_mirror_id = ? ORDER BY direction')
-      .all(stored.id) as Array<{ direction: 'IN' | 'OUT'; tunnel_id: number }>;
-    const directions: MirrorDirections = {};
-    for (const tunnel of tunnels) directions[tunnel.direction] = tunnel.tunnel_id;
-    return { ...row, directions } as unknown as ResourceOf[K];
+  /**
+   * Records from rows. A tap mirror's directions are read in one query for
+   * all rows (every tunnel when `all`, else those of the rows), not one per row.
+   */
+  private fromRows<K extends ResourceKind>(kind: K, rows: Array<Record<string, unknown>>, all = false): Array<ResourceOf[K]> {
+    const records: Array<Record<string, unknown>> = rows.map((stored) => ({ ...stored, deleting: stored.deleting === 1 }));
+    if (kind !== 'tap_mirror' || rows.length === 0) return records as unknown as Array<ResourceOf[K]>;
+    const tunnels = (all
+      ? this.db.prepare('SELECT tap_mirror_id, direction, tunnel_id FROM tap_mirror_tunnels').all()
+      : this.db.prepare(`SELECT tap_mirror_id, direction, tunnel_id FROM tap_mirror_tunnels WHERE tap_mirror_id IN (${rows.map(() => '?').join(', ')})`)
+        .all(...rows.map((row) => row.id))) as Array<{ tap_mirror_id: string; direction: 'IN' | 'OUT'; tunnel_id: number }>;
+    const directions = new Map<string, MirrorDirections>();
+    for (const tunnel of tunnels) {
+      const of = directions.get(tunnel.tap_mirror_id) ?? {};
+      of[tunnel.direction] = tunnel.tunnel_id;
+      directions.set(tunnel.tap_mirror_id, of);
+    }
+    // IN before OUT, whatever order the rows came in.
+    const ordered = (of: MirrorDirections | undefined): MirrorDirections => ({
+      ...(of?.IN === undefined ? {} : { IN: of.IN }), ...(of?.OUT === undefined ? {} : { OUT: of.OUT }),
+    });
+    return records.map((record) => ({ ...record, directions: ordered(directions.get(String(record.id))) })) as unknown as Array<ResourceOf[K]>;
   }
+
 }
 
 function toRow(resource: object, columns: readonly string[]): Record<string, unknown> {
