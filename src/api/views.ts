@@ -4,7 +4,7 @@
  * semantics over those views: filters and sort keys on the attributes the
  * contract marks so, `fields`, `limit`/`marker` pagination.
  */
-import { attributeOf, attributesOf, shownValue, type ResourceKind } from '../model/contract.js';
+import { attributeOf, attributesOf, RESOURCE_KINDS, shownValue, type Attribute, type ResourceKind } from '../model/contract.js';
 import type { Shown } from '../model/resources.js';
 import { BadRequest } from '../service/errors.js';
 
@@ -22,10 +22,14 @@ function visibleAttributes(kind: ResourceKind): string[] {
   return attributesOf(kind).filter(([, attribute]) => attribute.visible).map(([name]) => name);
 }
 
+const VISIBLE = Object.fromEntries(RESOURCE_KINDS.map((kind) => [kind, attributesOf(kind).filter(([, attribute]) => attribute.visible)])) as unknown as
+  Record<ResourceKind, ReadonlyArray<[string, Attribute]>>;
+
 /** A resource as the API shows it: each visible attribute, read where the contract says it lives. */
 export function toView<K extends ResourceKind>(kind: K, resource: Shown<K>): View {
-  return Object.fromEntries(attributesOf(kind).filter(([, attribute]) => attribute.visible)
-    .map(([name, attribute]) => [name, shownValue(attribute, name, resource)]));
+  const view: View = {};
+  for (const [name, attribute] of VISIBLE[kind]) view[name] = shownValue(attribute, name, resource);
+  return view;
 }
 
 const PAGING = new Set(['fields', 'limit', 'marker', 'sort_key', 'sort_dir', 'page_reverse']);

@@ -71,6 +71,7 @@ export class TaasService {
   /** The desired-state revision at which each pending delete was accepted, by `kind/id`. */
   private readonly deletedAt = new Map<string, number>();
   private readonly purged = new EventEmitter();
+  private lastStatusView: { ports: readonly Port[]; services: readonly TapService[]; view: StatusView } | undefined;
 
   constructor(
     private readonly store: Store,
@@ -99,7 +100,7 @@ export class TaasService {
   /** Every resource with its status, whoever owns it (the operator's metrics and stats). */
   everything(): { ports: Array<Shown<'port'>>; tapServices: Array<Shown<'tap_service'>>; tapFlows: Array<Shown<'tap_flow'>>; tapMirrors: Array<Shown<'tap_mirror'>> } {
     const snapshot = this.store.snapshot();
-    const view = new StatusView(snapshot.ports, snapshot.tapServices, this.observations);
+    const view = this.statusView(snapshot.ports, snapshot.tapServices);
     return {
       ports: snapshot.ports.map((port) => view.show('port', port)),
       tapServices: snapshot.tapServices.map((service) => view.show('tap_service', service)),
@@ -108,8 +109,13 @@ export class TaasService {
     };
   }
 
-  private statusView(): StatusView {
-    return new StatusView(this.store.list('port'), this.store.list('tap_service'), this.observations);
+  /** Where the ports are, as of these lists: kept while the store hands out the same (unchanged) lists. */
+  private statusView(ports = this.store.list('port'), services = this.store.list('tap_service')): StatusView {
+    const last = this.lastStatusView;
+    if (last && last.ports === ports && last.services === services) return last.view;
+    const view = new StatusView(ports, services, this.observations);
+    this.lastStatusView = { ports, services, view };
+    return view;
   }
 
   // ---- creates ----

@@ -59,6 +59,15 @@ export function timestamp(date = new Date()): string {
 
 export class Store {
   private readonly db: Database.Database;
+  /**
+   * Every kind's records as last read (frozen: callers share them), so that a
+   * list or snapshot without a write since costs no query. Any write forgets
+   * all of them (a port's delete cascades over the other tables); a failed
+   * transaction too, since a read inside it may have seen its rolled-back writes.
+   */
+  private readonly cached = new Map<ResourceKind, ReadonlyArray<ResourceOf[ResourceKind]>>();
+  /** A write happened in the transaction in progress: what is read now may yet be rolled back. */
+  private wroteInTransaction = false;
 
   /** Opens (creating if needed) the store in stateDir and brings its schema up to date. */
   constructor(stateDir: string) {
@@ -112,13 +121,27 @@ export class Store {
 
   /** Runs fn in one transaction: all of its writes commit together or not at all. */
   transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn).immediate();
+    try {
+      return this.db.transaction(fn).immediate();
+    } catch (error) {
+      this.forget();
+      throw error;
+    } finally {
+      if (!this.db.inTransaction) this.wroteInTransaction = false;
+    }
+  }
+
+  /** Before every write: what is cached may no longer be true. */
+  private forget(): void {
+    this.cached.clear();
+    if (this.db.inTransaction) this.wroteInTransaction = true;
   }
 
   insert<K extends ResourceKind>(kind: K, resource: ResourceOf[K]): void {
     const columns = COLUMNS[kind];
     const sql = `INSERT INTO ${TABLES[kind]} (${columns.join(', ')}) VALUES (${columns.map((c) => `@${c}`).join(', ')})`;
     this.write(() => {
+      this.forget();
       this.db.prepare(sql).run(toRow(resource, columns));
       if (kind === 'tap_mirror') this.insertTunnels(resource as TapMirror);
     });
@@ -137,10 +160,23 @@ export class Store {
     return row ? this.fromRows(kind, [row])[0] : undefined;
   }
 
-  /** Every resource of a kind, oldest first. */
+  /**
+   * Every resource of a kind, oldest first. The array and its records are
+   * shared by every caller until the next write, and frozen: copy to change.
+   */
   list<K extends ResourceKind>(kind: K): Array<ResourceOf[K]> {
+    if (!this.db.inTransaction) this.wroteInTransaction = false;
+    const cached = this.cached.get(kind);
+    if (cached) return cached as Array<ResourceOf[K]>;
     const rows = this.db.prepare(`SELECT * FROM ${TABLES[kind]} ORDER BY rowid`).all() as Array<Record<string, unknown>>;
-    return this.fromRows(kind, rows, true);
+    const records = this.fromRows(kind, rows, true);
+    for (const record of records) {
+      if (kind === 'tap_mirror') Object.freeze((record as TapMirror).directions);
+      Object.freeze(record);
+    }
+    Object.freeze(records);
+    if (!this.wroteInTransaction) this.cached.set(kind, records);
+    return records;
   }
 
   /** Resources of a kind whose column equals value, oldest first. */
@@ -163,6 +199,7 @@ export class Store {
   updateAttributes<K extends ResourceKind>(kind: K, id: string, changes: object): void {
     const sets = Object.keys(changes).filter((key) => UPDATABLE[kind].includes(key));
     const values = Object.fromEntries(sets.map((key) => [key, (changes as Record<string, unknown>)[key]]));
+    this.forget();
     this.db.prepare(`UPDATE ${TABLES[kind]} SET ${[...sets, 'updated_at'].map((c) => `${c} = @${c}`).join(', ')} WHERE id = @id`)
       .run({ ...values, updated_at: timestamp(), id });
   }
@@ -171,6 +208,7 @@ export class Store {
   markDeleting(kind: ResourceKind, ids: string[]): void {
     const statement = this.db.prepare(`UPDATE ${TABLES[kind]} SET deleting = 1, updated_at = ? WHERE id = ?`);
     const now = timestamp();
+    this.forget();
     for (const id of ids) statement.run(now, id);
   }
 
@@ -184,6 +222,7 @@ export class Store {
   /** Deletes the given rows only if they are being deleted. */
   purge(kind: ResourceKind, ids: string[]): number {
     const statement = this.db.prepare(`DELETE FROM ${TABLES[kind]} WHERE id = ? AND deleting = 1`);
+    this.forget();
     let removed = 0;
     for (const id of ids) removed += statement.run(id).changes;
     return removed;

@@ -44,6 +44,31 @@ describe('Store (SQLite file)', () => {
     expect(store.list('tap_service').map((s) => s.id)).toEqual(['s']);
   });
 
+  it('lists from memory until a write, never what a failed transaction wrote, and shares frozen records', () => {
+    store.insert('port', port('a', 'eth0'));
+    const first = store.list('port');
+    expect(store.list('port')).toBe(first);
+    expect(Object.isFrozen(first) && Object.isFrozen(first[0])).toBe(true);
+    expect(store.snapshot().ports).toBe(first);
+    // A write inside a transaction that fails: read in between, then rolled back.
+    expect(() => store.transaction(() => {
+      store.insert('port', port('b', 'eth1'));
+      expect(store.list('port').map((p) => p.id)).toEqual(['a', 'b']);
+      throw new Error('no');
+    })).toThrow('no');
+    expect(store.list('port').map((p) => p.id)).toEqual(['a']);
+    // Each write is seen at once: an update, a mark, a purge (which cascades over other tables).
+    store.insert('tap_service', { ...base, id: 's', port_id: 'a' });
+    expect(store.list('tap_service').map((s) => s.id)).toEqual(['s']);
+    store.updateAttributes('port', 'a', { name: 'renamed' });
+    expect(store.list('port')[0]!.name).toBe('renamed');
+    store.markDeleting('port', ['a']);
+    expect(store.list('port')[0]!.deleting).toBe(true);
+    store.purge('port', ['a']);
+    expect(store.list('port')).toEqual([]);
+    expect(store.list('tap_service')).toEqual([]);
+  });
+
   it('refuses a second opener while the first one lives', () => {
     expect(() => new Store(dir)).toThrow(/in use by another tapas daemon/);
   });
