@@ -15,7 +15,8 @@ const MAIN = new URL('../../dist/cli/main.js', import.meta.url).pathname;
 const TS = '/v2.0/taas/tap_services';
 const TF = '/v2.0/taas/tap_flows';
 const CONTROLLER_IP = '10.98.0.1';
-const UNDERLAY = { A: '10.98.0.11', B: '10.98.0.12' } as const;
+const UNDERLAY = { A: '10.98.0.11', B: '10.98.0.12', C: '10.98.0.13' } as const;
+type Host = keyof typeof UNDERLAY;
 const LEASE_TTL = 2;
 const FRAMES = 300;
 const BURST = 5000;
@@ -100,9 +101,10 @@ function greOf(frame: Buffer): { flags: number; key: number; inner: Buffer } | u
 const isGre = (frame: Buffer) => frame.length >= 34 && frame.readUInt16BE(12) === 0x0800 && frame[23] === 47;
 
 /**
- * Two compute hosts and a controller as network namespaces on one underlay
+ * Three compute hosts and a controller as network namespaces on one underlay
  * bridge: etcd and `tapas serve --etcd` in the controller, `tapas agent` in
- * each host, a VM and a monitor behind each host. Real frames, real tunnels.
+ * each host; a VM and a monitor behind A and B, a VM behind C. Real frames,
+ * real tunnels.
  */
 describe.skipIf(!netnsAvailable || !etcdAvailable)(`cluster mode across host namespaces (${netnsSkipReason}; ${etcdSkipReason})`, () => {
   const lab = new Lab('clu');
@@ -110,9 +112,9 @@ describe.skipIf(!netnsAvailable || !etcdAvailable)(`cluster mode across host nam
   let etcd: EtcdServer;
   let daemon: DaemonProcess;
   let api: NamespacedApi;
-  const agents: Partial<Record<'A' | 'B', ChildProcess>> = {};
+  const agents: Partial<Record<Host, ChildProcess>> = {};
 
-  async function startAgent(host: 'A' | 'B'): Promise<void> {
+  async function startAgent(host: Host): Promise<void> {
     const child = lab.track(spawn('ip', [
       'netns', 'exec', ns[`h${host}`]!, process.execPath, MAIN, 'agent', '--host', host, '--etcd', etcd.url,
       '--underlay-ip', UNDERLAY[host], '--interval', '200', '--lease-ttl', String(LEASE_TTL),
@@ -128,15 +130,16 @@ describe.skipIf(!netnsAvailable || !etcdAvailable)(`cluster mode across host nam
   }
 
   beforeAll(async () => {
-    for (const short of ['ul', 'ctl', 'hA', 'hB', 'vmA', 'vmB', 'monA', 'monB']) ns[short] = await lab.namespace(short.toLowerCase());
+    for (const short of ['ul', 'ctl', 'hA', 'hB', 'hC', 'vmA', 'vmB', 'vmC', 'monA', 'monB']) ns[short] = await lab.namespace(short.toLowerCase());
     // The underlay: a bridge in its own namespace, one port per host.
     await run('ip', ['-n', ns.ul!, 'link', 'add', 'br0', 'type', 'bridge']);
     await run('ip', ['-n', ns.ul!, 'link', 'set', 'br0', 'up']);
-    for (const [host, address, port] of [['ctl', CONTROLLER_IP, 'pc'], ['hA', UNDERLAY.A, 'pa'], ['hB', UNDERLAY.B, 'pb']] as const) {
+    for (const [host, address, port] of [['ctl', CONTROLLER_IP, 'pc'], ['hA', UNDERLAY.A, 'pa'], ['hB', UNDERLAY.B, 'pb'], ['hC', UNDERLAY.C, 'pcc']] as const) {
       await lab.veth(ns[host]!, 'u0', ns.ul!, port);
       await run('ip', ['-n', ns.ul!, 'link', 'set', port, 'master', 'br0']);
       await run('ip', ['-n', ns[host]!, 'addr', 'add', `${address}/24`, 'dev', 'u0']);
     }
+    await lab.veth(ns.hC!, 'vmh', ns.vmC!, 'vm0');
     for (const host of ['A', 'B']) {
       await lab.veth(ns[`h${host}`]!, 'vmh', ns[`vm${host}`]!, 'vm0');
       await lab.veth(ns[`h${host}`]!, 'monh', ns[`mon${host}`]!, 'mon0');
@@ -148,7 +151,7 @@ describe.skipIf(!netnsAvailable || !etcdAvailable)(`cluster mode across host nam
       { stdio: ['ignore', 'pipe', 'pipe'] }));
     await waitForLine(forwarder, (line) => line === 'ready', 'the API forwarder');
     api = new NamespacedApi(socketPath);
-    await Promise.all([startAgent('A'), startAgent('B')]);
+    await Promise.all([startAgent('A'), startAgent('B'), startAgent('C')]);
   });
 
   afterAll(async () => {
@@ -158,15 +161,16 @@ describe.skipIf(!netnsAvailable || !etcdAvailable)(`cluster mode across host nam
     await lab.cleanup();
   });
 
-  const port = (name: string, host: 'A' | 'B', ifname: string) => api.port(name, ifname, ns[`h${host}`], { 'binding:host_id': host });
+  const port = (name: string, host: Host, ifname: string) => api.port(name, ifname, ns[`h${host}`], { 'binding:host_id': host });
 
   it('mirrors across hosts through agent tunnels, byte for byte and in order, keeps same-host flows local, never mirrors a tunnel packet again, and shows a dead agent\'s flows DOWN', async () => {
     const hosts = JSON.parse(await cli('host', 'list', '-f', 'json')) as Array<Record<string, unknown>>;
-    expect(hosts.map((row) => [row.Host, row.Alive, row['Underlay IP']])).toEqual([['A', true, UNDERLAY.A], ['B', true, UNDERLAY.B]]);
+    expect(hosts.map((row) => [row.Host, row.Alive, row['Underlay IP']])).toEqual([['A', true, UNDERLAY.A], ['B', true, UNDERLAY.B], ['C', true, UNDERLAY.C]]);
 
     const vmA = await port('vm-a', 'A', 'vmh');
     const monA = await port('mon-a', 'A', 'monh');
     const vmB = await port('vm-b', 'B', 'vmh');
+    const vmC = await port('vm-c', 'C', 'vmh');
     const monB = await port('mon-b', 'B', 'monh');
     // Each host's underlay interface is mirrored too, into the other host's tap service.
     const underlayA = await port('underlay-a', 'A', 'u0');
@@ -182,7 +186,9 @@ describe.skipIf(!netnsAvailable || !etcdAvailable)(`cluster mode across host nam
     const fanOut = await api.create(TF, { tap_flow: { name: 'a-to-a', source_port: vmA.id, tap_service_id: serviceA.id, direction: 'BOTH' } });
     const loopB = await api.create(TF, { tap_flow: { name: 'ulb-to-a', source_port: underlayB.id, tap_service_id: serviceA.id, direction: 'BOTH' } });
     const loopA = await api.create(TF, { tap_flow: { name: 'ula-to-b', source_port: underlayA.id, tap_service_id: serviceB.id, direction: 'BOTH' } });
-    for (const flow of [local, fanOut, loopB, loopA]) {
+    // Many hosts into one service: C feeds B's tap service too.
+    const fromC = await api.create(TF, { tap_flow: { name: 'c-to-b', source_port: vmC.id, tap_service_id: serviceB.id, direction: 'BOTH' } });
+    for (const flow of [local, fanOut, loopB, loopA, fromC]) {
       await until(api, `${TF}/${flow.id}`, (body) => body.tap_flow.status === 'ACTIVE', 10_000);
     }
 
@@ -190,13 +196,18 @@ describe.skipIf(!netnsAvailable || !etcdAvailable)(`cluster mode across host nam
     const monitorB = await lab.capture(ns.monB!, 'mon0', 'mon-b');
     const leavingA = await lab.capture(ns.hA!, 'u0', 'underlay-a', 'out');
     const leavingB = await lab.capture(ns.hB!, 'u0', 'underlay-b', 'out');
+    const leavingC = await lab.capture(ns.hC!, 'u0', 'underlay-c', 'out');
     const framesA = Array.from({ length: FRAMES }, (_, i) => makeFrame({
       dst: '02:00:00:00:0b:01', src: '02:00:00:00:0a:01', stream: 'a', sequence: i, length: 60 + (i % 7) * 200,
     }));
     const framesB = Array.from({ length: FRAMES }, (_, i) => makeFrame({ dst: '02:00:00:00:0a:02', src: '02:00:00:00:0b:02', stream: 'b', sequence: i }));
-    await lab.sendFrames(ns.vmA!, 'vm0', framesA, 200);
+    const framesC = Array.from({ length: FRAMES }, (_, i) => makeFrame({ dst: '02:00:00:00:0b:03', src: '02:00:00:00:0c:03', stream: 'c', sequence: i }));
+    // A and C at once: two tunnels into one termination, interleaved.
+    await Promise.all([lab.sendFrames(ns.vmA!, 'vm0', framesA, 200), lab.sendFrames(ns.vmC!, 'vm0', framesC, 200)]);
     await lab.sendFrames(ns.vmB!, 'vm0', framesB, 200);
-    const [atA, atB, fromA, fromB] = await Promise.all([monitorA.stop(800), monitorB.stop(800), leavingA.stop(800), leavingB.stop(800)]);
+    const [atA, atB, fromA, fromB, leftC] = await Promise.all([
+      monitorA.stop(800), monitorB.stop(800), leavingA.stop(800), leavingB.stop(800), leavingC.stop(800),
+    ]);
 
     // Host B's tap service gets A's frames through the tunnel and B's own, each exactly, in order.
     const streamAtB = (stream: string) => testFramesOf(atB).filter((frame) => parseTestFrame(frame)!.stream === stream);
@@ -204,6 +215,8 @@ describe.skipIf(!netnsAvailable || !etcdAvailable)(`cluster mode across host nam
     expect(streamAtB('a').every((frame, i) => frame.equals(framesA[i]!))).toBe(true);
     expect(streamAtB('b').every((frame, i) => frame.equals(framesB[i]!))).toBe(true);
     expect(streamAtB('b').length).toBe(FRAMES);
+    expect(streamAtB('c').length).toBe(FRAMES);
+    expect(streamAtB('c').every((frame, i) => frame.equals(framesC[i]!))).toBe(true);
     // One port feeds services on two hosts: host A's own service gets the same frames, locally.
     const streamAtA = testFramesOf(atA).filter((frame) => parseTestFrame(frame)!.stream === 'a');
     expect(streamAtA.length).toBe(FRAMES);
@@ -218,6 +231,10 @@ describe.skipIf(!netnsAvailable || !etcdAvailable)(`cluster mode across host nam
     const keysB = new Set(tunnelB.map((gre) => gre.key));
     expect(keysA.size).toBe(1);
     expect(keysB.size).toBeLessThanOrEqual(1);
+    // C's tunnel into the same service carries the same key.
+    const tunnelC = leftC.map(greOf).filter((gre) => gre !== undefined);
+    expect(new Set(tunnelC.map((gre) => gre.key))).toEqual(keysA);
+    expect(tunnelC.filter((gre) => parseTestFrame(gre.inner)?.stream === 'c').length).toBe(FRAMES);
     expect([...keysB].some((key) => keysA.has(key))).toBe(false);
     expect(tunnelA.filter((gre) => parseTestFrame(gre.inner)?.stream === 'a').length).toBe(FRAMES);
     expect(tunnelB.filter((gre) => parseTestFrame(gre.inner) !== undefined).length).toBe(0);
@@ -229,7 +246,8 @@ describe.skipIf(!netnsAvailable || !etcdAvailable)(`cluster mode across host nam
 
     const stats = (await api.get('/v2.0/taas/stats')).body;
     console.log(`cluster: create → ACTIVE across hosts ${toActiveMs} ms; frames offered ${FRAMES} per stream, delivered at B: `
-      + `a ${streamAtB('a').length}, b ${streamAtB('b').length}; at A: a ${streamAtA.length}; tunnel A→B packets ${tunnelA.length}, B→A ${tunnelB.length}`);
+      + `a ${streamAtB('a').length}, b ${streamAtB('b').length}, c ${streamAtB('c').length}; at A: a ${streamAtA.length}; `
+      + `tunnel packets A→B ${tunnelA.length}, C→B ${tunnelC.length}, B→A ${tunnelB.length}`);
     expect(JSON.stringify(stats)).toContain(crossing.id);
 
     // A delete across the live hosts answers once both have let go.
@@ -272,8 +290,9 @@ describe.skipIf(!netnsAvailable || !etcdAvailable)(`cluster mode across host nam
     expect(down.tap_flow.status_reason).toBe('no agent on host B');
     expect(toDownMs).toBeLessThan((LEASE_TTL + 1.5) * 1000);
     expect((await api.get(`${TF}/${fanOut.id}`)).body.tap_flow.status).toBe('ACTIVE');
+    expect((await api.get(`${TF}/${fromC.id}`)).body.tap_flow).toMatchObject({ status: 'DOWN', status_reason: 'no agent on host B' });
     const listed = JSON.parse(await cli('host', 'list', '-f', 'json')) as Array<Record<string, unknown>>;
-    expect(listed.map((row) => row.Host)).toEqual(['A']);
+    expect(listed.map((row) => row.Host)).toEqual(['A', 'C']);
   });
 
   it('keeps a port on a host without an agent DOWN, saying so, and needs --host in cluster mode', async () => {
