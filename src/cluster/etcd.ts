@@ -81,7 +81,8 @@ export function connectEtcd(settings: EtcdSettings): Etcd3 {
   if (settings.user !== undefined) options.auth = { username: settings.user, password: settings.password ?? '' };
   if (settings.caFile !== undefined || settings.certFile !== undefined) {
     options.credentials = {
-      rootCertificate: settings.caFile === undefined ? Buffer.alloc(0) : readFileSync(settings.caFile),
+      // No CA file: the system's roots (gRPC's createSsl takes null for them).
+      rootCertificate: settings.caFile === undefined ? null as unknown as Buffer : readFileSync(settings.caFile),
       ...(settings.keyFile === undefined ? {} : { privateKey: readFileSync(settings.keyFile) }),
       ...(settings.certFile === undefined ? {} : { certChain: readFileSync(settings.certFile) }),
     };
