@@ -18,6 +18,7 @@
         "native/sink.cc",
         "native/sink_port.cc",
         "native/sink_tunnel.cc",
+        "native/stats.cc",
         "native/worker.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

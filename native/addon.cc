@@ -227,48 +227,92 @@ Napi::Array to_js_list(Napi::Env env, const std::vector<Entry>& entries, Fill&& 
   return list;
 }
 
+Napi::Number number(Napi::Env env, uint64_t value) { return Napi::Number::New(env, static_cast<double>(value)); }
+
+void fill(Napi::Env env, Napi::Object& o, const SourceStat& s) {
+  put_health(o, s);
+  o.Set("packets", number(env, s.packets));
+  o.Set("bytes", number(env, s.bytes));
+  o.Set("captureDrops", number(env, s.capture_drops));
+  o.Set("truncated", number(env, s.truncated));
+  if (s.packet) {
+    Napi::Object packet = Napi::Object::New(env);
+    packet.Set("ringFreezes", number(env, s.packet->ring_freezes));
+    packet.Set("blockTimeoutMs", number(env, s.packet->block_timeout_ms));
+    o.Set("packet", packet);
+  }
+}
+
+void fill(Napi::Env env, Napi::Object& o, const SinkStat& s) {
+  put_health(o, s);
+  o.Set("packets", number(env, s.packets));
+  o.Set("bytes", number(env, s.bytes));
+  o.Set("errors", number(env, s.errors));
+  o.Set("truncated", number(env, s.truncated));
+  o.Set("fragmented", number(env, s.fragmented));
+}
+
+void fill(Napi::Env env, Napi::Object& o, const RuleStat& r) {
+  put_health(o, r);
+  o.Set("packets", number(env, r.packets));
+  o.Set("bytes", number(env, r.bytes));
+  o.Set("oversize", number(env, r.oversize));
+  o.Set("unavailable", number(env, r.unavailable));
+}
+
+void fill(Napi::Env env, Napi::Object& o, const InterfaceStat& i) {
+  o.Set("id", i.id);
+  o.Set("present", i.present);
+  o.Set("up", i.up);
+  o.Set("running", i.running);
+  o.Set("mac", i.mac);
+  o.Set("mtu", number(env, i.mtu));
+  o.Set("ifindex", Napi::Number::New(env, i.ifindex));
+  if (!i.reason.empty()) o.Set("reason", i.reason);
+  if (!i.same_as.empty()) o.Set("sameAs", i.same_as);
+}
+
+template <typename Entry>
+Napi::Object to_js_entry(Napi::Env env, const Entry& entry) {
+  Napi::Object object = Napi::Object::New(env);
+  fill(env, object, entry);
+  return object;
+}
+
 Napi::Object to_js(Napi::Env env, const EngineStats& stats) {
-  auto number = [&](uint64_t value) { return Napi::Number::New(env, static_cast<double>(value)); };
+  auto list = [&](const auto& entries) { return to_js_list(env, entries, [&](Napi::Object& o, const auto& e) { fill(env, o, e); }); };
   Napi::Object result = Napi::Object::New(env);
-  result.Set("sources", to_js_list(env, stats.sources, [&](Napi::Object& o, const SourceStat& s) {
-    put_health(o, s);
-    o.Set("packets", number(s.packets));
-    o.Set("bytes", number(s.bytes));
-    o.Set("captureDrops", number(s.capture_drops));
-    o.Set("truncated", number(s.truncated));
-    if (s.packet) {
-      Napi::Object packet = Napi::Object::New(env);
-      packet.Set("ringFreezes", number(s.packet->ring_freezes));
-      packet.Set("blockTimeoutMs", number(s.packet->block_timeout_ms));
-      o.Set("packet", packet);
+  result.Set("sources", list(stats.sources));
+  result.Set("sinks", list(stats.sinks));
+  result.Set("rules", list(stats.rules));
+  result.Set("interfaces", list(stats.interfaces));
+  return result;
+}
+
+// A delta as JavaScript reads it: {full: true, ...every list} or {full: false,
+// sources: [[position, stat], ...], ...} with only the entries that changed.
+Napi::Object to_js(Napi::Env env, const StatsDelta& delta) {
+  if (delta.full) {
+    Napi::Object result = to_js(env, delta.changed);
+    result.Set("full", true);
+    return result;
+  }
+  auto pairs = [&](const auto& entries, const std::vector<uint32_t>& at) {
+    Napi::Array list = Napi::Array::New(env, entries.size());
+    for (size_t i = 0; i < entries.size(); ++i) {
+      Napi::Array pair = Napi::Array::New(env, 2);
+      pair.Set(uint32_t{0}, Napi::Number::New(env, at[i]));
+      pair.Set(uint32_t{1}, to_js_entry(env, entries[i]));
+      list.Set(static_cast<uint32_t>(i), pair);
     }
-  }));
-  result.Set("sinks", to_js_list(env, stats.sinks, [&](Napi::Object& o, const SinkStat& s) {
-    put_health(o, s);
-    o.Set("packets", number(s.packets));
-    o.Set("bytes", number(s.bytes));
-    o.Set("errors", number(s.errors));
-    o.Set("truncated", number(s.truncated));
-    o.Set("fragmented", number(s.fragmented));
-  }));
-  result.Set("rules", to_js_list(env, stats.rules, [&](Napi::Object& o, const RuleStat& r) {
-    put_health(o, r);
-    o.Set("packets", number(r.packets));
-    o.Set("bytes", number(r.bytes));
-    o.Set("oversize", number(r.oversize));
-    o.Set("unavailable", number(r.unavailable));
-  }));
-  result.Set("interfaces", to_js_list(env, stats.interfaces, [&](Napi::Object& o, const InterfaceStat& i) {
-    o.Set("id", i.id);
-    o.Set("present", i.present);
-    o.Set("up", i.up);
-    o.Set("running", i.running);
-    o.Set("mac", i.mac);
-    o.Set("mtu", number(i.mtu));
-    o.Set("ifindex", Napi::Number::New(env, i.ifindex));
-    if (!i.reason.empty()) o.Set("reason", i.reason);
-    if (!i.same_as.empty()) o.Set("sameAs", i.same_as);
-  }));
+    return list;
+  };
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("full", false);
+  result.Set("sources", pairs(delta.changed.sources, delta.source_at));
+  result.Set("sinks", pairs(delta.changed.sinks, delta.sink_at));
+  result.Set("rules", pairs(delta.changed.rules, delta.rule_at));
+  result.Set("interfaces", pairs(delta.changed.interfaces, delta.interface_at));
   return result;
 }
 
@@ -306,6 +350,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "NativeEngine",
                        {InstanceMethod("apply", &NativeEngine::Apply), InstanceMethod("stats", &NativeEngine::Stats),
+                        InstanceMethod("statsChanges", &NativeEngine::Changes),
                         InstanceMethod("close", &NativeEngine::Close)});
   }
 
@@ -364,12 +409,19 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), "cannot read the engine's stats", [&] { return to_js(info.Env(), engine_->stats()); });
   }
+  // What changed since the previous call (the first: everything); see StatsDelta.
+  Napi::Value Changes(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), "cannot read the engine's stats",
+                   [&] { return to_js(info.Env(), changes_.next(engine_->stats())); });
+  }
   Napi::Value Close(const Napi::CallbackInfo& info) {
     guarded(info.Env(), "cannot close the engine", [&] { engine_->close(); });
     return info.Env().Undefined();
   }
 
   std::shared_ptr<Engine> engine_;
+  // Only the JavaScript thread calls statsChanges.
+  tapas::StatsChanges changes_;
 };
 
 // Pure helpers over the tunnel formats (no sockets), for tests and tools.

@@ -14,12 +14,14 @@ struct EndpointHealth {
   std::string id;
   bool ok = false;
   std::string reason;  // empty when ok
+  bool operator==(const EndpointHealth&) const = default;
 };
 
 // AF_PACKET only: the ring the source is captured with.
 struct PacketSourceStat {
   uint64_t ring_freezes = 0;      // PACKET_STATISTICS tp_freeze_q_cnt, summed
   uint32_t block_timeout_ms = 0;  // of the V3 ring it runs (or will run) on; 0 for V2
+  bool operator==(const PacketSourceStat&) const = default;
 };
 
 struct SourceStat : EndpointHealth {
@@ -27,10 +29,12 @@ struct SourceStat : EndpointHealth {
   uint64_t capture_drops = 0;  // frames the kernel had no room for (a full ring)
   uint64_t truncated = 0;      // captured shorter than on the wire
   std::optional<PacketSourceStat> packet;  // absent for a source the plan check refused
+  bool operator==(const SourceStat&) const = default;
 };
 
 struct SinkStat : EndpointHealth {
   uint64_t packets = 0, bytes = 0, errors = 0, truncated = 0, fragmented = 0;
+  bool operator==(const SinkStat&) const = default;
 };
 
 // ok: the rule is installed. A rule the plan check refused is not ok and says
@@ -38,6 +42,7 @@ struct SinkStat : EndpointHealth {
 // stats say what is wrong) and counts what it could not send as unavailable.
 struct RuleStat : EndpointHealth {
   uint64_t packets = 0, bytes = 0, oversize = 0, unavailable = 0;
+  bool operator==(const RuleStat&) const = default;
 };
 
 // What the engine last saw of an interface the plan asked it to watch.
@@ -53,6 +58,7 @@ struct InterfaceStat {
   // Present, and the same interface (namespace identity and ifindex) as this
   // earlier entry of the list, under another spelling: a port registered twice.
   std::string same_as;
+  bool operator==(const InterfaceStat&) const = default;
 };
 
 struct EngineStats {
@@ -60,6 +66,27 @@ struct EngineStats {
   std::vector<SinkStat> sinks;
   std::vector<RuleStat> rules;
   std::vector<InterfaceStat> interfaces;
+};
+
+// What of the stats changed since the last delta taken: a reader that keeps
+// the previous stats (the JavaScript side) converts and patches only these,
+// which for an idle engine is nothing. When a list's ids are not what they
+// were (another plan ran), every list is given whole.
+struct StatsDelta {
+  bool full = false;
+  EngineStats changed;  // full: everything; else only the entries that changed
+  // Not full: the position of each changed entry in its list.
+  std::vector<uint32_t> source_at, sink_at, rule_at, interface_at;
+};
+
+class StatsChanges {
+ public:
+  // The first delta is always full.
+  StatsDelta next(EngineStats current);
+
+ private:
+  bool started_ = false;
+  EngineStats delivered_;
 };
 
 }  // namespace tapas

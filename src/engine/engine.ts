@@ -1,5 +1,5 @@
 import {
-  loadAddon, type EngineStats, type NativeEngine, type RingSettings, type WorkerPriority,
+  loadAddon, type EngineStats, type EngineStatsChanges, type NativeEngine, type RingSettings, type WorkerPriority,
 } from './native.js';
 import { Collector, type CollectorOptions } from './collector.js';
 import type { HostSinkPlan, Plan, SinkPlan, TerminationPlan } from './plan.js';
@@ -65,6 +65,11 @@ export class Engine {
   private readonly terminations = new Map<string, RunningTermination>();
   /** Terminations the last plan asked for that cannot run at all, with the reason. */
   private refusedTerminations = new Map<string, string>();
+  /** The native stats as last read: patched with what changed, so that unchanged entries (and lists) stay the same objects. */
+  private nativeStats: EngineStats | undefined;
+  private lastExplained: { input: EngineStats; remoteSinks: Map<string, string>; output: EngineStats } | undefined;
+  private lastTerminations: TerminationStats[] = [];
+  private lastStats: DataPathEngineStats | undefined;
 
   /** Throws a TypeError for invalid options, an Error when the engine cannot start (no descriptors or threads left). */
   constructor(options: EngineOptions = {}) {
@@ -98,8 +103,44 @@ export class Engine {
     return this.stats();
   }
 
+  /**
+   * The stats right now. What did not change since the previous call is the
+   * same object as then — an entry, a list, or the whole result when nothing
+   * changed — so that a reader can tell what changed by identity, and an idle
+   * engine costs next to nothing to read. Do not modify what it returns.
+   */
   stats(): DataPathEngineStats {
-    return { ...this.explained(this.native.stats()), terminations: this.terminationStats() };
+    const native = this.explained(this.readNative());
+    const terminations = this.terminationStats();
+    const last = this.lastStats;
+    if (last && native.sources === last.sources && native.sinks === last.sinks && native.rules === last.rules
+      && native.interfaces === last.interfaces && terminations === last.terminations) return last;
+    this.lastStats = { ...native, terminations };
+    return this.lastStats;
+  }
+
+  /** The native stats, converted only where they changed since the last read. */
+  private readNative(): EngineStats {
+    const changes: EngineStatsChanges = this.native.statsChanges();
+    const last = this.nativeStats;
+    if (changes.full || !last) {
+      const { full: _, ...stats } = changes as { full: true } & EngineStats;
+      this.nativeStats = stats;
+      return stats;
+    }
+    const patched = <T>(list: T[], changed: Array<[number, T]>): T[] => {
+      if (changed.length === 0) return list;
+      const copy = list.slice();
+      for (const [at, entry] of changed) copy[at] = entry;
+      return copy;
+    };
+    const sources = patched(last.sources, changes.sources);
+    const sinks = patched(last.sinks, changes.sinks);
+    const rules = patched(last.rules, changes.rules);
+    const interfaces = patched(last.interfaces, changes.interfaces);
+    if (sources === last.sources && sinks === last.sinks && rules === last.rules && interfaces === last.interfaces) return last;
+    this.nativeStats = { sources, sinks, rules, interfaces };
+    return this.nativeStats;
   }
 
   /**
@@ -109,6 +150,14 @@ export class Engine {
    */
   private explained(stats: EngineStats): EngineStats {
     if (this.remoteSinks.size === 0) return stats;
+    const last = this.lastExplained;
+    if (last && last.input === stats && last.remoteSinks === this.remoteSinks) return last.output;
+    const output = this.explainedAnew(stats);
+    this.lastExplained = { input: stats, remoteSinks: this.remoteSinks, output };
+    return output;
+  }
+
+  private explainedAnew(stats: EngineStats): EngineStats {
     return {
       ...stats,
       sinks: stats.sinks.map((sink) => {
@@ -168,7 +217,24 @@ export class Engine {
     }
   }
 
+  /** The terminations' stats; the previous list (and entries) again when nothing changed. */
   private terminationStats(): TerminationStats[] {
+    const stats = this.terminationStatsAnew();
+    const last = this.lastTerminations;
+    const same = (a: TerminationStats, b: TerminationStats | undefined) => b !== undefined && a.id === b.id && a.ok === b.ok
+      && a.reason === b.reason && a.received === b.received && a.packets === b.packets && a.bytes === b.bytes
+      && a.errors === b.errors && a.malformed === b.malformed;
+    let changed = stats.length !== last.length;
+    for (let i = 0; i < stats.length; i += 1) {
+      if (same(stats[i]!, last[i])) stats[i] = last[i]!;
+      else changed = true;
+    }
+    if (!changed) return last;
+    this.lastTerminations = stats;
+    return stats;
+  }
+
+  private terminationStatsAnew(): TerminationStats[] {
     this.openTerminations();
     const stats: TerminationStats[] = [];
     for (const [id, reason] of this.refusedTerminations) stats.push({ id, ok: false, reason, received: 0, packets: 0, bytes: 0, errors: 0, malformed: 0 });

@@ -107,6 +107,19 @@ export interface EngineStats {
 }
 
 /**
+ * What changed since the previous statsChanges() (the first one: everything).
+ * Not full: each list holds [position, stats] of the entries that changed,
+ * in lists whose ids are what they were; full: every list, whole (the ids changed).
+ */
+export type EngineStatsChanges = ({ full: true } & EngineStats) | {
+  full: false;
+  sources: Array<[number, SourceStats]>;
+  sinks: Array<[number, SinkStats]>;
+  rules: Array<[number, RuleStats]>;
+  interfaces: Array<[number, InterfaceStats]>;
+};
+
+/**
  * The AF_PACKET ring every source is captured with: an engine option, the
  * same for every source (the plan says only what to mirror).
  */
@@ -160,6 +173,8 @@ export interface NativeEngine {
    */
   apply(plan: Plan): Promise<void>;
   stats(): EngineStats;
+  /** For one reader that keeps what it read: converts only what changed since its previous call. */
+  statsChanges(): EngineStatsChanges;
   close(): void;
 }
 

@@ -60,6 +60,25 @@ describe.skipIf(!netnsAvailable)(`interface observations (${netnsSkipReason})`, 
     ]);
   });
 
+  it('hands out the same stats objects while nothing changes, and a new object only for what changed', async () => {
+    await engine.apply({
+      sources: [], sinks: [], rules: [],
+      interfaces: [{ id: 'a', ifname: 'vmh', netns: host }, { id: 'b', ifname: 'other', netns: host }],
+    });
+    const before = engine.stats();
+    expect(engine.stats()).toBe(before);
+    await run('ip', ['-n', host, 'link', 'set', 'other', 'mtu', '1400']);
+    const after = await waitFor('the new MTU', () => {
+      const stats = engine.stats();
+      return stats.interfaces[1]!.mtu === 1400 ? stats : undefined;
+    }, 2000);
+    expect(after).not.toBe(before);
+    expect(after.interfaces[0]).toBe(before.interfaces[0]);
+    expect(after.sources).toBe(before.sources);
+    expect(after.interfaces[1]).toMatchObject({ id: 'b', present: true, mtu: 1400 });
+    await run('ip', ['-n', host, 'link', 'set', 'other', 'mtu', '1500']);
+  });
+
   it('follows a link going down, losing its carrier, and being deleted, each within about a second', async () => {
     await engine.apply({ sources: [], sinks: [], rules: [], interfaces: [{ id: 'port', ifname: 'other', netns: host }] });
     expect(observed('port')).toMatchObject({ present: true, up: true, running: true });
