@@ -21,7 +21,7 @@ import type { Logger } from 'pino';
 
 import type { DesiredState, DesiredStateSource } from '../model/observation.js';
 import type { Port, TapFlow, TapMirror, TapService } from '../model/resources.js';
-import { errorText, readPrefix } from './etcd.js';
+import { errorText, readPrefix, retryWarning } from './etcd.js';
 import type { Keyspace } from './keys.js';
 
 const RETRY_MS = 1000;
@@ -46,13 +46,16 @@ export class EtcdDesiredState implements DesiredStateSource {
   readonly ready: Promise<void> = new Promise((resolve) => { this.readyResolve = resolve; });
   /** How many full reads were made (the first, and one per reconnect or compaction). */
   resyncs = 0;
+  private readonly readFailed: ReturnType<typeof retryWarning>;
 
   constructor(
     private readonly client: Etcd3,
     private readonly keys: Keyspace,
     private readonly host: string,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.readFailed = retryWarning(logger);
+  }
 
   /** Starts reading and watching; resolves once the first read is done (it retries until etcd answers). */
   async start(): Promise<void> {
@@ -168,7 +171,7 @@ export class EtcdDesiredState implements DesiredStateSource {
       this.resyncing = undefined;
     }, (error: unknown) => {
       this.resyncing = undefined;
-      this.logger.warn({ err: errorText(error), why }, 'cannot read the desired state from etcd; the data path keeps what it runs; retrying');
+      this.readFailed({ err: errorText(error), why }, 'cannot read the desired state from etcd; the data path keeps what it runs; retrying');
       if (!this.closed) this.retryTimer = setTimeout(() => this.resync(why), RETRY_MS);
     });
   }

@@ -22,7 +22,7 @@ import type { Logger } from 'pino';
 
 import type { AgentInfo, Counters, HostReport, Observation, ObservationSink } from '../model/observation.js';
 import { timestamp } from '../store/store.js';
-import { batches, commit, errorText, type WriteOp } from './etcd.js';
+import { batches, commit, errorText, retryWarning, type WriteOp } from './etcd.js';
 import type { Keyspace } from './keys.js';
 
 export interface EtcdObservationsOptions {
@@ -71,6 +71,7 @@ export class EtcdObservations implements ObservationSink {
   private closing: Promise<void> | undefined;
   /** Leases granted so far (1 normally; more after a lease was lost). */
   leasesGranted = 0;
+  private readonly writeFailed: ReturnType<typeof retryWarning>;
   /** Resolves once the registration is in etcd. */
   readonly registered: Promise<void>;
   private registeredResolve!: () => void;
@@ -84,6 +85,7 @@ export class EtcdObservations implements ObservationSink {
     this.ttl = options.ttlSeconds ?? 10;
     this.heartbeatMs = options.heartbeatMs ?? 10_000;
     this.registered = new Promise((resolve) => { this.registeredResolve = resolve; });
+    this.writeFailed = retryWarning(this.logger);
   }
 
   register(agent: AgentInfo): void {
@@ -158,7 +160,7 @@ export class EtcdObservations implements ObservationSink {
       this.writing = undefined;
       this.again = false;
       if (this.stopped) return;
-      this.logger.warn({ err: errorText(error) }, 'cannot write observations to etcd; retrying');
+      this.writeFailed({ err: errorText(error) }, 'cannot write observations to etcd; retrying');
       if (isLeaseGone(error)) this.dropLease();
       this.retryTimer ??= setTimeout(() => {
         this.retryTimer = undefined;

@@ -135,6 +135,23 @@ export function batches<T>(ops: readonly T[], size = MAX_TXN_OPS): T[][] {
   return out;
 }
 
+/**
+ * A warning for a loop that retries every second while etcd is away: logged
+ * when it first happens or says something new, then at most every 30 s.
+ */
+export function retryWarning(logger: { warn(object: object, message: string): void }, intervalMs = 30_000) {
+  let last = '';
+  let at = 0;
+  return (object: { err?: string; [key: string]: unknown }, message: string): void => {
+    const key = `${message}\n${object.err ?? ''}`;
+    const now = Date.now();
+    if (key === last && now - at < intervalMs) return;
+    last = key;
+    at = now;
+    logger.warn(object, message);
+  };
+}
+
 export function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }

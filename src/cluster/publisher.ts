@@ -28,7 +28,7 @@ import type { Logger } from 'pino';
 
 import type { DesiredStateFeed } from '../service/desired-state.js';
 import type { Snapshot, Store } from '../store/store.js';
-import { batches, commit, errorText, readPrefix, type WriteOp } from './etcd.js';
+import { batches, commit, errorText, readPrefix, retryWarning, type WriteOp } from './etcd.js';
 import type { Keyspace } from './keys.js';
 import { sharesByHost } from './shares.js';
 
@@ -69,13 +69,16 @@ export class EtcdPublisher implements DesiredStateFeed {
   private readonly events = new EventEmitter();
   /** Keys written or deleted by the last publish (for tests and logs). */
   lastWrites = 0;
+  private readonly publishFailed: ReturnType<typeof retryWarning>;
 
   constructor(
     private readonly client: Etcd3,
     private readonly keys: Keyspace,
     private readonly store: Store,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.publishFailed = retryWarning(logger);
+  }
 
   /**
    * Reads what is published (tunnel keys and underlay addresses survive a
@@ -175,7 +178,7 @@ export class EtcdPublisher implements DesiredStateFeed {
       this.again = false;
       this.events.emit('attempted');
       if (this.closed) return;
-      this.logger.warn({ err: errorText(error) }, 'cannot publish the desired state to etcd; retrying');
+      this.publishFailed({ err: errorText(error) }, 'cannot publish the desired state to etcd; retrying');
       this.needsRead = true;
       this.retryTimer = setTimeout(() => {
         this.retryTimer = undefined;

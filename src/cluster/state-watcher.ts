@@ -15,7 +15,7 @@ import type { Etcd3, Watcher } from 'etcd3';
 import type { Logger } from 'pino';
 
 import type { AgentRecord, ObservationBook, StoredObservation } from '../service/observations.js';
-import { errorText, readPrefix } from './etcd.js';
+import { errorText, readPrefix, retryWarning } from './etcd.js';
 import type { AgentValue, ObservationValue } from './etcd-observations.js';
 import type { Keyspace } from './keys.js';
 import type { EtcdPublisher } from './publisher.js';
@@ -42,6 +42,7 @@ export class EtcdStateWatcher {
   private unsubscribe: (() => void) | undefined;
   /** Full reads made (the first, and one per reconnect or compaction). */
   resyncs = 0;
+  private readonly readFailed: ReturnType<typeof retryWarning>;
 
   constructor(
     private readonly client: Etcd3,
@@ -49,7 +50,9 @@ export class EtcdStateWatcher {
     private readonly book: ObservationBook,
     private readonly publisher: EtcdPublisher,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.readFailed = retryWarning(logger);
+  }
 
   /** Resolves after the first attempt to read (retried in the background when it fails). */
   async start(): Promise<void> {
@@ -101,7 +104,7 @@ export class EtcdStateWatcher {
       this.resyncing = undefined;
     }, (error: unknown) => {
       this.resyncing = undefined;
-      this.logger.warn({ err: errorText(error), why }, 'cannot read the agents\' state from etcd; retrying');
+      this.readFailed({ err: errorText(error), why }, 'cannot read the agents\' state from etcd; retrying');
       if (!this.closed) this.retryTimer = setTimeout(() => void this.resync(why), RETRY_MS);
       throw error;
     });
