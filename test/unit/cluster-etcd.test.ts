@@ -204,13 +204,20 @@ describe.skipIf(!etcdAvailable)(`cluster mode over a real etcd (${etcdSkipReason
     expect(a.dataPath.plans.at(-1)!.sinks.map((sink) => sink.kind)).toEqual(['host']);
   });
 
-  it('keeps a port on a host without an agent DOWN "no agent on host X", and a flow into it', async () => {
-    await startAgent('A');
-    const { vm, flow } = crossHostFlow();
+  it('keeps a port on a host without an agent DOWN "no agent on host X", and a flow into it, until that agent comes', async () => {
+    const a = await startAgent('A');
+    const { vm, flow, tapService } = crossHostFlow();
     await until('A reported', () => statusOf('port', vm.id).status === 'ACTIVE');
     expect(statusOf('tap_flow', flow.id)).toEqual({ status: 'DOWN', status_reason: 'no agent on host B' });
+    // A has no address for B yet: nothing to send to.
+    expect(a.dataPath.plans.at(-1)!.sinks).toEqual([{ id: tapService.id, kind: 'host', host: 'B', key: publisher.tunnelKey(tapService.id) }]);
     const ghost = service.createPort(admin, { interface: 'eth0', host_id: 'nowhere' });
     expect(statusOf('port', ghost.id)).toEqual({ status: 'DOWN', status_reason: 'no agent on host nowhere' });
+    await startAgent('B');
+    await until('the flow ACTIVE once B registered', () => statusOf('tap_flow', flow.id).status === 'ACTIVE');
+    expect(a.dataPath.plans.at(-1)!.sinks).toEqual([
+      { id: tapService.id, kind: 'host', host: 'B', remoteIp: '192.0.2.12', key: publisher.tunnelKey(tapService.id) },
+    ]);
   });
 
   it('puts what an agent that died carried DOWN "no agent on host B" once its lease expires', async () => {
