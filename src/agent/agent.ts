@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 
 import type { Plan } from '../engine/plan.js';
 import type { DesiredState, DesiredStateSource, Observation, ObservationSink } from '../model/observation.js';
-import { buildPlan, observe, type DataPathStats } from './plan-builder.js';
+import { buildPlan, Observer, type DataPathStats } from './plan-builder.js';
 
 /** What the agent needs from a data path: the Engine fits it. */
 export interface DataPath {
@@ -48,6 +48,12 @@ export class Agent {
   private lastFailure: string | undefined;
   /** What the last report said of each resource, to log changes only. */
   private lastStatuses = new Map<string, string>();
+  /** Observes the applied desired state, keeping what it saw between ticks. */
+  private observer: Observer | undefined;
+  /** The data path's stats the last observations were made from. */
+  private lastStats: DataPathStats | undefined;
+  /** The last complete report was of the observer's desired state: an update may follow it. */
+  private reportedInFull = false;
 
   constructor(options: AgentOptions) {
     this.options = { intervalMs: 1000, ...options };
@@ -108,26 +114,55 @@ export class Agent {
       if (desired && !this.changed) {
         // Nothing changed: no snapshot, no apply; the counters and health are fresh from the data path.
         stats = this.options.dataPath.stats();
-      } else {
-        this.changed = false;
-        const previous = this.applied;
-        desired = this.options.desired.snapshot(host);
-        stats = await this.applyPlan(desired);
+        const observer = this.observerOf(desired);
+        if (this.reportedInFull && this.options.observations.update) {
+          // Only what changed, made again only where the data path's stats changed (none when idle).
+          const { changed, gone } = stats === this.lastStats ? { changed: [], gone: false } : observer.changes(stats);
+          this.lastStats = stats;
+          if (!gone) {
+            this.update(desired.revision, changed);
+            return;
+          }
+        } else {
+          observer.changes(stats);
+          this.lastStats = stats;
+        }
+        this.report(desired.revision, observer.observations(), true);
+        return;
+      }
+      this.changed = false;
+      const previous = this.applied;
+      desired = this.options.desired.snapshot(host);
+      stats = await this.applyPlan(desired);
+      const observer = new Observer(desired, host);
+      const observations = observer.observe(stats);
+      if ('failure' in stats) {
         // A refused plan leaves the previous one running: report that revision, so that no
         // delete counts as carried out while the data path may still carry it.
-        if ('failure' in stats && previous) {
-          this.report(previous.revision, observe(desired, host, stats));
-          return;
-        }
+        this.report(previous ? previous.revision : desired.revision, observations, false);
+        return;
       }
-      this.report(desired.revision, observe(desired, host, stats));
+      this.observer = observer;
+      this.lastStats = stats;
+      this.report(desired.revision, observations, true);
     } catch (error) {
       // The desired state could not be read (the store is closing): the next tick tries again.
       logger.error({ err: error }, 'reconcile failed');
     }
   }
 
-  private report(revision: number, observations: Observation[]): void {
+  /** The observer of this desired state (the one last applied). */
+  private observerOf(desired: DesiredState): Observer {
+    if (this.observer?.desired !== desired) {
+      this.observer = new Observer(desired, this.options.host);
+      this.lastStats = undefined;
+      this.reportedInFull = false;
+    }
+    return this.observer;
+  }
+
+  /** A complete report. ofObserver: of the observer's desired state, so that updates may follow. */
+  private report(revision: number, observations: Observation[], ofObserver: boolean): void {
     const statuses = new Map<string, string>();
     for (const { kind, id, status, reason } of observations) {
       const key = `${kind}/${id}`;
@@ -137,6 +172,18 @@ export class Agent {
     }
     this.lastStatuses = statuses;
     this.options.observations.report({ host: this.options.host, revision, observations });
+    this.reportedInFull = ofObserver;
+  }
+
+  /** Only what changed since the last report or update (a heartbeat when nothing did). */
+  private update(revision: number, changed: Observation[]): void {
+    for (const { kind, id, status, reason } of changed) {
+      const key = `${kind}/${id}`;
+      const text = reason ? `${status}: ${reason}` : status;
+      if (this.lastStatuses.get(key) !== text) this.options.logger.info({ kind, id, status, reason: reason ?? undefined }, 'status');
+      this.lastStatuses.set(key, text);
+    }
+    this.options.observations.update!({ host: this.options.host, revision, changed });
   }
 
   private async applyPlan(desired: DesiredState): Promise<DataPathStats | { failure: string }> {

@@ -13,7 +13,7 @@
  */
 import type { Plan, RulePlan, SinkPlan, TerminationPlan } from '../engine/plan.js';
 import type { Counters, DesiredState, Observation, ObservedStatus } from '../model/observation.js';
-import type { Port, ResourceKind } from '../model/resources.js';
+import type { Port, ResourceKind, TapFlow, TapMirror, TapService } from '../model/resources.js';
 import { parseVlanFilter } from '../model/vlan-filter.js';
 
 /** The plan id of one direction of a tap mirror: its tunnel sink and the rule feeding it. */
@@ -132,59 +132,182 @@ function sum(parts: readonly Counters[]): Counters {
  * A resource whose state the data path has not reported yet is left out.
  */
 export function observe(desired: DesiredState, host: string, stats: DataPathStats | { failure: string }): Observation[] {
-  const ports = new Map(desired.ports.map((port) => [port.id, port]));
-  const local = (portId: string) => ports.get(portId)?.host_id === host;
-  const observations: Observation[] = [];
-  const add = (kind: ResourceKind, id: string, status: ObservedStatus, reason: string | null, extra: Partial<Observation> = {}) =>
-    observations.push({ kind, id, status, reason, ...extra });
+  return new Observer(desired, host).observe(stats);
+}
 
-  if ('failure' in stats) {
-    for (const port of desired.ports) if (local(port.id)) add('port', port.id, 'ERROR', stats.failure);
-    for (const service of desired.tapServices) if (local(service.port_id)) add('tap_service', service.id, 'ERROR', stats.failure);
-    for (const flow of desired.tapFlows) add('tap_flow', flow.id, 'ERROR', stats.failure);
-    for (const mirror of desired.tapMirrors) add('tap_mirror', mirror.id, 'ERROR', stats.failure);
-    return observations;
+type StatsList = 'sources' | 'sinks' | 'rules' | 'interfaces' | 'terminations';
+const STATS_LISTS: readonly StatsList[] = ['sources', 'sinks', 'rules', 'interfaces', 'terminations'];
+type Entry<L extends StatsList> = NonNullable<DataPathStats[L]>[number];
+const NO_ENTRIES: readonly never[] = [];
+
+/** One resource of the desired state: which data-path entries its observation reads, and how it is made. */
+interface Watched {
+  /** `list/id` of every entry it depends on. */
+  reads: string[];
+  make: () => Observation | undefined;
+}
+
+/**
+ * observe(), kept between the agent's ticks for one desired state: observe()
+ * makes every observation; changes() makes again only those of resources
+ * whose data-path entries are other objects than last time (a data path that
+ * hands out the same objects for what did not change, as the Engine does,
+ * makes an idle tick cost next to nothing) and returns those that differ.
+ */
+export class Observer {
+  private readonly ports: Map<string, Port>;
+  private readonly services: Map<string, TapService>;
+  private readonly watched: Watched[] = [];
+  /** `list/id` → the indexes in watched of what reads that entry. */
+  private readonly readers = new Map<string, number[]>();
+  private readonly entries: { [L in StatsList]: Map<string, Entry<L>> } = {
+    sources: new Map(), sinks: new Map(), rules: new Map(), interfaces: new Map(), terminations: new Map(),
+  };
+  private last: DataPathStats | { failure: string } | undefined;
+  /** The last observation of each watched resource (undefined: not reported yet). */
+  private current: Array<Observation | undefined> = [];
+  private all: Observation[] | undefined;
+
+  constructor(readonly desired: DesiredState, private readonly host: string) {
+    this.ports = new Map(desired.ports.map((port) => [port.id, port]));
+    this.services = new Map(desired.tapServices.map((service) => [service.id, service]));
+    const watch = (reads: string[], make: () => Observation | undefined) => {
+      const index = this.watched.push({ reads, make }) - 1;
+      for (const read of reads) {
+        const list = this.readers.get(read);
+        if (list) list.push(index);
+        else this.readers.set(read, [index]);
+      }
+    };
+    for (const port of desired.ports) {
+      if (this.local(port.id)) watch([`interfaces/${port.id}`, `sources/${port.id}`], () => this.port(port));
+    }
+    for (const service of desired.tapServices) {
+      if (this.local(service.port_id)) watch([`sinks/${service.id}`, `terminations/${service.id}`], () => this.service(service));
+    }
+    for (const flow of desired.tapFlows) {
+      watch([`sources/${flow.source_port}`, `sinks/${flow.tap_service_id}`, `terminations/${flow.tap_service_id}`, `rules/${flow.id}`],
+        () => this.flow(flow));
+    }
+    for (const mirror of desired.tapMirrors) {
+      const tunnels = (['IN', 'OUT'] as const).map((direction) => mirrorTunnelId(mirror.id, direction));
+      watch([`sources/${mirror.port_id}`, ...tunnels.flatMap((id) => [`sinks/${id}`, `rules/${id}`])], () => this.mirror(mirror));
+    }
   }
 
-  const sources = new Map(stats.sources.map((source) => [source.id, source]));
-  const sinks = new Map(stats.sinks.map((sink) => [sink.id, sink]));
-  const rules = new Map(stats.rules.map((rule) => [rule.id, rule]));
-  const interfaces = new Map((stats.interfaces ?? []).map((state) => [state.id, state]));
-  const terminations = new Map((stats.terminations ?? []).map((termination) => [termination.id, termination]));
-  const problem = (what: string, health: Health | undefined): string | undefined => {
+  /** Every observation, from these stats. */
+  observe(stats: DataPathStats | { failure: string }): Observation[] {
+    this.changes(stats);
+    return this.observations();
+  }
+
+  /** Every observation as of the last observe() or changes(), in the desired state's order. */
+  observations(): Observation[] {
+    this.all ??= this.current.filter((observation): observation is Observation => observation !== undefined);
+    return this.all;
+  }
+
+  /**
+   * What differs from the last observe() or changes() (everything, the first
+   * time); `gone`: a resource reported before is left out now (the data path
+   * no longer reports its entries).
+   */
+  changes(stats: DataPathStats | { failure: string }): { changed: Observation[]; gone: boolean } {
+    const last = this.last;
+    this.last = stats;
+    if ('failure' in stats) return this.remake(this.watched.map((_, index) => index));
+    if (last === undefined || 'failure' in last) {
+      for (const list of STATS_LISTS) this.index(list, stats[list] ?? NO_ENTRIES);
+      return this.remake(this.watched.map((_, index) => index));
+    }
+    const dirty = new Set<number>();
+    for (const list of STATS_LISTS) {
+      const before = last[list] ?? NO_ENTRIES;
+      const after = stats[list] ?? NO_ENTRIES;
+      if (before === after) continue;
+      const map = this.entries[list] as Map<string, unknown>;
+      const touched = (id: string) => {
+        for (const index of this.readers.get(`${list}/${id}`) ?? NO_ENTRIES) dirty.add(index);
+      };
+      if (before.length === after.length && before.every((entry, i) => entry.id === after[i]!.id)) {
+        for (let i = 0; i < after.length; i += 1) {
+          if (before[i] === after[i]) continue;
+          map.set(after[i]!.id, after[i]);
+          touched(after[i]!.id);
+        }
+      } else {
+        for (const entry of before) touched(entry.id);
+        for (const entry of after) touched(entry.id);
+        this.index(list, after);
+      }
+    }
+    return this.remake([...dirty].sort((a, b) => a - b));
+  }
+
+  private index<L extends StatsList>(list: L, entries: readonly Entry<L>[]): void {
+    const map = this.entries[list] as Map<string, Entry<L>>;
+    map.clear();
+    for (const entry of entries) map.set(entry.id, entry);
+  }
+
+  private remake(indexes: readonly number[]): { changed: Observation[]; gone: boolean } {
+    const changed: Observation[] = [];
+    let gone = false;
+    for (const index of indexes) {
+      const before = this.current[index];
+      const after = this.watched[index]!.make();
+      if (after === undefined ? before === undefined : before !== undefined && sameJson(before, after)) continue;
+      this.current[index] = after;
+      this.all = undefined;
+      if (after) changed.push(after);
+      else gone = true;
+    }
+    return { changed, gone };
+  }
+
+  private local(portId: string): boolean {
+    return this.ports.get(portId)?.host_id === this.host;
+  }
+
+  private problem(what: string, health: Health | undefined): string | undefined {
     if (!health) return `${what} is not running in the data path`;
     return health.ok ? undefined : `${what}: ${health.reason ?? 'failed'}`;
-  };
-  const ruleProblem = (id: string): string | undefined => {
-    const rule = rules.get(id);
+  }
+
+  private ruleProblem(id: string): string | undefined {
+    const rule = this.entries.rules.get(id);
     if (!rule) return 'not running in the data path';
     return rule.ok === false ? rule.reason ?? 'failed' : undefined;
-  };
+  }
 
-  for (const port of desired.ports) {
-    if (!local(port.id)) continue;
-    const state = interfaces.get(port.id);
-    if (!state) continue;
-    const source = sources.get(port.id);
+  /** Why a local tap service is in ERROR (its destination port); undefined when it is not, or not local. */
+  private serviceProblem(service: TapService): string | undefined {
+    if (!this.local(service.port_id)) return undefined;
+    return this.problem(`destination ${portLabel(this.ports.get(service.port_id))}`, this.entries.sinks.get(service.id));
+  }
+
+  private port(port: Port): Observation | undefined {
+    if (this.last && 'failure' in this.last) return observation('port', port.id, 'ERROR', this.last.failure);
+    const state = this.entries.interfaces.get(port.id);
+    if (!state) return undefined;
+    const source = this.entries.sources.get(port.id);
     const counters = source ? { packets: source.packets, bytes: source.bytes, drops: { capture: source.captureDrops } } : undefined;
     const seen = { present: state.present, up: state.up, running: state.running, mac: state.present && state.mac !== '' ? state.mac : null, mtu: state.present ? state.mtu : null };
     const extra = { interface: seen, ...(counters ? { counters } : {}) };
-    if (!state.present) add('port', port.id, 'ERROR', state.reason ?? `interface '${port.interface}' does not exist`, extra);
+    if (!state.present) return observation('port', port.id, 'ERROR', state.reason ?? `interface '${port.interface}' does not exist`, extra);
     // Another spelling of an interface an earlier port names (a symlinked namespace path, an altname).
-    else if (state.sameAs !== undefined) add('port', port.id, 'ERROR', `interface is already registered as port ${state.sameAs}`, extra);
-    else if (!state.up) add('port', port.id, 'DOWN', 'interface is down', extra);
-    else if (!state.running) add('port', port.id, 'DOWN', 'interface has no carrier', extra);
-    else add('port', port.id, 'ACTIVE', null, extra);
+    if (state.sameAs !== undefined) return observation('port', port.id, 'ERROR', `interface is already registered as port ${state.sameAs}`, extra);
+    if (!state.up) return observation('port', port.id, 'DOWN', 'interface is down', extra);
+    if (!state.running) return observation('port', port.id, 'DOWN', 'interface has no carrier', extra);
+    return observation('port', port.id, 'ACTIVE', null, extra);
   }
 
-  const serviceProblems = new Map<string, string | undefined>();
-  for (const service of desired.tapServices) {
-    if (!local(service.port_id)) continue;
-    const sink = sinks.get(service.id);
-    const issue = problem(`destination ${portLabel(ports.get(service.port_id))}`, sink);
-    serviceProblems.set(service.id, issue);
+  private service(service: TapService): Observation {
+    if (this.last && 'failure' in this.last) return observation('tap_service', service.id, 'ERROR', this.last.failure);
+    const sink = this.entries.sinks.get(service.id);
+    const issue = this.serviceProblem(service);
     // What arrived through tunnels from other hosts went out of the port too.
-    const tunnelled = terminations.get(service.id);
+    const tunnelled = this.entries.terminations.get(service.id);
     const counters = sink ? {
       counters: {
         packets: sink.packets + (tunnelled?.packets ?? 0),
@@ -192,50 +315,70 @@ export function observe(desired: DesiredState, host: string, stats: DataPathStat
         drops: { send_errors: sink.errors + (tunnelled?.errors ?? 0) },
       },
     } : {};
-    add('tap_service', service.id, issue ? 'ERROR' : 'ACTIVE', issue ?? null, counters);
+    return observation('tap_service', service.id, issue ? 'ERROR' : 'ACTIVE', issue ?? null, counters);
   }
 
-  const services = new Map(desired.tapServices.map((service) => [service.id, service]));
-  for (const flow of desired.tapFlows) {
-    const service = services.get(flow.tap_service_id);
+  private flow(flow: TapFlow): Observation {
+    if (this.last && 'failure' in this.last) return observation('tap_flow', flow.id, 'ERROR', this.last.failure);
+    const { desired, host, ports } = this;
+    const service = this.services.get(flow.tap_service_id);
     let issue: string | undefined;
     let counters: Counters | undefined;
     const serviceHost = service ? ports.get(service.port_id)?.host_id : undefined;
-    if (desired.tunnels && service && serviceHost !== undefined && serviceHost !== host && local(flow.source_port)
+    if (desired.tunnels && service && serviceHost !== undefined && serviceHost !== host && this.local(flow.source_port)
       && desired.tunnels.underlay[serviceHost] === undefined) {
       // Nothing failed here: the tunnel waits for the other host's agent to say where it is.
-      add('tap_flow', flow.id, 'DOWN', `waiting for the underlay address of host ${serviceHost}'s agent`);
-      continue;
+      return observation('tap_flow', flow.id, 'DOWN', `waiting for the underlay address of host ${serviceHost}'s agent`);
     }
-    if (desired.tunnels && service && serviceHost === host && !local(flow.source_port)) {
+    if (desired.tunnels && service && serviceHost === host && !this.local(flow.source_port)) {
       // This host ends the tunnel from the source's host: the termination into the tap service's port.
-      issue = problem(`tunnel from host ${ports.get(flow.source_port)?.host_id} into tap service ${service.id}`, terminations.get(service.id));
+      issue = this.problem(`tunnel from host ${ports.get(flow.source_port)?.host_id} into tap service ${service.id}`,
+        this.entries.terminations.get(service.id));
     }
-    if (local(flow.source_port)) {
-      issue = problem(`source ${portLabel(ports.get(flow.source_port))}`, sources.get(flow.source_port))
-        ?? (service && !local(service.port_id) ? problem(`tap service ${service.id} on host ${ports.get(service.port_id)?.host_id}`, sinks.get(service.id)) : undefined)
-        ?? ruleProblem(flow.id);
-      const rule = rules.get(flow.id);
+    if (this.local(flow.source_port)) {
+      issue = this.problem(`source ${portLabel(ports.get(flow.source_port))}`, this.entries.sources.get(flow.source_port))
+        ?? (service && !this.local(service.port_id)
+          ? this.problem(`tap service ${service.id} on host ${ports.get(service.port_id)?.host_id}`, this.entries.sinks.get(service.id))
+          : undefined)
+        ?? this.ruleProblem(flow.id);
+      const rule = this.entries.rules.get(flow.id);
       if (rule) counters = ruleCounters(rule);
     }
-    if (!issue && serviceProblems.get(flow.tap_service_id)) issue = `tap service ${flow.tap_service_id} is in ERROR`;
-    add('tap_flow', flow.id, issue ? 'ERROR' : 'ACTIVE', issue ?? null, counters ? { counters } : {});
+    if (!issue && service && this.serviceProblem(service)) issue = `tap service ${flow.tap_service_id} is in ERROR`;
+    return observation('tap_flow', flow.id, issue ? 'ERROR' : 'ACTIVE', issue ?? null, counters ? { counters } : {});
   }
 
-  for (const mirror of desired.tapMirrors) {
-    if (!local(mirror.port_id)) continue;
-    let issue = problem(`source ${portLabel(ports.get(mirror.port_id))}`, sources.get(mirror.port_id));
+  private mirror(mirror: TapMirror): Observation | undefined {
+    if (this.last && 'failure' in this.last) return observation('tap_mirror', mirror.id, 'ERROR', this.last.failure);
+    if (!this.local(mirror.port_id)) return undefined;
+    let issue = this.problem(`source ${portLabel(this.ports.get(mirror.port_id))}`, this.entries.sources.get(mirror.port_id));
     const parts: Record<string, Counters> = {};
     for (const direction of ['IN', 'OUT'] as const) {
       if (mirror.directions[direction] === undefined) continue;
       const id = mirrorTunnelId(mirror.id, direction);
-      issue ??= problem(`${direction} tunnel to ${mirror.remote_ip}`, sinks.get(id));
-      const rule = rules.get(id);
+      issue ??= this.problem(`${direction} tunnel to ${mirror.remote_ip}`, this.entries.sinks.get(id));
+      const rule = this.entries.rules.get(id);
       if (!issue && rule?.ok === false) issue = `${direction} tunnel to ${mirror.remote_ip}: ${rule.reason ?? 'failed'}`;
       if (rule) parts[direction] = ruleCounters(rule);
     }
     const counted = Object.values(parts);
-    add('tap_mirror', mirror.id, issue ? 'ERROR' : 'ACTIVE', issue ?? null, counted.length > 0 ? { counters: sum(counted), parts } : {});
+    return observation('tap_mirror', mirror.id, issue ? 'ERROR' : 'ACTIVE', issue ?? null, counted.length > 0 ? { counters: sum(counted), parts } : {});
   }
-  return observations;
+}
+
+function observation(kind: ResourceKind, id: string, status: ObservedStatus, reason: string | null, extra: Partial<Observation> = {}): Observation {
+  return { kind, id, status, reason, ...extra };
+}
+
+/** Whether two plain JSON values (observations) are equal. */
+export function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  const keysA = Object.keys(a);
+  const keysB = Object.keys(b);
+  if (keysA.length !== keysB.length) return false;
+  for (const key of keysA) {
+    if (!Object.hasOwn(b, key) || !sameJson((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key])) return false;
+  }
+  return true;
 }

@@ -98,10 +98,27 @@ export interface AgentInfo {
   underlay_ip?: string;
 }
 
+/**
+ * What changed since the host's previous report or update, at the same
+ * revision: the observations that differ (new ones too), everything else as
+ * it was. It releases nothing: a release is a complete report's.
+ */
+export interface HostUpdate {
+  host: string;
+  revision: number;
+  changed: Observation[];
+}
+
 export interface ObservationSink {
   /** The agent is up and serves host; its reports follow. */
   register(agent: AgentInfo): void;
   report(report: HostReport): void;
+  /**
+   * Optional: a report of only what changed, which an agent sends instead of
+   * a complete report when its desired state did not change since its last
+   * complete report (every agent interval, changed or not: a heartbeat).
+   */
+  update?(update: HostUpdate): void;
   /** The agent stops: its observations are gone with it. */
   unregister(host: string): void;
 }

@@ -7,7 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 
-import type { AgentInfo, Counters, HostReport, Observation, ObservationSink } from '../model/observation.js';
+import type { AgentInfo, Counters, HostReport, HostUpdate, Observation, ObservationSink } from '../model/observation.js';
 import type { ResourceKind } from '../model/resources.js';
 import { timestamp } from '../store/store.js';
 
@@ -38,9 +38,24 @@ interface HostRecord {
   /** Monotonic time this book last heard of the agent (this host's clock: agents' clocks may differ). */
   heardAtMs: number;
   observations: Map<string, StoredObservation>;
+  /** Keys of observations with counters whose rates are not known to be zero: the next update without them zeroes their rates. */
+  unsettled: Set<string>;
 }
 
 const keyOf = (kind: ResourceKind, id: string) => `${kind}/${id}`;
+
+/** Whether a stored observation's rates are still to come down to zero (it has counters and rates that are not zero). */
+const unsettled = (observation: StoredObservation) => observation.counters !== undefined
+  && (observation.rates === undefined || observation.rates.packets_per_second !== 0 || observation.rates.bits_per_second !== 0);
+
+/** Whether two plain JSON values are equal. */
+function same(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  const keys = Object.keys(a);
+  if (keys.length !== Object.keys(b).length) return false;
+  return keys.every((key) => Object.hasOwn(b, key) && same((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key]));
+}
 
 /** An agent reports every second or so; this long without a report, its observations are not shown as current. */
 export const SILENT_AFTER_MS = 30_000;
@@ -70,6 +85,7 @@ export class ObservationBook implements ObservationSink {
       reportedAtMs: existing?.reportedAtMs ?? this.now(),
       heardAtMs: this.now(),
       observations: existing?.observations ?? new Map(),
+      unsettled: existing?.unsettled ?? new Set(),
     });
     this.events.emit('change', info.host);
   }
@@ -81,10 +97,12 @@ export class ObservationBook implements ObservationSink {
     const nowMs = this.now();
     const seconds = (nowMs - record.reportedAtMs) / 1000;
     const observations = new Map<string, StoredObservation>();
+    record.unsettled = new Set();
     for (const observation of report.observations) {
       const key = keyOf(observation.kind, observation.id);
-      const rates = ratesBetween(record.observations.get(key)?.counters, observation.counters, seconds);
-      observations.set(key, { ...observation, host: report.host, observed_at: at, ...(rates ? { rates } : {}) });
+      const stored = this.stored(report.host, observation, record.observations.get(key), seconds, at);
+      observations.set(key, stored);
+      if (unsettled(stored)) record.unsettled.add(key);
     }
     record.observations = observations;
     record.reportedAtMs = nowMs;
@@ -92,6 +110,67 @@ export class ObservationBook implements ObservationSink {
     record.agent.heartbeat_at = at;
     record.agent.revision = report.revision;
     this.events.emit('change', report.host);
+  }
+
+  /**
+   * What changed since the host's last report or update (see HostUpdate):
+   * the changed observations replace theirs, and every other one whose
+   * counters moved before (a rate that was not zero) now has rates of zero.
+   * Costs what changed, not what the host runs; tells listeners only when
+   * something changed.
+   */
+  update(update: HostUpdate): void {
+    const record = this.hosts.get(update.host);
+    if (!record) throw new Error(`no agent registered for host '${update.host}'`);
+    const at = timestamp();
+    const nowMs = this.now();
+    const seconds = (nowMs - record.reportedAtMs) / 1000;
+    let changed = false;
+    const given = new Set<string>();
+    for (const observation of update.changed) {
+      const key = keyOf(observation.kind, observation.id);
+      given.add(key);
+      const previous = record.observations.get(key);
+      const stored = this.stored(update.host, observation, previous, seconds, at);
+      if (stored === previous) continue;
+      changed = true;
+      record.observations.set(key, stored);
+      if (unsettled(stored)) record.unsettled.add(key);
+      else record.unsettled.delete(key);
+    }
+    for (const key of record.unsettled) {
+      if (given.has(key)) continue;
+      const previous = record.observations.get(key);
+      // The same counters as last time: rates of zero (none yet when no time passed).
+      const rates = previous && ratesBetween(previous.counters, previous.counters, seconds);
+      if (!previous) record.unsettled.delete(key);
+      if (!previous || !rates) continue;
+      record.observations.set(key, { ...previous, observed_at: at, rates });
+      record.unsettled.delete(key);
+      changed = true;
+    }
+    record.reportedAtMs = nowMs;
+    record.heardAtMs = nowMs;
+    record.agent.heartbeat_at = at;
+    if (record.agent.revision !== update.revision) {
+      record.agent.revision = update.revision;
+      changed = true;
+    }
+    if (changed) this.events.emit('change', update.host);
+  }
+
+  /**
+   * An observation as stored, with its rates since the previous one; the
+   * previous object itself when nothing changed, so that observed_at says
+   * when the host last saw it change (as in cluster mode).
+   */
+  private stored(host: string, observation: Observation, previous: StoredObservation | undefined, seconds: number, at: string): StoredObservation {
+    // No time since the last report (two in the same instant): the rates it had.
+    const rates = seconds > 0 ? ratesBetween(previous?.counters, observation.counters, seconds) : previous?.rates;
+    const stored: StoredObservation = { ...observation, host, observed_at: previous?.observed_at ?? at, ...(rates ? { rates } : {}) };
+    if (previous && same(previous, stored)) return previous;
+    stored.observed_at = at;
+    return stored;
   }
 
   unregister(host: string): void {
@@ -111,6 +190,8 @@ export class ObservationBook implements ObservationSink {
       reportedAtMs: existing?.reportedAtMs ?? this.now(),
       heardAtMs: this.now(),
       observations: new Map(observations.map((observation) => [keyOf(observation.kind, observation.id), observation])),
+      // Rates come from the agent in cluster mode: nothing to settle here.
+      unsettled: new Set(),
     });
     this.events.emit('change', agent.host);
   }

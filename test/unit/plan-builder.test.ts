@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { buildPlan, mirrorTunnelId, observe, type DataPathStats } from '../../src/agent/plan-builder.js';
+import { buildPlan, mirrorTunnelId, observe, Observer, type DataPathStats } from '../../src/agent/plan-builder.js';
 import type { DesiredState } from '../../src/model/observation.js';
 import type { Port, TapFlow, TapMirror, TapService } from '../../src/model/resources.js';
 
@@ -154,5 +154,54 @@ describe('observe', () => {
     expect(onDestination.map((o) => [o.kind, o.id, o.status])).toEqual([
       ['port', 'mon', 'ACTIVE'], ['tap_service', 'ts', 'ACTIVE'], ['tap_flow', 'f-in', 'ACTIVE'], ['tap_flow', 'f-out', 'ACTIVE'],
     ]);
+  });
+});
+
+describe('Observer (incremental observe)', () => {
+  /** A seeded generator, so that a failure can be replayed. */
+  const random = (seed: number) => () => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed / 2147483648;
+  };
+
+  it('changes() keeps the same observations as observe() from scratch, over 300 ticks of random changes, and returns what differs', () => {
+    const next = random(7);
+    const ports = [port('mon', 'monh'), port('mon2', 'mon2h'), ...Array.from({ length: 8 }, (_, i) => port(`vm${i}`, `vm${i}h`))];
+    const services: TapService[] = [{ ...base, id: 'ts', port_id: 'mon' }, { ...base, id: 'ts2', port_id: 'mon2' }];
+    const flows: TapFlow[] = Array.from({ length: 8 }, (_, i) => ({
+      ...base, id: `f${i}`, tap_service_id: i % 2 ? 'ts' : 'ts2', source_port: `vm${i}`, direction: 'BOTH', vlan_filter: null,
+    }));
+    const mirrors: TapMirror[] = [{ ...base, id: 'tm', port_id: 'vm1', directions: { IN: 101, OUT: 102 }, remote_ip: '192.0.2.1', mirror_type: 'gre' }];
+    const desired = snapshot({ ports, tapServices: services, tapFlows: flows, tapMirrors: mirrors });
+    const plan = buildPlan(desired, 'h');
+    const health = () => (next() < 0.8 ? { ok: true } : { ok: false, reason: `broken ${Math.floor(next() * 3)}` });
+    const count = () => Math.floor(next() * 3);
+    let stats: DataPathStats = {
+      sources: plan.sources.map((s) => ({ id: s.id, ok: true, packets: 0, bytes: 0, captureDrops: 0 })),
+      sinks: plan.sinks.map((s) => ({ id: s.id, ok: true, packets: 0, bytes: 0, errors: 0 })),
+      rules: plan.rules.map((r) => ({ id: r.id, ok: true, packets: 0, bytes: 0, oversize: 0, unavailable: 0 })),
+      interfaces: plan.interfaces!.map((i) => ({ id: i.id, present: true, up: true, running: true, mac: '02:00:00:00:00:01', mtu: 1500 })),
+    };
+    const observer = new Observer(desired, 'h');
+    expect(observer.observe(stats)).toEqual(observe(desired, 'h', stats));
+    let previous = observe(desired, 'h', stats);
+    for (let tick = 0; tick < 300; tick += 1) {
+      // Each list, entry by entry: kept (the same object), or replaced by one that may or may not differ.
+      const vary = <T extends object>(list: T[], change: (entry: T) => T) => (next() < 0.5 ? list : list.map((entry) => (next() < 0.2 ? change(entry) : entry)));
+      stats = {
+        sources: vary(stats.sources, (s) => ({ ...s, ...health(), packets: s.packets + count() })),
+        sinks: vary(stats.sinks, (s) => ({ ...s, ...health(), bytes: s.bytes + count() })),
+        rules: vary(stats.rules, (r) => ({ ...r, packets: r.packets + count() })),
+        interfaces: vary(stats.interfaces!, (i) => ({ ...i, up: next() < 0.8, running: next() < 0.8 })),
+      };
+      if (tick % 50 === 49) stats = { ...stats, interfaces: stats.interfaces!.slice(1) };
+      const failure = tick % 70 === 69 ? { failure: 'the data path refused the plan: no' } : undefined;
+      const { changed } = observer.changes(failure ?? stats);
+      const expected = observe(desired, 'h', failure ?? stats);
+      expect(observer.observations()).toEqual(expected);
+      const before = new Map(previous.map((o) => [`${o.kind}/${o.id}`, o]));
+      expect(changed).toEqual(expected.filter((o) => JSON.stringify(before.get(`${o.kind}/${o.id}`)) !== JSON.stringify(o)));
+      previous = expected;
+    }
   });
 });
