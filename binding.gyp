@@ -10,6 +10,7 @@
         "native/frame.cc",
         "native/iface.cc",
         "native/iface_watch.cc",
+        "native/link_events.cc",
         "native/netns.cc",
         "native/plan.cc",
         "native/own_traffic.cc",

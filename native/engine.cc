@@ -18,11 +18,16 @@ namespace {
 constexpr auto kHealthInterval = std::chrono::milliseconds(200);
 constexpr auto kRetryInterval = std::chrono::milliseconds(500);
 // The plan's `interfaces`: fresh enough for a control plane that reports
-// port state (within a second), a few ioctls per interface each time. On the
-// same ticks, and with the same stat of each namespace file, the engine
-// checks that each source's and sink's namespace still is the one its file
-// names (a deleted namespace is let go of within about this long).
+// port state (within a second). On the same ticks, and with the same stat of
+// each namespace file, the engine checks that each source's and sink's
+// namespace still is the one its file names (a deleted namespace is let go of
+// within about this long). What is read again on each tick is only what the
+// kernel's link events (LinkEvents) touched: an idle host costs a stat per
+// namespace, not a few system calls per interface.
 constexpr auto kInterfaceInterval = std::chrono::milliseconds(500);
+// Now and then every interface, source and sink is read again, events or not:
+// a safety net that costs little (a few system calls per entry every 10 s).
+constexpr auto kSweepInterval = std::chrono::seconds(10);
 // Opening or closing a packet socket waits for an RCU grace period; done side
 // by side, many of them share one.
 constexpr size_t kMaxParallelSocketCalls = 32;
@@ -160,6 +165,7 @@ void open_lanes(const std::vector<Slot*>& slots, size_t workers, Open open, Hand
     for (size_t w = 0; w < workers; ++w) hand_over(w, *slot.lanes[w], std::move(opened[s * workers + w]));
     slot.open = true;
     slot.netns_gone = false;
+    slot.verified = false;  // the next health check reads its link state
     slot.health.set_ok();
   }
   run_parallel(closes);
@@ -234,6 +240,15 @@ std::string Engine::apply(const Plan& plan) {
   run_plan();
   // The first observation, before apply returns: stats() has them at once.
   interfaces_.watch(plan_.interfaces, verdict_.interfaces);
+  // Word of link changes in every namespace the plan names (a new socket's
+  // first poll says "anything may have changed": nothing between is missed).
+  std::set<std::string> namespaces;
+  for (const SourceSpec& spec : plan_.sources) namespaces.insert(spec.netns);
+  for (const SinkSpec& spec : plan_.sinks) {
+    if (spec.kind == SinkKind::Port) namespaces.insert(spec.netns);
+  }
+  for (const InterfaceSpec& spec : plan_.interfaces) namespaces.insert(spec.netns);
+  link_events_.follow(namespaces);
   return "";
 }
 
@@ -415,6 +430,9 @@ PlanIdentities Engine::identities() const {
 
 void Engine::health_loop() {
   Clock::time_point next_interface_refresh = Clock::now() + kInterfaceInterval;
+  Clock::time_point next_sweep = Clock::now() + kSweepInterval;
+  // Link events since the last interface refresh (they come every tick, the refresh every few).
+  LinkChangeSet watch_changes;
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(health_mu_);
@@ -422,26 +440,44 @@ void Engine::health_loop() {
     }
     // An exception must not end the process from this thread: the next tick tries again.
     try {
-      health_tick(next_interface_refresh);
+      health_tick(next_interface_refresh, next_sweep, watch_changes);
     } catch (...) {
+      // Whatever the events said may not have been acted on: look at everything next time.
+      next_sweep = Clock::now();
     }
   }
 }
 
-void Engine::health_tick(Clock::time_point& next_interface_refresh) {
+void Engine::health_tick(Clock::time_point& next_interface_refresh, Clock::time_point& next_sweep,
+                         LinkChangeSet& watch_changes) {
+  const LinkChangeSet changes = link_events_.poll();
+  merge(watch_changes, changes);
   // Interfaces first and without control_mu_: a long apply must not make them stale.
   NamespaceLook look;
-  const bool refreshed = Clock::now() >= next_interface_refresh;
+  const auto now = Clock::now();
+  const bool refreshed = now >= next_interface_refresh;
+  const bool sweep = refreshed && now >= next_sweep;
   if (refreshed) {
-    interfaces_.refresh(look);
+    // A namespace file that names another namespace now: a new socket, whose first poll says "everything".
+    link_events_.check(look);
+    interfaces_.refresh(look, sweep ? nullptr : &watch_changes, link_events_);
+    watch_changes.clear();
     next_interface_refresh = Clock::now() + kInterfaceInterval;
+    if (sweep) next_sweep = Clock::now() + kSweepInterval;
   }
   std::lock_guard<std::mutex> control(control_mu_);
   if (closed_) return;
-  check_health(refreshed ? &look : nullptr);
+  check_health(refreshed ? &look : nullptr, changes, sweep);
 }
 
-void Engine::check_health(NamespaceLook* look) {
+bool Engine::look_again(bool verified, const std::string& netns, const NetnsIdentity& identity, int ifindex,
+                        const std::string& ifname, const LinkChangeSet& changes, bool sweep) const {
+  if (sweep || !verified || !link_events_.covers(netns, identity)) return true;
+  auto it = changes.find(netns);
+  return it != changes.end() && it->second.touches(ifindex, ifname);
+}
+
+void Engine::check_health(NamespaceLook* look, const LinkChangeSet& changes, bool sweep) {
   const auto now = Clock::now();
   // What each namespace file is now (stat only, never blocks), once per tick however many slots name it.
   NamespaceLook own_look;
@@ -484,6 +520,12 @@ void Engine::check_health(NamespaceLook* look) {
   for (auto& [id, slot] : sources_) {
     if (!slot->refused.empty() || !slot->open) continue;
     for (auto& lane : slot->lanes) {
+      // The kernel drops a frame (and freezes a V3 queue) only when the ring
+      // is full: not while every block is the kernel's and the worker has
+      // read nothing since the last look.
+      const uint64_t packets = lane->counters.packets.get();
+      if (!sweep && packets == lane->packets_at_statistics && !lane->ring->holds_frames()) continue;
+      lane->packets_at_statistics = packets;
       RingStatistics stats = lane->ring->take_statistics();
       lane->counters.capture_drops.add(stats.drops);
       lane->counters.ring_freezes.add(stats.freezes);
@@ -505,7 +547,12 @@ void Engine::check_health(NamespaceLook* look) {
         continue;
       }
     }
-    switch (slot->lanes[0]->ring->link_state()) {
+    const RxRing& ring = *slot->lanes[0]->ring;
+    if (!look_again(slot->verified, slot->spec.netns, ring.netns_identity(), ring.ifindex(), slot->spec.ifname, changes, sweep)) {
+      continue;
+    }
+    slot->verified = true;
+    switch (ring.link_state()) {
       case LinkState::Removed:
         unplug_source(*slot, updates);
         slot->health.set_failed(where(slot->spec.ifname, slot->spec.netns) + " was removed");
@@ -537,6 +584,13 @@ void Engine::check_health(NamespaceLook* look) {
     }
     const std::string name = slot->spec.kind == SinkKind::Port ? where(slot->spec.ifname, slot->spec.netns)
                                                                 : "the route to " + slot->spec.remote_ip;
+    const Sink& sink = *slot->lanes[0]->sink;
+    // A tunnel's state costs nothing to read; a port's is read on word of a change to its interface.
+    if (slot->spec.kind == SinkKind::Port &&
+        !look_again(slot->verified, slot->spec.netns, sink.netns_identity(), sink.ifindex(), slot->spec.ifname, changes, sweep)) {
+      continue;
+    }
+    slot->verified = true;
     switch (slot->lanes[0]->sink->link_state()) {
       case LinkState::Removed:
         unplug_sink(*slot, updates);
@@ -626,6 +680,7 @@ void Engine::close() {
   std::lock_guard<std::mutex> registry(registry_mu_);
   collect(final_stats_);
   interfaces_.close();
+  link_events_.close();
   final_stats_.interfaces = interfaces_.snapshot();
   closed_ = true;
   sources_.clear();

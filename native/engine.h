@@ -16,6 +16,7 @@
 
 #include "iface_watch.h"
 #include "lanes.h"
+#include "link_events.h"
 #include "plan.h"
 #include "stats.h"
 #include "status.h"
@@ -64,6 +65,9 @@ class Engine {
     // Closed because its namespace was deleted: it waits for a namespace of
     // that name, and says so meanwhile.
     bool netns_gone = false;
+    // Its link state was read since it was opened: from then on it is read
+    // again only on word of a change (LinkEvents) or a sweep.
+    bool verified = false;
     std::vector<std::unique_ptr<SourceLane>> lanes;  // one per worker
   };
   struct SinkSlot {
@@ -74,6 +78,7 @@ class Engine {
     Health health;
     Clock::time_point retry_at;
     bool netns_gone = false;
+    bool verified = false;
     std::vector<std::unique_ptr<SinkLane>> lanes;
   };
   struct RuleSlot {
@@ -98,11 +103,15 @@ class Engine {
   // opened on, the rest looked up (resolve_interfaces).
   PlanIdentities identities() const;
   void health_loop();
-  void health_tick(Clock::time_point& next_interface_refresh);
+  void health_tick(Clock::time_point& next_interface_refresh, Clock::time_point& next_sweep, LinkChangeSet& watch_changes);
   // look: what the interface refresh of this tick saw of each namespace file,
   // or null when this tick had none (namespaces are then looked at only for
-  // what waits for one).
-  void check_health(NamespaceLook* look);
+  // what waits for one). changes: the link events of this tick; sweep: read
+  // every source's and sink's state, event or not.
+  void check_health(NamespaceLook* look, const LinkChangeSet& changes, bool sweep);
+  // Whether a source or sink must read its link state this tick.
+  bool look_again(bool verified, const std::string& netns, const NetnsIdentity& identity, int ifindex,
+                  const std::string& ifname, const LinkChangeSet& changes, bool sweep) const;
   void collect(EngineStats& stats) const;
 
   const RingSpec ring_;
@@ -119,6 +128,7 @@ class Engine {
   std::map<std::string, std::unique_ptr<RuleSlot>> rules_;
   EngineStats final_stats_;
   InterfaceWatch interfaces_;  // its own locks: refreshed without control_mu_
+  LinkEvents link_events_;     // its own lock: followed by apply, polled by the health thread
   bool closed_ = false;
 
   std::mutex health_mu_;

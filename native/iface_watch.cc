@@ -4,9 +4,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <map>
 #include <set>
+#include <tuple>
 
 #include "iface.h"
+#include "link_events.h"
 
 namespace tapas {
 
@@ -39,12 +42,12 @@ void InterfaceWatch::watch(const std::vector<InterfaceSpec>& specs, const std::m
     entries_.push_back({spec, it == refused.end() ? "" : it->second});
   }
   NamespaceLook look;
-  observe(look);
+  observe(look, nullptr, nullptr);
 }
 
-void InterfaceWatch::refresh(NamespaceLook& look) {
+void InterfaceWatch::refresh(NamespaceLook& look, const LinkChangeSet* changes, const LinkEvents& events) {
   std::lock_guard<std::mutex> work(work_mu_);
-  observe(look);
+  observe(look, changes, changes == nullptr ? nullptr : &events);
 }
 
 void InterfaceWatch::close() {
@@ -52,6 +55,8 @@ void InterfaceWatch::close() {
   for (auto& [netns, space] : namespaces_) close_socket(space.fd);
   namespaces_.clear();
   entries_.clear();
+  observed_.clear();
+  identities_.clear();
 }
 
 std::vector<InterfaceStat> InterfaceWatch::snapshot() const {
@@ -65,6 +70,7 @@ InterfaceWatch::Namespace& InterfaceWatch::namespace_for(const std::string& netn
   const NetnsIdentity now = look_at(look, netns);
   if (now.ok && now == space.identity && (space.fd >= 0 || !space.error.empty())) return space;
   // Gone, replaced (a namespace re-created under the same name) or never looked at.
+  space.made = true;
   if (space.fd >= 0 && !now.ok) space.deleted = true;
   close_socket(space.fd);
   space.identity = now;
@@ -91,21 +97,35 @@ InterfaceWatch::Namespace& InterfaceWatch::namespace_for(const std::string& netn
   return space;
 }
 
-void InterfaceWatch::observe(NamespaceLook& look) {
-  std::vector<InterfaceStat> results;
-  results.reserve(entries_.size());
-  // Of each present entry: which interface it is, to tell one port spelled twice.
-  std::vector<std::pair<NetnsIdentity, int>> identities(entries_.size());
+void InterfaceWatch::observe(NamespaceLook& look, const LinkChangeSet* changes, const LinkEvents* events) {
+  // A new list of entries (watch) is looked at whole.
+  if (observed_.size() != entries_.size()) {
+    changes = nullptr;
+    events = nullptr;
+  }
+  observed_.resize(entries_.size());
+  identities_.resize(entries_.size());
   std::set<std::string> used;
-  for (const Entry& entry : entries_) {
-    InterfaceStat& stat = results.emplace_back();
-    stat.id = entry.spec.id;
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    const Entry& entry = entries_[i];
+    InterfaceStat& stat = observed_[i];
     if (!entry.refused.empty()) {
+      stat = InterfaceStat{};
+      stat.id = entry.spec.id;
       stat.reason = entry.refused;
+      identities_[i] = {};
       continue;
     }
     used.insert(entry.spec.netns);
     Namespace& space = namespace_for(entry.spec.netns, look);
+    // Kept as it was while no word came of it from a namespace the events cover.
+    if (events != nullptr && space.fd >= 0 && !space.made && events->covers(entry.spec.netns, space.identity)) {
+      auto it = changes->find(entry.spec.netns);
+      if (it == changes->end() || !it->second.touches(stat.ifindex, entry.spec.ifname)) continue;
+    }
+    stat = InterfaceStat{};
+    stat.id = entry.spec.id;
+    identities_[i] = {};
     if (space.fd < 0) {
       stat.reason = space.error;
       continue;
@@ -122,20 +142,22 @@ void InterfaceWatch::observe(NamespaceLook& look) {
     stat.mac = info.mac;
     stat.mtu = info.mtu;
     stat.ifindex = info.ifindex;
-    if (space.identity.ok) identities[results.size() - 1] = {space.identity, info.ifindex};
+    if (space.identity.ok) identities_[i] = {space.identity, info.ifindex};
   }
+  std::vector<InterfaceStat> results = observed_;
+  // The first entry of each interface; a later one names it.
+  std::map<std::tuple<dev_t, ino_t, int>, size_t> first;
   for (size_t i = 0; i < results.size(); ++i) {
-    if (identities[i].second == 0) continue;
-    for (size_t j = 0; j < i; ++j) {
-      if (identities[j] == identities[i]) {
-        results[i].same_as = results[j].id;
-        break;
-      }
-    }
+    results[i].same_as.clear();
+    const auto& [identity, ifindex] = identities_[i];
+    if (ifindex == 0) continue;
+    auto [it, added] = first.try_emplace({identity.dev, identity.ino, ifindex}, i);
+    if (!added) results[i].same_as = results[it->second].id;
   }
   // Sockets in namespaces no longer watched would keep those namespaces alive.
   for (auto it = namespaces_.begin(); it != namespaces_.end();) {
     if (used.count(it->first) != 0) {
+      it->second.made = false;
       ++it;
       continue;
     }

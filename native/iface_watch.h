@@ -27,6 +27,10 @@
 
 namespace tapas {
 
+class LinkEvents;
+struct LinkChanges;
+using LinkChangeSet = std::map<std::string, struct LinkChanges>;
+
 // What each namespace file (by netns as spelled) was at one look: stat'ed
 // once per look however many users name it (the watch, the engine's check
 // that sockets still live in the namespace their file names).
@@ -43,9 +47,11 @@ class InterfaceWatch {
   // Watches exactly these from now on, and observes each before returning.
   // refused: entries the plan check refused, by id; they are reported, not looked at.
   void watch(const std::vector<InterfaceSpec>& specs, const std::map<std::string, std::string>& refused);
-  // Observes every watched interface again (the engine's health thread),
-  // leaving in look what it saw of each namespace file.
-  void refresh(NamespaceLook& look);
+  // Observes the watched interfaces again (the engine's health thread),
+  // leaving in look what it saw of each namespace file: those that changes
+  // (the link events since the last refresh) touch, and every one whose
+  // namespace the events do not cover; every one when changes is null.
+  void refresh(NamespaceLook& look, const LinkChangeSet* changes, const LinkEvents& events);
   // Lets go of every socket; the last observations stay readable.
   void close();
   // The last observations, in plan order. Never waits for an observation in progress.
@@ -57,17 +63,22 @@ class InterfaceWatch {
     NetnsIdentity identity;  // of the namespace file when the socket was made
     std::string error;       // why there is no socket
     bool deleted = false;    // it had a socket, and the namespace file went away since
+    bool made = false;       // (re)made, or failed to be, in this observe: every entry in it is looked at
   };
   struct Entry {
     InterfaceSpec spec;
     std::string refused;
   };
-  void observe(NamespaceLook& look);  // with work_mu_ held
+  // With work_mu_ held; changes and events null: every entry.
+  void observe(NamespaceLook& look, const LinkChangeSet* changes, const LinkEvents* events);
   Namespace& namespace_for(const std::string& netns, NamespaceLook& look);
 
   std::mutex work_mu_;  // one watch() or refresh() at a time
   std::vector<Entry> entries_;
   std::map<std::string, Namespace> namespaces_;  // by netns as the plan names it
+  // What each entry was at its last look (parallel to entries_): kept while nothing touches it.
+  std::vector<InterfaceStat> observed_;
+  std::vector<std::pair<NetnsIdentity, int>> identities_;  // of each present entry: which interface it is
 
   mutable std::mutex results_mu_;
   std::vector<InterfaceStat> results_;

@@ -34,6 +34,8 @@ struct SourceLane {
   SourceCounters counters;
   std::vector<RuleLane*> rules;
   bool queued = false;  // worker-only: in its list of rings to look at
+  // Engine-only (the health check): counters.packets when the ring's statistics were last read.
+  uint64_t packets_at_statistics = 0;
 };
 
 }  // namespace tapas

@@ -156,6 +156,15 @@ void RxRing::release_batch() {
   next_block_ = (next_block_ + 1) % block_count_;
 }
 
+bool RxRing::holds_frames() const {
+  if (version_ != TPACKET_V3) return true;
+  for (uint32_t block = 0; block < block_count_; ++block) {
+    const auto* header = reinterpret_cast<const tpacket_block_desc*>(map_ + static_cast<size_t>(block) * block_size_);
+    if (user_owns(header)) return true;
+  }
+  return false;
+}
+
 RingStatistics RxRing::take_statistics() {
   // tpacket_stats is the first part of tpacket_stats_v3: V2 fills only that.
   tpacket_stats_v3 stats{};

@@ -75,6 +75,11 @@ class RxRing {
 
   // Drops and freezes since the last call (the kernel resets on read).
   RingStatistics take_statistics();
+  // Whether a batch is the reader's (handed over and not released): the
+  // kernel can only drop while it has no room, which needs one. Any thread
+  // may ask (it reads the ring's status words); always true for TPACKET_V2,
+  // whose thousand frame slots are not worth the scan.
+  bool holds_frames() const;
   LinkState link_state() const { return bound_link_state(fd_, ifindex_); }
   // The namespace the socket was opened in (it keeps that namespace alive), and the interface it is bound to.
   const NetnsIdentity& netns_identity() const { return netns_; }

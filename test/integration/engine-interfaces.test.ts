@@ -112,6 +112,34 @@ describe.skipIf(!netnsAvailable)(`interface observations (${netnsSkipReason})`, 
     expect(observed('port').ifindex).toBe((await ipLink(host, 'other')).ifindex);
   });
 
+  it('follows a rename away and back, an alternative name added later, and a MAC change (link events, not polling)', async () => {
+    await lab.veth(host, 'ren', vm, 'ren0');
+    await engine.apply({
+      sources: [], sinks: [], rules: [],
+      interfaces: [{ id: 'by-name', ifname: 'ren', netns: host }, { id: 'by-alt', ifname: 'renalt', netns: host }],
+    });
+    expect(observed('by-name')).toMatchObject({ present: true });
+    expect(observed('by-alt')).toMatchObject({ present: false });
+    const { ifindex } = await ipLink(host, 'ren');
+
+    await run('ip', ['-n', host, 'link', 'set', 'ren', 'name', 'ren9']);
+    await waitFor('renamed away', () => (observed('by-name').present ? undefined : true), 2000);
+    await run('ip', ['-n', host, 'link', 'property', 'add', 'dev', 'ren9', 'altname', 'renalt']);
+    await waitFor('found by its alternative name', () => (observed('by-alt').present ? true : undefined), 2000);
+    expect(observed('by-alt').ifindex).toBe(ifindex);
+    await run('ip', ['-n', host, 'link', 'set', 'ren9', 'name', 'ren']);
+    await waitFor('renamed back', () => (observed('by-name').present ? true : undefined), 2000);
+    expect(observed('by-name')).toMatchObject({ ifindex });
+    expect(observed('by-name').sameAs).toBeUndefined();
+    expect(observed('by-alt').sameAs).toBe('by-name');
+
+    await run('ip', ['-n', host, 'link', 'set', 'ren', 'address', '02:00:00:00:00:42']);
+    await waitFor('the new MAC', () => (observed('by-name').mac === '02:00:00:00:00:42' ? true : undefined), 2000);
+    await run('ip', ['-n', host, 'link', 'property', 'del', 'dev', 'ren', 'altname', 'renalt']);
+    await waitFor('the alternative name gone', () => (observed('by-alt').present ? undefined : true), 2000);
+    await lab.deleteLink(host, 'ren');
+  });
+
   it('reports a namespace that goes away, and one that comes back under the same name', async () => {
     const gone = await lab.namespace('gone');
     await engine.apply({ sources: [], sinks: [], rules: [], interfaces: [{ id: 'lo', ifname: 'lo', netns: gone }] });
