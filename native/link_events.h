@@ -61,8 +61,6 @@ class LinkEvents {
   // the polls: a socket there, polled at least once, in the namespace with
   // this identity. Otherwise the caller must look for itself.
   bool covers(const std::string& netns, const NetnsIdentity& identity) const;
-  // The identity covers() compares with; not ok when nothing is covered there.
-  NetnsIdentity covered(const std::string& netns) const;
   void close();
 
  private:
