@@ -1,9 +1,13 @@
 #include "engine.h"
 
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <functional>
 #include <set>
 #include <stdexcept>
@@ -13,18 +17,18 @@ namespace tapas {
 
 namespace {
 
-// Often enough that a vanished interface shows within a fraction of a second,
-// rarely enough to cost nothing next to the traffic.
-constexpr auto kHealthInterval = std::chrono::milliseconds(200);
+// The health thread's periodic tick: the plan's `interfaces` fresh enough for a
+// control plane that reports port state (within a second); with the same stat
+// of each namespace file, the check that each source's and sink's namespace
+// still is the one its file names (a deleted namespace is let go of within
+// about this long); retries; ring statistics. What is read again of
+// interfaces, sources and sinks is only what the kernel's link events
+// (LinkEvents) touched: an idle host costs a stat per namespace, not a few
+// system calls per interface. Link events themselves wake the thread at once
+// (kEventDelay later, to take a burst together).
+constexpr auto kHealthInterval = std::chrono::milliseconds(500);
+constexpr auto kEventDelay = std::chrono::milliseconds(20);
 constexpr auto kRetryInterval = std::chrono::milliseconds(500);
-// The plan's `interfaces`: fresh enough for a control plane that reports
-// port state (within a second). On the same ticks, and with the same stat of
-// each namespace file, the engine checks that each source's and sink's
-// namespace still is the one its file names (a deleted namespace is let go of
-// within about this long). What is read again on each tick is only what the
-// kernel's link events (LinkEvents) touched: an idle host costs a stat per
-// namespace, not a few system calls per interface.
-constexpr auto kInterfaceInterval = std::chrono::milliseconds(500);
 // Now and then every interface, source and sink is read again, events or not:
 // a safety net that costs little (a few system calls per entry every 10 s).
 constexpr auto kSweepInterval = std::chrono::seconds(10);
@@ -103,9 +107,12 @@ Engine::Engine(const EngineOptions& options)
   if (!ring_error.empty()) throw std::invalid_argument(ring_error);
   unsigned count = options.workers == 0 ? 1 : options.workers;
   for (unsigned i = 0; i < count; ++i) workers_.push_back(std::make_unique<Worker>(options.priority));
+  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd_ < 0) throw std::runtime_error(std::string("cannot start the engine: eventfd: ") + std::strerror(errno));
   try {
     health_thread_ = std::thread([this] { health_loop(); });
   } catch (const std::system_error& error) {
+    ::close(wake_fd_);
     throw std::runtime_error(std::string("cannot start the health thread: ") + error.what());
   }
 }
@@ -116,6 +123,7 @@ Engine::~Engine() {
     close();
   } catch (...) {
   }
+  if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
 template <typename Slot>
@@ -429,45 +437,47 @@ PlanIdentities Engine::identities() const {
 }
 
 void Engine::health_loop() {
-  Clock::time_point next_interface_refresh = Clock::now() + kInterfaceInterval;
+  Clock::time_point next_periodic = Clock::now() + kHealthInterval;
   Clock::time_point next_sweep = Clock::now() + kSweepInterval;
-  // Link events since the last interface refresh (they come every tick, the refresh every few).
-  LinkChangeSet watch_changes;
+  auto milliseconds_until = [](Clock::time_point at) {
+    return static_cast<int>(std::max<int64_t>(0, std::chrono::ceil<std::chrono::milliseconds>(at - Clock::now()).count()));
+  };
   for (;;) {
-    {
-      std::unique_lock<std::mutex> lock(health_mu_);
-      if (health_cv_.wait_for(lock, kHealthInterval, [this] { return stopping_; })) return;
+    // Asleep until the periodic tick, a link event, or close().
+    pollfd waits[2] = {{wake_fd_, POLLIN, 0}, {link_events_.fd(), POLLIN, 0}};
+    const int ready = poll(waits, 2, milliseconds_until(next_periodic));
+    if (stopping_.load()) return;
+    const bool periodic = Clock::now() >= next_periodic;
+    if (!periodic) {
+      if (ready <= 0 || (waits[1].revents & POLLIN) == 0) continue;
+      // A burst of link events (a link going down sends several) is taken together.
+      pollfd stop = {wake_fd_, POLLIN, 0};
+      poll(&stop, 1, static_cast<int>(kEventDelay.count()));
+      if (stopping_.load()) return;
     }
     // An exception must not end the process from this thread: the next tick tries again.
     try {
-      health_tick(next_interface_refresh, next_sweep, watch_changes);
+      health_tick(periodic, next_sweep);
     } catch (...) {
       // Whatever the events said may not have been acted on: look at everything next time.
       next_sweep = Clock::now();
     }
+    if (periodic) next_periodic = Clock::now() + kHealthInterval;
   }
 }
 
-void Engine::health_tick(Clock::time_point& next_interface_refresh, Clock::time_point& next_sweep,
-                         LinkChangeSet& watch_changes) {
+void Engine::health_tick(bool periodic, Clock::time_point& next_sweep) {
   const LinkChangeSet changes = link_events_.poll();
-  merge(watch_changes, changes);
   // Interfaces first and without control_mu_: a long apply must not make them stale.
   NamespaceLook look;
-  const auto now = Clock::now();
-  const bool refreshed = now >= next_interface_refresh;
-  const bool sweep = refreshed && now >= next_sweep;
-  if (refreshed) {
-    // A namespace file that names another namespace now: a new socket, whose first poll says "everything".
-    link_events_.check(look);
-    interfaces_.refresh(look, sweep ? nullptr : &watch_changes, link_events_);
-    watch_changes.clear();
-    next_interface_refresh = Clock::now() + kInterfaceInterval;
-    if (sweep) next_sweep = Clock::now() + kSweepInterval;
-  }
+  const bool sweep = periodic && Clock::now() >= next_sweep;
+  // A namespace file that names another namespace now: a new socket, whose first poll says "everything".
+  if (periodic) link_events_.check(look);
+  interfaces_.refresh(look, sweep ? nullptr : &changes, link_events_);
+  if (sweep) next_sweep = Clock::now() + kSweepInterval;
   std::lock_guard<std::mutex> control(control_mu_);
   if (closed_) return;
-  check_health(refreshed ? &look : nullptr, changes, sweep);
+  check_health(periodic ? &look : nullptr, changes, sweep);
 }
 
 bool Engine::look_again(bool verified, const std::string& netns, const NetnsIdentity& identity, int ifindex,
@@ -663,11 +673,11 @@ EngineStats Engine::stats() const {
 }
 
 void Engine::close() {
-  {
-    std::lock_guard<std::mutex> lock(health_mu_);
-    stopping_ = true;
+  stopping_.store(true);
+  const uint64_t one = 1;
+  if (wake_fd_ >= 0 && write(wake_fd_, &one, sizeof one) < 0) {
+    // Full (it never is: one write per close) or closed: the thread sees stopping_ within a tick.
   }
-  health_cv_.notify_all();
   if (health_thread_.joinable()) health_thread_.join();
 
   std::lock_guard<std::mutex> control(control_mu_);

@@ -103,7 +103,9 @@ class Engine {
   // opened on, the rest looked up (resolve_interfaces).
   PlanIdentities identities() const;
   void health_loop();
-  void health_tick(Clock::time_point& next_interface_refresh, Clock::time_point& next_sweep, LinkChangeSet& watch_changes);
+  // periodic: the tick every kHealthInterval (namespace files, retries, ring
+  // statistics, the sweep); otherwise one for link events that just came.
+  void health_tick(bool periodic, Clock::time_point& next_sweep);
   // look: what the interface refresh of this tick saw of each namespace file,
   // or null when this tick had none (namespaces are then looked at only for
   // what waits for one). changes: the link events of this tick; sweep: read
@@ -131,9 +133,8 @@ class Engine {
   LinkEvents link_events_;     // its own lock: followed by apply, polled by the health thread
   bool closed_ = false;
 
-  std::mutex health_mu_;
-  std::condition_variable health_cv_;
-  bool stopping_ = false;
+  std::atomic<bool> stopping_{false};
+  int wake_fd_ = -1;  // eventfd: close() wakes the health thread with it
   std::thread health_thread_;
 };
 

@@ -92,7 +92,12 @@ void merge(LinkChangeSet& into, const LinkChangeSet& from) {
   for (const auto& [netns, changes] : from) into[netns].merge(changes);
 }
 
-LinkEvents::~LinkEvents() { close(); }
+LinkEvents::LinkEvents() : epoll_fd_(epoll_create1(EPOLL_CLOEXEC)) {}
+
+LinkEvents::~LinkEvents() {
+  close();
+  if (epoll_fd_ >= 0) ::close(epoll_fd_);
+}
 
 void LinkEvents::close_space(Space& space) {
   if (space.fd >= 0) ::close(space.fd);  // closing takes it out of the epoll set
@@ -118,7 +123,6 @@ void LinkEvents::open_space(const std::string& netns, Space& space) {
     ::close(fd);
     return;
   }
-  if (epoll_fd_ < 0) epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   epoll_event event{};
   event.events = EPOLLIN;
   event.data.fd = fd;
@@ -191,8 +195,6 @@ void LinkEvents::close() {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& [netns, space] : spaces_) close_space(space);
   spaces_.clear();
-  if (epoll_fd_ >= 0) ::close(epoll_fd_);
-  epoll_fd_ = -1;
 }
 
 }  // namespace tapas

@@ -41,7 +41,7 @@ void merge(LinkChangeSet& into, const LinkChangeSet& from);
 
 class LinkEvents {
  public:
-  LinkEvents() = default;
+  LinkEvents();
   ~LinkEvents();
   LinkEvents(const LinkEvents&) = delete;
   LinkEvents& operator=(const LinkEvents&) = delete;
@@ -61,7 +61,10 @@ class LinkEvents {
   // the polls: a socket there, polled at least once, in the namespace with
   // this identity. Otherwise the caller must look for itself.
   bool covers(const std::string& netns, const NetnsIdentity& identity) const;
+  // Closes every socket (the descriptor below stays, for as long as this lives).
   void close();
+  // Readable (poll) when a socket has something to say: to wait for it. -1 when it could not be made.
+  int fd() const { return epoll_fd_; }
 
  private:
   struct Space {
