@@ -25,10 +25,17 @@ function visibleAttributes(kind: ResourceKind): string[] {
 const VISIBLE = Object.fromEntries(RESOURCE_KINDS.map((kind) => [kind, attributesOf(kind).filter(([, attribute]) => attribute.visible)])) as unknown as
   Record<ResourceKind, ReadonlyArray<[string, Attribute]>>;
 
-/** A resource as the API shows it: each visible attribute, read where the contract says it lives. */
+/** Views made of shown resources that are frozen (the service's shared lists): made once each. */
+const VIEWS = new WeakMap<object, View>();
+
+/** A resource as the API shows it: each visible attribute, read where the contract says it lives. Frozen. */
 export function toView<K extends ResourceKind>(kind: K, resource: Shown<K>): View {
+  const known = VIEWS.get(resource);
+  if (known) return known;
   const view: View = {};
   for (const [name, attribute] of VISIBLE[kind]) view[name] = shownValue(attribute, name, resource);
+  Object.freeze(view);
+  if (Object.isFrozen(resource)) VIEWS.set(resource, view);
   return view;
 }
 

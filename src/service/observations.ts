@@ -69,9 +69,15 @@ function ratesBetween(previous: Counters | undefined, current: Counters | undefi
   return { packets_per_second: packets / seconds, bits_per_second: (bytes * 8) / seconds };
 }
 
+/** Whether a resource's status may show differently: its status, reason or interface (a port's MAC) differ. */
+const showsDifferently = (before: StoredObservation | undefined, after: StoredObservation) => !before
+  || before.status !== after.status || before.reason !== after.reason || !same(before.interface, after.interface);
+
 export class ObservationBook implements ObservationSink {
   private readonly hosts = new Map<string, HostRecord>();
   private readonly events = new EventEmitter();
+  /** Grows whenever what statuses are derived from may have changed (see statusKey). */
+  private statusVersion = 0;
 
   constructor(private readonly now: () => number = () => performance.now()) {
     this.events.setMaxListeners(0);
@@ -87,6 +93,7 @@ export class ObservationBook implements ObservationSink {
       observations: existing?.observations ?? new Map(),
       unsettled: existing?.unsettled ?? new Set(),
     });
+    this.statusVersion += 1;
     this.events.emit('change', info.host);
   }
 
@@ -98,12 +105,17 @@ export class ObservationBook implements ObservationSink {
     const seconds = (nowMs - record.reportedAtMs) / 1000;
     const observations = new Map<string, StoredObservation>();
     record.unsettled = new Set();
+    let differs = false;
     for (const observation of report.observations) {
       const key = keyOf(observation.kind, observation.id);
-      const stored = this.stored(report.host, observation, record.observations.get(key), seconds, at);
+      const previous = record.observations.get(key);
+      const stored = this.stored(report.host, observation, previous, seconds, at);
       observations.set(key, stored);
       if (unsettled(stored)) record.unsettled.add(key);
+      if (stored !== previous && showsDifferently(previous, stored)) differs = true;
     }
+    // Resources it no longer reports (every new one was counted above).
+    if (differs || [...record.observations.keys()].some((key) => !observations.has(key))) this.statusVersion += 1;
     record.observations = observations;
     record.reportedAtMs = nowMs;
     record.heardAtMs = nowMs;
@@ -134,6 +146,7 @@ export class ObservationBook implements ObservationSink {
       const stored = this.stored(update.host, observation, previous, seconds, at);
       if (stored === previous) continue;
       changed = true;
+      if (showsDifferently(previous, stored)) this.statusVersion += 1;
       record.observations.set(key, stored);
       if (unsettled(stored)) record.unsettled.add(key);
       else record.unsettled.delete(key);
@@ -174,7 +187,9 @@ export class ObservationBook implements ObservationSink {
   }
 
   unregister(host: string): void {
-    if (this.hosts.delete(host)) this.events.emit('change', host);
+    if (!this.hosts.delete(host)) return;
+    this.statusVersion += 1;
+    this.events.emit('change', host);
   }
 
   /**
@@ -193,6 +208,7 @@ export class ObservationBook implements ObservationSink {
       // Rates come from the agent in cluster mode: nothing to settle here.
       unsettled: new Set(),
     });
+    this.statusVersion += 1;
     this.events.emit('change', agent.host);
   }
 
@@ -235,6 +251,20 @@ export class ObservationBook implements ObservationSink {
     const record = this.hosts.get(host);
     if (!record) return undefined;
     return this.now() - record.heardAtMs > silentAfterMs ? record.agent.heartbeat_at : undefined;
+  }
+
+  /**
+   * Equal for as long as every status derived from this book (deriveLifecycle,
+   * a port's MAC) would come out the same: what was derived under an equal key
+   * may be shown again. Changes with observations' statuses, reasons and
+   * interfaces, with agents coming and going, and with agents falling silent.
+   */
+  statusKey(): string {
+    let silent = '';
+    for (const [host, record] of this.hosts) {
+      if (this.now() - record.heardAtMs > SILENT_AFTER_MS) silent += ` ${host}@${record.agent.heartbeat_at}`;
+    }
+    return `${this.statusVersion}${silent}`;
   }
 
   agents(): AgentRecord[] {

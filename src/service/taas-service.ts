@@ -72,6 +72,11 @@ export class TaasService {
   private readonly deletedAt = new Map<string, number>();
   private readonly purged = new EventEmitter();
   private lastStatusView: { ports: readonly Port[]; services: readonly TapService[]; view: StatusView } | undefined;
+  /** Per kind, the resources with their statuses as last derived, and from what. */
+  private readonly shown = new Map<ResourceKind, {
+    records: ReadonlyArray<ResourceOf[ResourceKind]>; ports: readonly Port[]; services: readonly TapService[]; key: string;
+    shown: ReadonlyArray<Shown<ResourceKind>>;
+  }>();
 
   constructor(
     private readonly store: Store,
@@ -85,12 +90,37 @@ export class TaasService {
 
   // ---- reads ----
 
-  /** Every resource of a kind the caller may see, oldest first, with its status. */
+  /** Every resource of a kind the caller may see, oldest first, with its status. Shared and frozen: copy to change. */
   list<K extends ResourceKind>(kind: K, context: RequestContext): Array<Shown<K>> {
-    const all = this.store.list(kind);
-    const visible = isAdmin(context) ? all : all.filter((resource) => resource.project_id === context.projectId);
-    const view = this.statusView();
-    return visible.map((resource) => view.show(kind, resource));
+    const all = this.shownAll(kind);
+    return isAdmin(context) ? all : all.filter((resource) => resource.project_id === context.projectId);
+  }
+
+  /**
+   * Every resource of a kind with its status, derived again only when the
+   * records or what statuses derive from (ObservationBook.statusKey) changed;
+   * a resource whose record and status are what they were is the same object
+   * as before (so its view is too).
+   */
+  private shownAll<K extends ResourceKind>(kind: K): Array<Shown<K>> {
+    const records = this.store.list(kind);
+    const ports = this.store.list('port');
+    const services = this.store.list('tap_service');
+    const key = this.observations.statusKey();
+    const last = this.shown.get(kind);
+    if (last && last.records === records && last.ports === ports && last.services === services && last.key === key) {
+      return last.shown as unknown as Array<Shown<K>>;
+    }
+    const view = this.statusView(ports, services);
+    const before = new Map(last?.shown.map((shown, index) => [last.records[index]!, shown]));
+    const shown = Object.freeze(records.map((record) => {
+      const fresh = view.show(kind, record);
+      const previous = before.get(record) as (Shown<K> & { mac_address?: string | null }) | undefined;
+      return previous && previous.status === fresh.status && previous.status_reason === fresh.status_reason
+        && previous.mac_address === (fresh as { mac_address?: string | null }).mac_address ? previous : Object.freeze(fresh);
+    })) as Array<Shown<K>>;
+    this.shown.set(kind, { records, ports, services, key, shown: shown as unknown as ReadonlyArray<Shown<ResourceKind>> });
+    return shown;
   }
 
   get<K extends ResourceKind>(kind: K, context: RequestContext, id: string): Shown<K> {
@@ -99,13 +129,11 @@ export class TaasService {
 
   /** Every resource with its status, whoever owns it (the operator's metrics and stats). */
   everything(): { ports: Array<Shown<'port'>>; tapServices: Array<Shown<'tap_service'>>; tapFlows: Array<Shown<'tap_flow'>>; tapMirrors: Array<Shown<'tap_mirror'>> } {
-    const snapshot = this.store.snapshot();
-    const view = this.statusView(snapshot.ports, snapshot.tapServices);
     return {
-      ports: snapshot.ports.map((port) => view.show('port', port)),
-      tapServices: snapshot.tapServices.map((service) => view.show('tap_service', service)),
-      tapFlows: snapshot.tapFlows.map((flow) => view.show('tap_flow', flow)),
-      tapMirrors: snapshot.tapMirrors.map((mirror) => view.show('tap_mirror', mirror)),
+      ports: this.shownAll('port'),
+      tapServices: this.shownAll('tap_service'),
+      tapFlows: this.shownAll('tap_flow'),
+      tapMirrors: this.shownAll('tap_mirror'),
     };
   }
 

@@ -1,4 +1,14 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
 import { describe, expect, it } from 'vitest';
+
+import type { RequestContext } from '../../src/service/context.js';
+import { LocalDesiredState } from '../../src/service/desired-state.js';
+import { DEFAULT_QUOTAS } from '../../src/service/quotas.js';
+import { TaasService } from '../../src/service/taas-service.js';
+import { Store } from '../../src/store/store.js';
 
 import { ObservationBook, SILENT_AFTER_MS } from '../../src/service/observations.js';
 import { deriveLifecycle } from '../../src/service/status.js';
@@ -73,5 +83,48 @@ describe('observation book: complete reports and updates', () => {
     book.report({ host: 'h', revision: 4, observations: [counted('b', 0)] });
     expect(book.released('h', 'tap_flow', 'a', 4)).toBe(true);
     expect(book.observation('h', 'tap_flow', 'b')).toBe(b);
+  });
+});
+
+describe('statuses as the service lists them', () => {
+  it('hands out the same objects while nothing they derive from changed, and shows each change (a status, a silent agent, a write)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tapas-shown-'));
+    const store = new Store(dir);
+    try {
+      let clock = 0;
+      const book = new ObservationBook(() => clock);
+      const service = new TaasService(store, { hostId: 'h', quotas: DEFAULT_QUOTAS, desired: new LocalDesiredState(store), observations: book });
+      const admin: RequestContext = { projectId: 'p', roles: ['admin'] };
+      const a = service.createPort(admin, { interface: 'a0' });
+      const b = service.createPort(admin, { interface: 'b0' });
+      book.register({ host: 'h', datapath: 'packet' });
+      const seen = (id: string, status: 'ACTIVE' | 'DOWN', mac: string) => ({
+        kind: 'port' as const, id, status, reason: status === 'DOWN' ? 'interface is down' : null,
+        interface: { present: true, up: status === 'ACTIVE', running: true, mac, mtu: 1500 },
+      });
+      book.report({ host: 'h', revision: 1, observations: [seen(a.id, 'ACTIVE', '02:00:00:00:00:0a'), seen(b.id, 'ACTIVE', '02:00:00:00:00:0b')] });
+      const first = service.list('port', admin);
+      expect(first.map((port) => [port.status, port.mac_address])).toEqual([['ACTIVE', '02:00:00:00:00:0a'], ['ACTIVE', '02:00:00:00:00:0b']]);
+      clock += 1000;
+      book.update({ host: 'h', revision: 1, changed: [] });
+      expect(service.list('port', admin)).toBe(first);
+
+      book.update({ host: 'h', revision: 1, changed: [seen(b.id, 'DOWN', '02:00:00:00:00:0b')] });
+      const second = service.list('port', admin);
+      expect(second).not.toBe(first);
+      expect(second[0]).toBe(first[0]);
+      expect(second[1]).toMatchObject({ status: 'DOWN', status_reason: 'interface is down' });
+
+      clock += SILENT_AFTER_MS + 1;
+      expect(service.list('port', admin)[0]!.status_reason).toMatch(/^the agent on host h has not reported since/);
+      book.update({ host: 'h', revision: 1, changed: [] });
+      expect(service.list('port', admin)[0]).toMatchObject({ status: 'ACTIVE' });
+
+      service.update('port', admin, a.id, { name: 'renamed' });
+      expect(service.list('port', admin)[0]).toMatchObject({ name: 'renamed', status: 'ACTIVE' });
+    } finally {
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
