@@ -44,7 +44,9 @@ export class Metrics {
       return this.scraped;
     };
     const { registry } = this;
-    collectDefaultMetrics({ register: registry, prefix: 'tapas_process_' });
+    // The event loop lag is sampled every 100 ms, not prom-client's 10 ms: a timer every 10 ms
+    // woke the idle daemon 100 times a second (measured: 2 % of a core on a VM, 0.26 % at 100 ms).
+    collectDefaultMetrics({ register: registry, prefix: 'tapas_process_', eventLoopMonitoringPrecision: 100 });
 
     this.httpRequests = new Counter({
       name: 'tapas_http_requests_total',
