@@ -481,8 +481,12 @@ void Engine::health_tick(bool periodic, Clock::time_point& next_sweep) {
 }
 
 bool Engine::look_again(bool verified, const std::string& netns, const NetnsIdentity& identity, int ifindex,
-                        const std::string& ifname, const LinkChangeSet& changes, bool sweep) const {
-  if (sweep || !verified || !link_events_.covers(netns, identity)) return true;
+                        const std::string& ifname, const LinkChangeSet& changes, bool sweep,
+                        std::map<std::string, NetnsIdentity>& covered) const {
+  if (sweep || !verified) return true;
+  auto known = covered.find(netns);
+  if (known == covered.end()) known = covered.emplace(netns, link_events_.covered(netns)).first;
+  if (!identity.ok || !(known->second == identity)) return true;
   auto it = changes.find(netns);
   return it != changes.end() && it->second.touches(ifindex, ifname);
 }
@@ -527,12 +531,13 @@ void Engine::check_health(NamespaceLook* look, const LinkChangeSet& changes, boo
   }
 
   Updates updates(workers_.size());
+  std::map<std::string, NetnsIdentity> covered;
   for (auto& [id, slot] : sources_) {
     if (!slot->refused.empty() || !slot->open) continue;
     for (auto& lane : slot->lanes) {
       // The kernel drops a frame (and freezes a V3 queue) only when the ring
-      // is full: not while every block is the kernel's and the worker has
-      // read nothing since the last look.
+      // is full: not while the block the worker reads next is the kernel's
+      // and the worker has read nothing since the last look.
       const uint64_t packets = lane->counters.packets.get();
       if (!sweep && packets == lane->packets_at_statistics && !lane->ring->holds_frames()) continue;
       lane->packets_at_statistics = packets;
@@ -558,7 +563,8 @@ void Engine::check_health(NamespaceLook* look, const LinkChangeSet& changes, boo
       }
     }
     const RxRing& ring = *slot->lanes[0]->ring;
-    if (!look_again(slot->verified, slot->spec.netns, ring.netns_identity(), ring.ifindex(), slot->spec.ifname, changes, sweep)) {
+    if (!look_again(slot->verified, slot->spec.netns, ring.netns_identity(), ring.ifindex(), slot->spec.ifname, changes, sweep,
+                    covered)) {
       continue;
     }
     slot->verified = true;
@@ -597,7 +603,8 @@ void Engine::check_health(NamespaceLook* look, const LinkChangeSet& changes, boo
     const Sink& sink = *slot->lanes[0]->sink;
     // A tunnel's state costs nothing to read; a port's is read on word of a change to its interface.
     if (slot->spec.kind == SinkKind::Port &&
-        !look_again(slot->verified, slot->spec.netns, sink.netns_identity(), sink.ifindex(), slot->spec.ifname, changes, sweep)) {
+        !look_again(slot->verified, slot->spec.netns, sink.netns_identity(), sink.ifindex(), slot->spec.ifname, changes, sweep,
+                    covered)) {
       continue;
     }
     slot->verified = true;

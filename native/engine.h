@@ -112,8 +112,10 @@ class Engine {
   // every source's and sink's state, event or not.
   void check_health(NamespaceLook* look, const LinkChangeSet& changes, bool sweep);
   // Whether a source or sink must read its link state this tick.
+  // covered: what LinkEvents covers, by namespace, filled as asked (once per namespace and check).
   bool look_again(bool verified, const std::string& netns, const NetnsIdentity& identity, int ifindex,
-                  const std::string& ifname, const LinkChangeSet& changes, bool sweep) const;
+                  const std::string& ifname, const LinkChangeSet& changes, bool sweep,
+                  std::map<std::string, NetnsIdentity>& covered) const;
   void collect(EngineStats& stats) const;
 
   const RingSpec ring_;

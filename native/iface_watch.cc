@@ -103,9 +103,12 @@ void InterfaceWatch::observe(NamespaceLook& look, const LinkChangeSet* changes, 
     changes = nullptr;
     events = nullptr;
   }
+  // Nothing looked at again: the published results stand (and cost no copy).
+  bool looked = changes == nullptr;
   observed_.resize(entries_.size());
   identities_.resize(entries_.size());
   std::set<std::string> used;
+  std::map<std::string, bool> covered;  // by namespace: asked once per observe
   for (size_t i = 0; i < entries_.size(); ++i) {
     const Entry& entry = entries_[i];
     InterfaceStat& stat = observed_[i];
@@ -119,10 +122,15 @@ void InterfaceWatch::observe(NamespaceLook& look, const LinkChangeSet* changes, 
     used.insert(entry.spec.netns);
     Namespace& space = namespace_for(entry.spec.netns, look);
     // Kept as it was while no word came of it from a namespace the events cover.
-    if (events != nullptr && space.fd >= 0 && !space.made && events->covers(entry.spec.netns, space.identity)) {
+    auto known = events == nullptr ? covered.end() : covered.find(entry.spec.netns);
+    if (events != nullptr && known == covered.end()) {
+      known = covered.emplace(entry.spec.netns, space.fd >= 0 && !space.made && events->covers(entry.spec.netns, space.identity)).first;
+    }
+    if (events != nullptr && known->second) {
       auto it = changes->find(entry.spec.netns);
       if (it == changes->end() || !it->second.touches(stat.ifindex, entry.spec.ifname)) continue;
     }
+    looked = true;
     stat = InterfaceStat{};
     stat.id = entry.spec.id;
     identities_[i] = {};
@@ -144,16 +152,6 @@ void InterfaceWatch::observe(NamespaceLook& look, const LinkChangeSet* changes, 
     stat.ifindex = info.ifindex;
     if (space.identity.ok) identities_[i] = {space.identity, info.ifindex};
   }
-  std::vector<InterfaceStat> results = observed_;
-  // The first entry of each interface; a later one names it.
-  std::map<std::tuple<dev_t, ino_t, int>, size_t> first;
-  for (size_t i = 0; i < results.size(); ++i) {
-    results[i].same_as.clear();
-    const auto& [identity, ifindex] = identities_[i];
-    if (ifindex == 0) continue;
-    auto [it, added] = first.try_emplace({identity.dev, identity.ino, ifindex}, i);
-    if (!added) results[i].same_as = results[it->second].id;
-  }
   // Sockets in namespaces no longer watched would keep those namespaces alive.
   for (auto it = namespaces_.begin(); it != namespaces_.end();) {
     if (used.count(it->first) != 0) {
@@ -163,6 +161,17 @@ void InterfaceWatch::observe(NamespaceLook& look, const LinkChangeSet* changes, 
     }
     close_socket(it->second.fd);
     it = namespaces_.erase(it);
+  }
+  if (!looked) return;
+  std::vector<InterfaceStat> results = observed_;
+  // The first entry of each interface; a later one names it.
+  std::map<std::tuple<dev_t, ino_t, int>, size_t> first;
+  for (size_t i = 0; i < results.size(); ++i) {
+    results[i].same_as.clear();
+    const auto& [identity, ifindex] = identities_[i];
+    if (ifindex == 0) continue;
+    auto [it, added] = first.try_emplace({identity.dev, identity.ino, ifindex}, i);
+    if (!added) results[i].same_as = results[it->second].id;
   }
   std::lock_guard<std::mutex> lock(results_mu_);
   results_.swap(results);

@@ -186,9 +186,13 @@ LinkChangeSet LinkEvents::poll() {
 }
 
 bool LinkEvents::covers(const std::string& netns, const NetnsIdentity& identity) const {
+  return identity.ok && covered(netns) == identity;
+}
+
+NetnsIdentity LinkEvents::covered(const std::string& netns) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = spaces_.find(netns);
-  return it != spaces_.end() && it->second.fd >= 0 && it->second.polled && identity.ok && it->second.identity == identity;
+  return it != spaces_.end() && it->second.fd >= 0 && it->second.polled ? it->second.identity : NetnsIdentity{};
 }
 
 void LinkEvents::close() {

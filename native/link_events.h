@@ -61,6 +61,8 @@ class LinkEvents {
   // the polls: a socket there, polled at least once, in the namespace with
   // this identity. Otherwise the caller must look for itself.
   bool covers(const std::string& netns, const NetnsIdentity& identity) const;
+  // The identity covers() compares with; not ok when nothing is covered there.
+  NetnsIdentity covered(const std::string& netns) const;
   // Closes every socket (the descriptor below stays, for as long as this lives).
   void close();
   // Readable (poll) when a socket has something to say: to wait for it. -1 when it could not be made.

@@ -153,16 +153,11 @@ void RxRing::release_batch() {
     return;
   }
   __atomic_store_n(&current_block()->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
-  next_block_ = (next_block_ + 1) % block_count_;
+  next_block_.store((next_block_.load(std::memory_order_relaxed) + 1) % block_count_, std::memory_order_relaxed);
 }
 
 bool RxRing::holds_frames() const {
-  if (version_ != TPACKET_V3) return true;
-  for (uint32_t block = 0; block < block_count_; ++block) {
-    const auto* header = reinterpret_cast<const tpacket_block_desc*>(map_ + static_cast<size_t>(block) * block_size_);
-    if (user_owns(header)) return true;
-  }
-  return false;
+  return version_ != TPACKET_V3 || map_ == nullptr || user_owns(current_block());
 }
 
 RingStatistics RxRing::take_statistics() {

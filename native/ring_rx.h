@@ -6,6 +6,7 @@
 
 #include <linux/if_packet.h>
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 
@@ -75,10 +76,10 @@ class RxRing {
 
   // Drops and freezes since the last call (the kernel resets on read).
   RingStatistics take_statistics();
-  // Whether a batch is the reader's (handed over and not released): the
-  // kernel can only drop while it has no room, which needs one. Any thread
-  // may ask (it reads the ring's status words); always true for TPACKET_V2,
-  // whose thousand frame slots are not worth the scan.
+  // Whether the next block to read is the reader's (handed over, not yet
+  // read and released): the kernel drops only while the ring is full, and
+  // then that block is the reader's until the reader reads it. Any thread may
+  // ask (one status word); always true for TPACKET_V2.
   bool holds_frames() const;
   LinkState link_state() const { return bound_link_state(fd_, ifindex_); }
   // The namespace the socket was opened in (it keeps that namespace alive), and the interface it is bound to.
@@ -87,7 +88,7 @@ class RxRing {
 
  private:
   tpacket_block_desc* current_block() const {
-    return reinterpret_cast<tpacket_block_desc*>(map_ + static_cast<size_t>(next_block_) * block_size_);
+    return reinterpret_cast<tpacket_block_desc*>(map_ + static_cast<size_t>(next_block_.load(std::memory_order_relaxed)) * block_size_);
   }
   tpacket2_hdr* frame_at(uint32_t index) const {
     return reinterpret_cast<tpacket2_hdr*>(map_ + static_cast<size_t>(index) * frame_size_);
@@ -106,7 +107,8 @@ class RxRing {
   size_t map_size_ = 0;
   uint32_t block_size_ = 0;
   uint32_t block_count_ = 0;
-  uint32_t next_block_ = 0;
+  // The next V3 block to read: written by the worker, read by holds_frames too.
+  std::atomic<uint32_t> next_block_{0};
   uint32_t frame_size_ = 0;  // V2
   uint32_t frame_count_ = 0;
   uint32_t next_frame_ = 0;
