@@ -78,6 +78,9 @@ export const EXTENSIONS = [
 
 const DEFAULT_BODY_LIMIT = 64 * 1024;
 
+/** A whole list's reply body, by the (shared, frozen) list the service handed out. */
+const LIST_BODIES = new WeakMap<object, Buffer>();
+
 export function buildApi(options: ApiOptions): FastifyInstance {
   const { service, metrics } = options;
   const app = Fastify({
@@ -169,8 +172,19 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       app.get<{ Querystring: Query }>(path, {
         config: authenticated,
         schema: { response: { 200: listReplySchema(kind), ...replyErrors } },
-      }, async (request) => {
-        const views = service.list(kind, request.context).map((resource) => toView(kind, resource));
+      }, async (request, reply) => {
+        const shown = service.list(kind, request.context);
+        // The whole list, as asked again and again (dashboards, agents' pollers): serialized once
+        // for as long as the service hands out the same list (nothing in it changed).
+        if (Object.keys(request.query).length === 0) {
+          let body = LIST_BODIES.get(shown);
+          if (!body) {
+            body = Buffer.from(reply.serialize({ [plural]: shown.map((resource) => toView(kind, resource)) }) as string);
+            LIST_BODIES.set(shown, body);
+          }
+          return reply.type('application/json; charset=utf-8').send(body);
+        }
+        const views = shown.map((resource) => toView(kind, resource));
         const page = queryViews(kind, views, request.query);
         if (page.nextMarker === undefined) return { [plural]: page.items };
         const next = new URL(`${baseUrl(request)}${request.url}`);

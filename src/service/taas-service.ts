@@ -72,6 +72,8 @@ export class TaasService {
   private readonly deletedAt = new Map<string, number>();
   private readonly purged = new EventEmitter();
   private lastStatusView: { ports: readonly Port[]; services: readonly TapService[]; view: StatusView } | undefined;
+  /** Per kind and project, a member's share of shownAll, and of which. */
+  private readonly projectLists = new Map<string, { all: readonly object[]; visible: readonly object[] }>();
   /** Per kind, the resources with their statuses as last derived, and from what. */
   private readonly shown = new Map<ResourceKind, {
     records: ReadonlyArray<ResourceOf[ResourceKind]>; ports: readonly Port[]; services: readonly TapService[]; key: string;
@@ -93,7 +95,15 @@ export class TaasService {
   /** Every resource of a kind the caller may see, oldest first, with its status. Shared and frozen: copy to change. */
   list<K extends ResourceKind>(kind: K, context: RequestContext): Array<Shown<K>> {
     const all = this.shownAll(kind);
-    return isAdmin(context) ? all : all.filter((resource) => resource.project_id === context.projectId);
+    if (isAdmin(context)) return all;
+    // A project's share, the same array while the whole is (a reader may key on it).
+    const key = `${kind}/${context.projectId}`;
+    const known = this.projectLists.get(key);
+    if (known?.all === all) return known.visible as Array<Shown<K>>;
+    const visible = Object.freeze(all.filter((resource) => resource.project_id === context.projectId)) as Array<Shown<K>>;
+    if (this.projectLists.size >= 256) this.projectLists.clear();
+    this.projectLists.set(key, { all, visible });
+    return visible;
   }
 
   /**

@@ -118,6 +118,28 @@ describe('TaaS API', () => {
     expect((await api.get(`${TS}?colour=blue`)).status).toBe(400);
   });
 
+  it('answers a whole list (kept serialized while nothing changed) as it answers the same list through a query', async () => {
+    const port = await newPort('whole');
+    // Statuses change as the agent reports: compare lists read back to back until two agree.
+    const same = async () => {
+      for (let tries = 0; ; tries += 1) {
+        const whole = await api.get('/v2.0/ports');
+        // limit=0 is no limit: the same list, made and serialized for this request.
+        const made = await api.get('/v2.0/ports?limit=0');
+        if (JSON.stringify(whole.body) === JSON.stringify(made.body) || tries === 50) {
+          expect(whole.headers.get('content-type')).toBe('application/json; charset=utf-8');
+          expect(whole.body).toEqual(made.body);
+          return whole.body;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    };
+    await same();
+    await api.request('PUT', `/v2.0/ports/${port.id}`, { port: { name: 'whole-renamed' } });
+    const renamed = await same();
+    expect(renamed.ports.find((p: { id: string }) => p.id === port.id).name).toBe('whole-renamed');
+  });
+
   it('creates tap flows with direction and a validated vlan_filter, under both spellings', async () => {
     const monitor = await newPort();
     const vm = await newPort();
