@@ -536,10 +536,12 @@ void Engine::check_health(NamespaceLook* look, const LinkChangeSet& changes, boo
     if (!slot->refused.empty() || !slot->open) continue;
     for (auto& lane : slot->lanes) {
       // The kernel drops a frame (and freezes a V3 queue) only when the ring
-      // is full: not while the block the worker reads next is the kernel's
-      // and the worker has read nothing since the last look.
+      // is full: frames came, so the worker read some since the last look, or
+      // it is stuck with the ring full and the block it reads next handed
+      // over (looked at on the ticks that refresh the interfaces: a page of
+      // each ring every tick costs more than the rest of the check).
       const uint64_t packets = lane->counters.packets.get();
-      if (!sweep && packets == lane->packets_at_statistics && !lane->ring->holds_frames()) continue;
+      if (!sweep && packets == lane->packets_at_statistics && (look == nullptr || !lane->ring->holds_frames())) continue;
       lane->packets_at_statistics = packets;
       RingStatistics stats = lane->ring->take_statistics();
       lane->counters.capture_drops.add(stats.drops);
