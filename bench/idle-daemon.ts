@@ -181,7 +181,7 @@ function cpuSample(pid: number): { seconds: number; schedNs: number; threads: Ma
   const threads = new Map<string, { seconds: number; count: number }>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
-      // Threads are not named apart (the engine's workers are "node" too): the event loop is the one whose id is the pid.
+      // The event loop is the thread whose id is the pid; the engine names its own (tapas-worker, tapas-health).
       const name = Number(tid) === pid ? 'event loop' : `${readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim()} (other)`;
       const entry = threads.get(name) ?? { seconds: 0, count: 0 };
       entry.seconds += statCpuSeconds(`/proc/${pid}/task/${tid}/stat`);

@@ -1,6 +1,7 @@
 #include "engine.h"
 
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -39,12 +40,20 @@ constexpr size_t kMaxParallelSocketCalls = 32;
 // Every TPACKET_V3 ring runs a kernel timer that fires once per block timeout,
 // traffic or not, and each firing with a frame waiting retires a block and
 // wakes the worker. Past a few dozen quiet sources those firings cost more
-// CPU than the frames (3.5x per packet at 256 sources and 1 ms), so sources
-// whose plan leaves the timeout open share a budget of about 32 firings per
-// millisecond, at the price of up to 8 ms of added latency.
+// CPU than the frames (3.5x per packet at 256 sources and 1 ms; at 1,000
+// sources and 8 ms, 70,000 timer softirqs a second took a fifth of this
+// 2-core host while nothing was mirrored), so sources whose plan leaves the
+// timeout open share a budget of about 32 firings per millisecond: 1 ms up to
+// 32 sources, 8 ms at 256, 32 ms at 1,000, at most kLongestMs. That is the
+// added latency of a frame that does not fill a block (tcpdump's own is up to
+// 1 s).
+//
+// A ring's timeout is fixed when it is opened, and flows come one by one: so
+// the count is the larger of the sources and the interfaces the plan watches
+// (the host's ports, registered before their flows), not the sources alone.
 uint32_t default_block_timeout_ms(size_t sources) {
   constexpr size_t kFiringsPerMs = 32;
-  constexpr size_t kLongestMs = 8;
+  constexpr size_t kLongestMs = 100;
   return static_cast<uint32_t>(std::clamp<size_t>((sources + kFiringsPerMs - 1) / kFiringsPerMs, 1, kLongestMs));
 }
 
@@ -110,7 +119,10 @@ Engine::Engine(const EngineOptions& options)
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) throw std::runtime_error(std::string("cannot start the engine: eventfd: ") + std::strerror(errno));
   try {
-    health_thread_ = std::thread([this] { health_loop(); });
+    health_thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "tapas-health");
+      health_loop();
+    });
   } catch (const std::system_error& error) {
     ::close(wake_fd_);
     throw std::runtime_error(std::string("cannot start the health thread: ") + error.what());
@@ -309,6 +321,7 @@ void Engine::run_plan() {
   }
   size_t runnable_sources = 0;
   for (const SourceSpec& spec : plan.sources) runnable_sources += verdict.sources.count(spec.id) == 0 ? 1 : 0;
+  const size_t expected_sources = std::max(runnable_sources, plan.interfaces.size());
   std::vector<SourceSlot*> sources_to_open;
   std::map<std::string, SourceSlot*> source_by_id;
   for (const SourceSpec& spec : plan.sources) {
@@ -338,7 +351,7 @@ void Engine::run_plan() {
       // Decided once per opening by apply; a re-open after the interface returns keeps it.
       slot->block_timeout_ms.store(ring_.version == 2             ? 0
                                    : ring_.block_timeout_ms != 0 ? ring_.block_timeout_ms
-                                                                 : default_block_timeout_ms(runnable_sources),
+                                                                 : default_block_timeout_ms(expected_sources),
                                    std::memory_order_relaxed);
       sources_to_open.push_back(slot);
     }
@@ -532,16 +545,21 @@ void Engine::check_health(NamespaceLook* look, const LinkChangeSet& changes, boo
 
   Updates updates(workers_.size());
   std::map<std::string, NetnsIdentity> covered;
+  std::vector<bool> worker_asleep(workers_.size());
+  for (size_t w = 0; w < workers_.size(); ++w) worker_asleep[w] = workers_[w]->asleep();
   for (auto& [id, slot] : sources_) {
     if (!slot->refused.empty() || !slot->open) continue;
-    for (auto& lane : slot->lanes) {
+    for (size_t w = 0; w < slot->lanes.size(); ++w) {
+      auto& lane = slot->lanes[w];
       // The kernel drops a frame (and freezes a V3 queue) only when the ring
       // is full: frames came, so the worker read some since the last look, or
       // it is stuck with the ring full and the block it reads next handed
-      // over (looked at on the ticks that refresh the interfaces: a page of
-      // each ring every tick costs more than the rest of the check).
+      // over. That block is looked at on the periodic ticks only, and not
+      // while the worker sleeps (then it has read every block it was given):
+      // a page of each of a thousand idle rings was most of an idle check.
       const uint64_t packets = lane->counters.packets.get();
-      if (!sweep && packets == lane->packets_at_statistics && (look == nullptr || !lane->ring->holds_frames())) continue;
+      const bool may_hold_frames = look != nullptr && !(w < worker_asleep.size() && worker_asleep[w]) && lane->ring->holds_frames();
+      if (!sweep && packets == lane->packets_at_statistics && !may_hold_frames) continue;
       lane->packets_at_statistics = packets;
       RingStatistics stats = lane->ring->take_statistics();
       lane->counters.capture_drops.add(stats.drops);

@@ -4,6 +4,7 @@
 // and only handed over, or taken back, between two ring blocks.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -51,6 +52,10 @@ class Worker {
   // Blocks until the worker thread has applied the update.
   void install(WorkerUpdate& update);
   void stop();
+  // Waiting for the kernel with nothing left to read: none of its rings holds
+  // a block it was handed (any thread may ask; the health check does, to
+  // skip looking into a thousand idle rings).
+  bool asleep() const { return asleep_.load(std::memory_order_acquire); }
 
  private:
   void guarded_run();
@@ -75,6 +80,7 @@ class Worker {
   std::condition_variable mailbox_cv_;
   WorkerUpdate* pending_ = nullptr;
   bool stopping_ = false;
+  std::atomic<bool> asleep_{false};
   std::thread thread_;
 };
 

@@ -303,7 +303,7 @@ export function registerMirror(program: Command): void {
     .option('--ring-block-size <BYTES>', 'ring block size, a power of two >= 65536', positiveInteger('--ring-block-size'), 131072)
     .option('--ring-blocks <N>', 'ring blocks per source', positiveInteger('--ring-blocks'), 16)
     .option('--ring-timeout-ms <MS>', 'how long a partly filled block waits (default: 1 ms, ' +
-      'and 1 ms more per 32 sources up to 8: every ring has a block timer)', positiveInteger('--ring-timeout-ms'))
+      'and 1 ms more per 32 sources up to 100: every ring has a block timer)', positiveInteger('--ring-timeout-ms'))
     .addOption(new Option('--priority <LEVEL>', 'scheduling of the capture threads: nice 0, nice -10, or SCHED_FIFO')
       .choices([...WORKER_PRIORITIES]).default('high'))
     .option('--low-latency', 'hand each frame over at once (TPACKET_V2) instead of in blocks: sub-millisecond ' +

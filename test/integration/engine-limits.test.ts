@@ -64,7 +64,7 @@ describe.skipIf(!netnsAvailable)(`oversize frames and several workers (${netnsSk
     }
   });
 
-  it('the default block timeout grows with the number of sources; a set one, or TPACKET_V2, is kept', async () => {
+  it('the default block timeout grows with the number of sources or watched ports; a set one, or TPACKET_V2, is kept', async () => {
     // 40 sources: 1 ms per started 32, so 2 ms. The engine's ring option wins, and V2 rings have none.
     const links = Array.from({ length: 40 }, (_, i) => `link add name many${i} type veth peer name peer${i}`);
     const ups = Array.from({ length: 40 }, (_, i) => `link set dev many${i} up`);
@@ -87,6 +87,9 @@ describe.skipIf(!netnsAvailable)(`oversize frames and several workers (${netnsSk
     expect(await timeouts(new Engine({ ring: { blockTimeoutMs: 1 } }), many)).toEqual(new Set([1]));
     // One source alone: 1 ms; TPACKET_V2: none.
     expect(await timeouts(new Engine(), plan())).toEqual(new Set([1]));
+    // One source on a host with 100 watched ports (their flows come later, into rings already open): 4 ms.
+    const watched = Array.from({ length: 100 }, (_, i) => ({ id: `port${i}`, ifname: `many${i % 40}`, netns: host }));
+    expect(await timeouts(new Engine(), { ...plan(), interfaces: watched })).toEqual(new Set([4]));
     expect(await timeouts(new Engine({ ring: { version: 2 } }), plan())).toEqual(new Set([0]));
   });
 
