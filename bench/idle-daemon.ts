@@ -38,6 +38,8 @@ interface Options {
   ports: number;
   services: number;
   seconds: number;
+  /** Wait this long after the flows are ACTIVE before the idle window. */
+  settleSeconds: number;
   requests: number;
   dist: string;
   out?: string;
@@ -55,6 +57,8 @@ function usage(message?: string): never {
   --ports N       tap flow sources (default 200, at most ${MAX_PORTS}); N tap flows
   --services M    tap service ports (default max(1, N/20)); flows are spread over them
   --seconds S     length of each measurement window, idle and requests (default 20)
+  --settle S      wait S seconds once the flows are ACTIVE before the idle window (default 3;
+                  some 30 s let V8 finish the collections that follow registering everything)
   --requests R    sequential GETs per endpoint in the requests window (default 200)
   --dist DIR      the build to run: DIR/cli/main.js serve (default ${join(ROOT, 'dist')})
   --out FILE      write the results as JSON there
@@ -77,6 +81,7 @@ function parseOptions(argv: string[]): Options {
   let ports = 200;
   let services: number | undefined;
   let seconds = 20;
+  let settleSeconds = 3;
   let requests = 200;
   let dist = join(ROOT, 'dist');
   let out: string | undefined;
@@ -96,6 +101,7 @@ function parseOptions(argv: string[]): Options {
     if (arg === '--ports') ports = int(arg, value(), 1, MAX_PORTS);
     else if (arg === '--services') services = int(arg, value(), 1, MAX_PORTS);
     else if (arg === '--seconds') seconds = int(arg, value(), 1, 3600);
+    else if (arg === '--settle') settleSeconds = int(arg, value(), 0, 3600);
     else if (arg === '--requests') requests = int(arg, value(), 1, 100_000);
     else if (arg === '--dist') dist = resolve(value());
     else if (arg === '--out') out = resolve(value());
@@ -111,7 +117,7 @@ function parseOptions(argv: string[]): Options {
   services ??= Math.max(1, Math.floor(ports / 20));
   if (services > ports) usage('--services cannot exceed --ports');
   if (!existsSync(join(dist, 'cli', 'main.js'))) usage(`${dist}/cli/main.js does not exist: build it (npm run build) or pass --dist`);
-  return { ports, services, seconds, requests, dist, ...(out ? { out } : {}), ...(log ? { log } : {}), timeoutSeconds, concurrency, interfacesLate, nodeFlags };
+  return { ports, services, seconds, settleSeconds, requests, dist, ...(out ? { out } : {}), ...(log ? { log } : {}), timeoutSeconds, concurrency, interfacesLate, nodeFlags };
 }
 
 // ---------------------------------------------------------------- HTTP
@@ -280,7 +286,7 @@ interface Results {
   tapas: { dist: string; commit: string };
   machine: { cpu: string; cores: number; kernel: string; loadBefore: string; loadAfter?: string };
   settings: {
-    ports: number; services: number; flows: number; seconds: number; requestsPerEndpoint: number; timeoutSeconds: number;
+    ports: number; services: number; flows: number; seconds: number; settleSeconds: number; requestsPerEndpoint: number; timeoutSeconds: number;
     registerConcurrency: number; interfacesLate: boolean; nodeFlags: string[];
   };
   setup: {
@@ -409,7 +415,7 @@ async function main(): Promise<void> {
       loadBefore: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
     },
     settings: {
-      ports: n, services: m, flows: n, seconds: options.seconds, requestsPerEndpoint: options.requests, timeoutSeconds: options.timeoutSeconds,
+      ports: n, services: m, flows: n, seconds: options.seconds, settleSeconds: options.settleSeconds, requestsPerEndpoint: options.requests, timeoutSeconds: options.timeoutSeconds,
       registerConcurrency: options.concurrency, interfacesLate: options.interfacesLate, nodeFlags: options.nodeFlags,
     },
     setup: {
@@ -529,7 +535,7 @@ async function main(): Promise<void> {
     say(`flows ${JSON.stringify(results.setup.flowStatuses)} after ${results.setup.activeSeconds} s from the first POST`);
 
     // Let the last reconciles and the status writes finish, then the idle window: nobody asks anything.
-    await sleep(3000);
+    await sleep(options.settleSeconds * 1000);
     say(`idle window: ${options.seconds} s`);
     const hostBefore = hostSample();
     let before = cpuSample(pid);
