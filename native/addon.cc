@@ -525,7 +525,6 @@ Napi::Value ParseTunnelPacket(const Napi::CallbackInfo& info) {
     Napi::Object result = Napi::Object::New(env);
     if (status != encap::ParseStatus::Ok) {
       result.Set("error", encap::parse_status_name(status));
-      result.Set("kind", kind_name(packet.type));
       return result;
     }
     result.Set("kind", kind_name(packet.type));

@@ -276,7 +276,7 @@ export interface NativeAddon {
   encapsulate(options: TunnelHeaderOptions & { sequence?: number; maxInner?: number; direction?: 'IN' | 'OUT'; timestamp?: number },
     frame: Buffer): Buffer;
   /** Decodes a GRE packet (ipv4: an IPv4 packet carrying one; vxlan: a UDP payload); never throws on bad input. */
-  parseTunnelPacket(packet: Buffer, options?: { ipv4?: boolean; vxlan?: boolean }): DecodedTunnelPacket | { error: string; kind: string };
+  parseTunnelPacket(packet: Buffer, options?: { ipv4?: boolean; vxlan?: boolean }): DecodedTunnelPacket | { error: string };
   /** OpenStack's ERSPAN index for a tunnel id: its decimal digits read as hex (102 -> 0x102). */
   erspanIndexFor(tunnelId: number): number;
 }
