@@ -1,9 +1,11 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { Collector } from '../../src/engine/collector.js';
 import { Engine, type Plan, type SinkPlan } from '../../src/engine/engine.js';
 import { makeFrame } from '../helpers/frames.js';
-import { Lab, netnsAvailable, netnsSkipReason } from '../helpers/netns.js';
+import { Lab, netnsAvailable, netnsSkipReason, sleep } from '../helpers/netns.js';
+import { readPcap } from '../helpers/pcap.js';
 import { tsharkFields, tunnelPackets, vxlanPackets, writePcap } from './tunnel-decode.js';
 
 const VM_MAC = '02:00:00:00:0e:01';
@@ -230,5 +232,21 @@ describe.skipIf(!netnsAvailable)(`ERSPAN III, VXLAN and BOTH on the wire (${netn
     expect(erspan).toEqual(Array(2).fill({ 'ipv6.dst': COLLECTOR6, 'erspan.version': '2', 'erspan.spanid': '600', 'erspan.direction': '0' }));
     const vxlan = await tsharkFields(pcap, ['ipv6.dst', 'vxlan.vni'], 'vxlan');
     expect(vxlan).toEqual(Array(2).fill({ 'ipv6.dst': COLLECTOR6, 'vxlan.vni': '600' }));
+
+    // And the collector terminates both over IPv6 (its AF_INET6 raw and UDP sockets).
+    const collected = join(lab.dir, 'collected6.pcap');
+    const collector6 = new Collector({ netns: collector, session: 600, vni: 600, pcapPath: collected });
+    const moreToVm = frames('c6-i', 2, true);
+    const moreFromVm = frames('c6-o', 3, false);
+    try {
+      await lab.sendFrames(host, 'vmh', moreToVm);
+      await lab.sendFrames(vm, 'vm0', moreFromVm);
+      await sleep(300);
+    } finally {
+      const stats = collector6.close();
+      expect(stats).toMatchObject({ received: 5, accepted: 5, malformed: 0, written: 5 });
+      expect(stats.acceptedByType).toMatchObject({ erspanIII: 2, vxlan: 3 });
+    }
+    expect(hex(readPcap(collected)).sort()).toEqual(hex([...moreToVm, ...moreFromVm]).sort());
   });
 });
