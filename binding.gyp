@@ -6,6 +6,7 @@
         "native/addon.cc",
         "native/collector.cc",
         "native/encap.cc",
+        "native/encap_vxlan.cc",
         "native/engine.cc",
         "native/frame.cc",
         "native/iface.cc",
