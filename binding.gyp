@@ -15,6 +15,7 @@
         "native/netns.cc",
         "native/plan.cc",
         "native/own_traffic.cc",
+        "native/pcap_rotation.cc",
         "native/pcap_writer.cc",
         "native/ring_rx.cc",
         "native/sink.cc",

@@ -119,6 +119,23 @@ class Fields {
   std::string where_;
 };
 
+// A pcap rotation, `rotation: { size, seconds, files }` (size in millions of
+// bytes, as tcpdump's -C), of the collector's options and of a file sink.
+RotationSpec to_rotation(const Fields& owner, const std::string& where, std::string path) {
+  RotationSpec rotation;
+  rotation.path = std::move(path);
+  Napi::Value value = owner.get("rotation");
+  if (value.IsUndefined()) return rotation;
+  if (!value.IsObject() || value.IsArray()) throw owner.error("rotation", "must be an object, not " + shown(value));
+  const Fields fields(value.As<Napi::Object>(), "the rotation of " + where);
+  if (fields.has("size")) rotation.max_bytes = uint64_t{fields.integer("size", 1, 1000000)} * 1000000;
+  if (fields.has("seconds")) rotation.seconds = fields.integer("seconds", 1, 31622400);
+  if (fields.has("files")) rotation.max_files = fields.integer("files", 1, 1000000);
+  std::string problem = check_rotation(rotation);
+  if (!problem.empty()) throw Napi::TypeError::New(value.Env(), "the rotation of " + where + ": " + problem);
+  return rotation;
+}
+
 // Calls each(Fields) for every entry of plan.name, each an object.
 template <typename Each>
 void for_each_entry(const Fields& plan, const char* name, Each&& each) {
@@ -598,6 +615,7 @@ class NativeCollector : public Napi::ObjectWrap<NativeCollector> {
     if (options.has("vni")) spec.vni = options.integer("vni", 0, encap::kVxlanMaxVni);
     if (options.has("udpPort")) spec.udp_port = static_cast<uint16_t>(options.integer("udpPort", 1, 65535));
     spec.pcap_path = options.string("pcapPath", false);
+    if (!spec.pcap_path.empty() || options.has("rotation")) spec.rotation = to_rotation(options, "the collector options", spec.pcap_path);
     spec.to_ifname = options.interface_name("toIfname", false);
     spec.to_netns = options.netns("toNetns");
     guarded(env, "cannot start the collector", [&] {
@@ -636,6 +654,10 @@ class NativeCollector : public Napi::ObjectWrap<NativeCollector> {
       result.Set("writtenBytes", number(c.written_bytes));
       result.Set("outputErrors", number(c.output_errors));
       result.Set("oversize", number(c.oversize));
+      if (const RotationCounters* files = collector_.rotation_counters()) {
+        result.Set("filesOpened", number(files->files_opened));
+        result.Set("filesRemoved", number(files->files_removed));
+      }
       return result;
     });
   }

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "netns.h"
-#include "pcap_writer.h"
+#include "pcap_rotation.h"
 #include "sink_port.h"
 
 namespace tapas {
@@ -34,7 +34,7 @@ struct Collector::Runtime {
     bool vxlan;
   };
   std::vector<Listener> sockets;
-  PcapWriter pcap;
+  std::unique_ptr<PcapRotation> pcap;
   SinkCounters port_counters;
   std::unique_ptr<PortSink> port;
   std::vector<uint8_t> buffers = std::vector<uint8_t>(kBatch * kBufferSize);
@@ -143,7 +143,12 @@ std::string Collector::start(const CollectorSpec& spec) {
   }
 
   if (!spec.pcap_path.empty()) {
-    std::string error = runtime->pcap.open(spec.pcap_path);
+    RotationSpec rotation = spec.rotation;
+    rotation.path = spec.pcap_path;
+    runtime->pcap = std::make_unique<PcapRotation>(rotation);
+    timespec now{};
+    clock_gettime(CLOCK_REALTIME, &now);
+    std::string error = runtime->pcap->open(now);
     if (!error.empty()) return error;
   } else {
     SinkSpec port;
@@ -183,7 +188,12 @@ void Collector::stop() {
     (void)!write(runtime_->wake_fd, &one, sizeof one);
     thread_.join();
   }
-  if (runtime_) runtime_->pcap.flush();
+  // Closed, not only flushed: the last file is complete once stop() returns.
+  if (runtime_ && runtime_->pcap) runtime_->pcap->close();
+}
+
+const RotationCounters* Collector::rotation_counters() const {
+  return runtime_ && runtime_->pcap ? &runtime_->pcap->counters() : nullptr;
 }
 
 void Collector::run() {
@@ -238,7 +248,7 @@ void Collector::run() {
             frame.data = packet.inner;
             frame.captured_length = frame.wire_length = inner_length;
             if (rt.port->enqueue(frame) == Enqueued::Oversize) counters_.oversize.add(1);
-          } else if (rt.pcap.write(now, packet.inner, inner_length, inner_length)) {
+          } else if (rt.pcap->write(now, packet.inner, inner_length, inner_length)) {
             counters_.written.add(1);
             counters_.written_bytes.add(inner_length);
           } else {
@@ -255,7 +265,7 @@ void Collector::run() {
           counters_.written_bytes.add(rt.port_counters.bytes.get() - bytes_before);
           counters_.output_errors.add(rt.port_counters.errors.get() - errors_before);
         } else {
-          rt.pcap.flush();
+          rt.pcap->flush();
         }
         if (received < kBatch) break;
       }

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "encap.h"
+#include "pcap_rotation.h"
 #include "status.h"
 
 namespace tapas {
@@ -31,7 +32,8 @@ struct CollectorSpec {
   // when a VNI or a port is given, or nothing is selected; the raw GRE
   // sockets unless only a VNI is.
   std::optional<uint16_t> udp_port;
-  std::string pcap_path;  // write inner frames here, or
+  std::string pcap_path;  // write inner frames here (rotated as `rotation` says), or
+  RotationSpec rotation;  // its path is pcap_path
   std::string to_ifname;  // send them out of this interface
   std::string to_netns;   // the interface's namespace; empty: netns
 };
@@ -65,6 +67,8 @@ class Collector {
   // Stops receiving and flushes the output. Counters stay readable.
   void stop();
   const CollectorCounters& counters() const { return counters_; }
+  // The pcap files' counters (files opened and removed); null when writing to an interface.
+  const RotationCounters* rotation_counters() const;
 
  private:
   struct Runtime;

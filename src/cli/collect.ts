@@ -10,15 +10,15 @@ import { isIP } from 'node:net';
 import { Collector, type CollectorOptions, type CollectorStats } from '../engine/collector.js';
 import { UsageError } from './errors.js';
 import { parseInterfaceRef } from './mirror.js';
+import { addPcapOptions, filesSummary, PCAP_HELP, pcapRotation, type PcapCliOptions } from './pcap-options.js';
 
-interface CollectOptions {
+interface CollectOptions extends PcapCliOptions {
   netns?: string;
   listen?: string;
   key?: number;
   session?: number;
   vni?: number;
   udpPort?: number;
-  write?: string;
   to?: string;
   duration?: number;
   format: 'table' | 'json';
@@ -49,7 +49,7 @@ function summary(stats: CollectorStats, seconds: number): string {
     `  accepted ${stats.accepted}` + (accepted.length ? ` (${accepted.join(', ')})` : '') +
       `, other tunnels ${stats.filtered}, malformed ${stats.malformed}` +
       (reasons.length ? ` (${reasons.join(', ')}; by type: ${types.join(', ')})` : ''),
-    `  written ${stats.written}` + (stats.truncated ? `, ${stats.truncated} truncated by the sender` : '') +
+    `  written ${stats.written}` + filesSummary(stats.filesOpened, stats.filesRemoved) + (stats.truncated ? `, ${stats.truncated} truncated by the sender` : '') +
       (stats.outputErrors ? `, ${stats.outputErrors} output errors` : '') +
       (stats.oversize ? `, ${stats.oversize} too large for the interface` : ''),
   ].join('\n');
@@ -59,6 +59,7 @@ async function runCollect(options: CollectOptions): Promise<void> {
   if ((options.write === undefined) === (options.to === undefined)) {
     throw new UsageError('give exactly one of -w FILE or --to IF');
   }
+  const rotation = pcapRotation(options);
   if (options.listen !== undefined && isIP(options.listen) === 0) {
     throw new UsageError(`--listen must be an IPv4 or IPv6 address, not '${options.listen}'`);
   }
@@ -72,6 +73,7 @@ async function runCollect(options: CollectOptions): Promise<void> {
   };
   if (options.write !== undefined) {
     collectorOptions.pcapPath = options.write;
+    if (rotation && Object.keys(rotation).length > 0) collectorOptions.rotation = rotation;
   } else {
     const output = parseInterfaceRef(options.to!);
     collectorOptions.toIfname = output.ifname;
@@ -115,7 +117,7 @@ async function runCollect(options: CollectOptions): Promise<void> {
 }
 
 export function registerCollect(program: Command): void {
-  program
+  const command = program
     .command('collect')
     .summary('terminate GRE/ERSPAN/VXLAN tap mirrors in user space: to a pcap file or an interface')
     .description(
@@ -131,8 +133,8 @@ export function registerCollect(program: Command): void {
     .option('--key <K>', 'accept GRE packets with this key (the tunnel id)', integerIn('--key', 0xffffffff))
     .option('--session <S>', 'accept ERSPAN (type II or III) packets of this session id', integerIn('--session', 1023))
     .option('--vni <N>', 'accept VXLAN packets of this VNI', integerIn('--vni', 0xffffff))
-    .option('--udp-port <P>', 'VXLAN\'s UDP port (default 4789)', portNumber('--udp-port'))
-    .option('-w, --write <FILE>', 'write the inner frames to this pcap file')
+    .option('--udp-port <P>', 'VXLAN\'s UDP port (default 4789)', portNumber('--udp-port'));
+  addPcapOptions(command, 'the inner frames')
     .option('-t, --to <IF[@NETNS]>', 'send the inner frames out of this interface (default namespace: --netns)')
     .option('--duration <SECONDS>', 'stop after this many seconds', integerIn('--duration', 1e6))
     .addOption(new Option('-f, --format <FORMAT>', 'output of the final counters').choices(['table', 'json']).default('table'))
@@ -141,10 +143,13 @@ With none of --key, --session and --vni every tunnel is accepted (GRE and ERSPAN
 VXLAN on UDP port 4789 or --udp-port); with several, any of them. Only --vni (or --udp-port with a
 selection of GRE/ERSPAN): the UDP socket is opened; only --key/--session: the raw sockets only.
 ERSPAN III's optional platform subheader (O=1) is skipped.
+${PCAP_HELP}
 
 Examples:
   tapas collect --netns collector --session 101 -w mirror.pcap
   tapas collect --netns collector --vni 5000 --udp-port 4790 -w vxlan.pcap
+  tapas collect --session 101 -w /var/tmp/span.pcap -C 100 -W 10   # span.pcap0..span.pcap9, 100 MB each
+  tapas collect --key 102 -w gre.pcap -G 60                          # gre.pcap0, gre.pcap1, ... one a minute
   tapas collect --key 102 --to mon0 --duration 60 -f json
 
 Needs CAP_NET_RAW (and CAP_SYS_ADMIN to enter a network namespace): run as root.`)

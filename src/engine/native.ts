@@ -223,8 +223,9 @@ export interface CollectorOptions {
   vni?: number;
   /** VXLAN's UDP port (default 4789); the UDP socket is opened with vni, udpPort, or no selection. */
   udpPort?: number;
-  /** Write inner frames to this pcap file ... */
+  /** Write inner frames to this pcap file (rotated as `rotation` says) ... */
   pcapPath?: string;
+  rotation?: PcapRotation;
   /** ... or send them out of this interface (in toNetns, default netns). */
   toIfname?: string;
   toNetns?: string;
@@ -252,6 +253,23 @@ export interface CollectorStats {
   outputErrors: number;
   /** Frames too large for the output interface. */
   oversize: number;
+  /** With pcapPath: pcap files opened, and removed to keep rotation.files of them. */
+  filesOpened?: number;
+  filesRemoved?: number;
+}
+
+/**
+ * How a pcap output rotates, as tcpdump's -C, -G and -W (docs/engine.md,
+ * "File sinks and rotation"): with size or seconds every file is numbered,
+ * FILE0, FILE1, ...; with files COUNT the numbers go round 0..COUNT-1.
+ */
+export interface PcapRotation {
+  /** A new file when the next frame would take this one past size millions of bytes (1-1000000). */
+  size?: number;
+  /** A new file for the first frame this many seconds after the current one was opened (1-31622400). */
+  seconds?: number;
+  /** Keep at most this many files (1-1000000); needs size or seconds. */
+  files?: number;
 }
 
 export interface NativeCollector {

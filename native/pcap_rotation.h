@@ -1,0 +1,84 @@
+// A pcap output that rotates as tcpdump's -C, -G and -W do: one
+// implementation for `tapas collect -w` and the engine's file sink
+// (`tapas mirror -w`).
+//
+// File names (docs/engine.md, "File sinks and rotation"):
+//   - neither max_bytes nor seconds: exactly `path`, one file;
+//   - otherwise every file is numbered: `path` followed by its number,
+//     counting from 0 (cap.pcap0, cap.pcap1, ...);
+//   - with max_files COUNT the numbers go round a ring 0..COUNT-1, written
+//     with as many digits as COUNT-1 has (tcpdump's -W: -W 10 gives
+//     cap.pcap0..cap.pcap9, -W 100 cap.pcap00..cap.pcap99); the file whose
+//     number comes round again is removed first and counted as removed.
+//
+// Never loses a frame at a rotation: a frame that would take the file past
+// max_bytes goes whole into the next one, and the full file is flushed and
+// closed first, so every file is a complete pcap with its own header. A
+// frame larger than max_bytes on its own is written alone into a file.
+// seconds: a new file once the frame to write is that many seconds (by its
+// timestamp, to the nanosecond) after the current file was opened; as with tcpdump, only a
+// frame starts a file, so a quiet period leaves no empty files.
+//
+// Not thread-safe: the collector writes from its one thread, the file sink
+// under its own mutex.
+#pragma once
+
+#include <cstdint>
+#include <ctime>
+#include <string>
+
+#include "pcap_writer.h"
+#include "status.h"
+
+namespace tapas {
+
+struct RotationSpec {
+  std::string path;
+  uint64_t max_bytes = 0;  // -C in bytes (the CLI multiplies by 1,000,000); 0: no limit
+  uint32_t seconds = 0;    // -G; 0: no limit
+  uint32_t max_files = 0;  // -W; 0: keep every file. Needs max_bytes or seconds.
+  bool operator==(const RotationSpec&) const = default;
+};
+
+// "" or why the spec cannot run (before anything is opened).
+std::string check_rotation(const RotationSpec& spec);
+
+struct RotationCounters {
+  Counter frames, bytes;  // written, in every file
+  Counter files_opened;
+  Counter files_removed;  // by -W, to keep at most max_files
+  Counter errors;         // frames that could not be written (disk full, a file that could not be opened)
+};
+
+class PcapRotation {
+ public:
+  explicit PcapRotation(RotationSpec spec) : spec_(std::move(spec)) {}
+  PcapRotation(const PcapRotation&) = delete;
+  PcapRotation& operator=(const PcapRotation&) = delete;
+
+  // Opens the first file, so that an unwritable path is told at once. "" or why not.
+  std::string open(const timespec& now);
+  bool write(const timespec& when, const uint8_t* frame, uint32_t length, uint32_t original_length);
+  bool write(const timespec& when, const PcapWriter::Piece* pieces, int count, uint32_t original_length);
+  void flush() { writer_.flush(); }
+  void close() { writer_.close(); }
+  const RotationCounters& counters() const { return counters_; }
+  // The name of the n-th file opened (0 first).
+  std::string file_name(uint64_t n) const;
+  // Why the last file could not be opened, "" when it was.
+  const std::string& last_error() const { return last_error_; }
+
+ private:
+  bool rotating() const { return spec_.max_bytes != 0 || spec_.seconds != 0; }
+  bool open_next(const timespec& when);
+
+  RotationSpec spec_;
+  PcapWriter writer_;
+  RotationCounters counters_;
+  uint64_t next_number_ = 0;
+  timespec opened_at_{};  // when the current file was opened (a frame's timestamp)
+  bool records_in_file_ = false;
+  std::string last_error_;
+};
+
+}  // namespace tapas
