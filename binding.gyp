@@ -19,6 +19,7 @@
         "native/pcap_writer.cc",
         "native/ring_rx.cc",
         "native/sink.cc",
+        "native/sink_file.cc",
         "native/sink_port.cc",
         "native/sink_tunnel.cc",
         "native/stats.cc",

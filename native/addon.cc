@@ -53,6 +53,7 @@ class Fields {
   Fields(const Napi::Object& object, std::string where) : object_(object), where_(std::move(where)) {}
 
   Napi::Value get(const char* name) const { return object_.Get(name); }
+  const std::string& where() const { return where_; }
   bool has(const char* name) const { return !get(name).IsUndefined(); }
 
   Napi::TypeError error(const std::string& name, const std::string& what) const {
@@ -121,7 +122,9 @@ class Fields {
 
 // A pcap rotation, `rotation: { size, seconds, files }` (size in millions of
 // bytes, as tcpdump's -C), of the collector's options and of a file sink.
-RotationSpec to_rotation(const Fields& owner, const std::string& where, std::string path) {
+// A rotation that can be read but not run (files without size or seconds) is
+// the collector's TypeError, and a plan's refused sink (plan.h) when checked is false.
+RotationSpec to_rotation(const Fields& owner, const std::string& where, std::string path, bool checked = true) {
   RotationSpec rotation;
   rotation.path = std::move(path);
   Napi::Value value = owner.get("rotation");
@@ -131,7 +134,7 @@ RotationSpec to_rotation(const Fields& owner, const std::string& where, std::str
   if (fields.has("size")) rotation.max_bytes = uint64_t{fields.integer("size", 1, 1000000)} * 1000000;
   if (fields.has("seconds")) rotation.seconds = fields.integer("seconds", 1, 31622400);
   if (fields.has("files")) rotation.max_files = fields.integer("files", 1, 1000000);
-  std::string problem = check_rotation(rotation);
+  std::string problem = checked ? check_rotation(rotation) : "";
   if (!problem.empty()) throw Napi::TypeError::New(value.Env(), "the rotation of " + where + ": " + problem);
   return rotation;
 }
@@ -202,6 +205,10 @@ Plan to_plan(const Napi::Object& object) {
       sink.remote_ip = item.string("remoteIp");
       sink.vni = item.integer("vni", 0, encap::kVxlanMaxVni);
       sink.udp_port = static_cast<uint16_t>(item.integer("port", 1, 65535, encap::kVxlanDefaultPort));
+    } else if (sink.kind_name == "file") {
+      // Only `tapas mirror -w` makes one; the agent's plans never do.
+      sink.kind = SinkKind::File;
+      sink.file = to_rotation(item, item.where(), item.string("path"), false);
     } else {
       sink.kind = SinkKind::Unknown;  // refused by the engine, with the kind in the reason
     }
@@ -277,6 +284,10 @@ void fill(Napi::Env env, Napi::Object& o, const SinkStat& s) {
   o.Set("errors", number(env, s.errors));
   o.Set("truncated", number(env, s.truncated));
   o.Set("fragmented", number(env, s.fragmented));
+  if (s.file) {
+    o.Set("filesOpened", number(env, s.files_opened));
+    o.Set("filesRemoved", number(env, s.files_removed));
+  }
 }
 
 void fill(Napi::Env env, Napi::Object& o, const RuleStat& r) {

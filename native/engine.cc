@@ -618,8 +618,9 @@ void Engine::check_health(NamespaceLook* look, const LinkChangeSet& changes, boo
         continue;
       }
     }
-    const std::string name = slot->spec.kind == SinkKind::Port ? where(slot->spec.ifname, slot->spec.netns)
-                                                                : "the route to " + slot->spec.remote_ip;
+    const std::string name = slot->spec.kind == SinkKind::Port   ? where(slot->spec.ifname, slot->spec.netns)
+                             : slot->spec.kind == SinkKind::File ? "the file '" + slot->spec.file.path + "'"
+                                                                 : "the route to " + slot->spec.remote_ip;
     const Sink& sink = *slot->lanes[0]->sink;
     // A tunnel's state costs nothing to read; a port's is read on word of a change to its interface.
     if (slot->spec.kind == SinkKind::Port &&
@@ -667,6 +668,7 @@ void Engine::collect(EngineStats& stats) const {
   }
   for (const auto& [id, slot] : sinks_) {
     SinkStat& stat = entry(stats.sinks, id);
+    stat.file = slot->spec.kind == SinkKind::File;
     stat.ok = slot->health.ok();
     if (!stat.ok) stat.reason = slot->health.reason();
     for (const auto& lane : slot->lanes) {
@@ -675,6 +677,8 @@ void Engine::collect(EngineStats& stats) const {
       stat.errors += lane->counters.errors.get();
       stat.truncated += lane->counters.truncated.get();
       stat.fragmented += lane->counters.fragmented.get();
+      stat.files_opened += lane->counters.files_opened.get();
+      stat.files_removed += lane->counters.files_removed.get();
     }
   }
   for (const auto& [id, slot] : rules_) {

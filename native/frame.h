@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <ctime>
 #include <vector>
 
 #include "plan.h"
@@ -23,6 +24,9 @@ struct Frame {
   bool has_stripped_tag = false;
   uint16_t stripped_tci = 0;
   uint16_t stripped_tpid = kEtherTypeVlan;
+  // When the kernel captured it (tp_sec/tp_nsec, CLOCK_REALTIME); zero when
+  // the frame did not come from a ring. A file sink writes it.
+  timespec timestamp{};
 
   // The 802.1Q VLAN id, or -1 for an untagged frame.
   int vlan_id() const;

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <map>
 #include <set>
 
 #include "encap.h"
@@ -96,6 +97,7 @@ PlanVerdict check_plan(const Plan& plan, const PlanIdentities& identities) {
 
   const std::set<std::string> duplicate_sinks = duplicate_ids(plan.sinks);
   std::vector<std::pair<const SinkSpec*, InterfaceIdentity>> valid_port_sinks;
+  std::map<std::string, std::string> file_sinks;  // path -> the sink writing it
   for (size_t i = 0; i < plan.sinks.size(); ++i) {
     const SinkSpec& sink = plan.sinks[i];
     std::string reason = check_id(sink, duplicate_sinks, "sink");
@@ -134,6 +136,16 @@ PlanVerdict check_plan(const Plan& plan, const PlanIdentities& identities) {
         case SinkKind::Vxlan:
           reason = check_tunnel_sink(sink);
           break;
+        case SinkKind::File: {
+          reason = check_rotation(sink.file);
+          if (!reason.empty()) {
+            reason = "file sink '" + sink.id + "': " + reason;
+            break;
+          }
+          auto [earlier, added] = file_sinks.emplace(sink.file.path, sink.id);
+          if (!added) reason = "the same file as sink '" + earlier->second + "' ('" + sink.file.path + "')";
+          break;
+        }
         case SinkKind::Unknown:
           reason = "unknown sink kind '" + sink.kind_name + "'";
           break;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "iface.h"
+#include "pcap_rotation.h"
 
 namespace tapas {
 
@@ -33,9 +34,10 @@ struct SourceSpec {
 };
 
 // Port: a local interface. Gre, Erspan (type II), ErspanIII, Vxlan: a tunnel
-// to remote_ip (design.md §4, docs/tunnels.md).
+// to remote_ip (design.md §4, docs/tunnels.md). File: pcap files that rotate
+// (sink_file.h; only `tapas mirror -w` makes one, never the agent).
 // Unknown: a kind this engine does not know; the sink fails, the rest runs.
-enum class SinkKind : uint8_t { Unknown = 0, Port = 1, Gre = 2, Erspan = 3, ErspanIII = 4, Vxlan = 5 };
+enum class SinkKind : uint8_t { Unknown = 0, Port = 1, Gre = 2, Erspan = 3, ErspanIII = 4, Vxlan = 5, File = 6 };
 
 struct SinkSpec {
   std::string id;
@@ -53,6 +55,7 @@ struct SinkSpec {
   uint16_t udp_port = 4789;      // Vxlan: the collector's UDP port
   bool gre_truncate = false;     // Gre: truncate to the path MTU instead of letting the kernel fragment
   bool gre_sequence = false;     // Gre: sequence numbers too (flags K|S): a tunnel between tapas agents
+  RotationSpec file;             // File: the path and how it rotates
   bool operator==(const SinkSpec&) const = default;
 };
 
@@ -94,6 +97,9 @@ struct Plan {
 //  - a sink's kind is unknown, a tunnel names no remote or not an IPv4/IPv6
 //    literal, or ERSPAN's session, index or hardware id, VXLAN's VNI or UDP
 //    port is out of range;
+//  - a file sink names no path, a rotation that cannot run (check_rotation),
+//    or the same path as an earlier file sink ("the same file as sink 'ID'":
+//    two writers would tear each other's records);
 //  - a rule names a source or sink that is not in the plan or is refused, or
 //    has a VLAN range outside 1-4094 or with low > high.
 //

@@ -33,6 +33,7 @@ bool fill_frame(const Header* header, size_t room, uint16_t vlan_tci, uint16_t v
   frame.captured_length = header->tp_snaplen;
   frame.wire_length = header->tp_len;
   frame.outgoing = link_address(header)->sll_pkttype == PACKET_OUTGOING;
+  frame.timestamp = {static_cast<time_t>(header->tp_sec), static_cast<long>(header->tp_nsec)};
   if (header->tp_status & TP_STATUS_VLAN_VALID) {
     frame.has_stripped_tag = true;
     frame.stripped_tci = vlan_tci;

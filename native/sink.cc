@@ -1,5 +1,6 @@
 #include "sink.h"
 
+#include "sink_file.h"
 #include "sink_port.h"
 #include "sink_tunnel.h"
 
@@ -14,6 +15,8 @@ std::unique_ptr<Sink> make_sink(const SinkSpec& spec, SinkCounters& counters) {
     case SinkKind::ErspanIII:
     case SinkKind::Vxlan:
       return std::make_unique<TunnelSink>(spec, counters);
+    case SinkKind::File:
+      return std::make_unique<FileSink>(spec, counters);
     case SinkKind::Unknown:
       break;  // refused by the plan check; never opened
   }

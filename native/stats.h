@@ -34,6 +34,10 @@ struct SourceStat : EndpointHealth {
 
 struct SinkStat : EndpointHealth {
   uint64_t packets = 0, bytes = 0, errors = 0, truncated = 0, fragmented = 0;
+  // A file sink: pcap files opened, and removed to keep the rotation's count.
+  // Reported for file sinks only, so that other sinks' stats read as before.
+  bool file = false;
+  uint64_t files_opened = 0, files_removed = 0;
   bool operator==(const SinkStat&) const = default;
 };
 

@@ -60,6 +60,7 @@ struct SinkCounters {
   Counter errors;  // rejected by the kernel on send
   Counter truncated;   // tunnels: cut to fit the path MTU (ERSPAN sets T)
   Counter fragmented;  // GRE: larger than the path MTU, sent in IP fragments
+  Counter files_opened, files_removed;  // file sinks: pcap files opened, and removed by the rotation's file count
 };
 
 struct RuleCounters {

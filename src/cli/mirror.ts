@@ -11,16 +11,18 @@ import {
   Engine, WORKER_PRIORITIES, type EngineStats, type Plan, type Direction, type GreSinkPlan, type ErspanSinkPlan, type Erspan3SinkPlan,
   type VxlanSinkPlan, type RingSettings, type WorkerPriority,
 } from '../engine/engine.js';
+import type { FileSinkPlan } from '../engine/plan.js';
 import { DIRECTIONS } from '../engine/plan.js';
 import { parseVlanFilter, VlanFilterError } from '../model/vlan-filter.js';
 import { UsageError } from './errors.js';
+import { addPcapOptions, filesSummary, PCAP_HELP, pcapRotation, type PcapCliOptions } from './pcap-options.js';
 
 interface InterfaceRef {
   ifname: string;
   netns?: string;
 }
 
-interface MirrorOptions {
+interface MirrorOptions extends PcapCliOptions {
   source: string[];
   direction: Direction;
   vlanFilter?: string;
@@ -81,13 +83,20 @@ function integerIn(name: string, max: number) {
   };
 }
 
-/** Exactly one of --to, --gre (with --key), --erspan or --erspan3 (with --session), or --vxlan (with --vni). */
-function parseDestination(options: MirrorOptions): InterfaceRef | TunnelDestination {
-  const given = [options.to, options.gre, options.erspan, options.erspan3, options.vxlan].filter((value) => value !== undefined).length;
+/** pcap files (-w FILE, rotated by -C/-G/-W). */
+export type FileDestination = Omit<FileSinkPlan, 'id'>;
+type Destination = InterfaceRef | TunnelDestination | FileDestination;
+
+/** Exactly one of --to, --gre (with --key), --erspan or --erspan3 (with --session), --vxlan (with --vni), or -w. */
+function parseDestination(options: MirrorOptions): Destination {
+  const given = [options.to, options.gre, options.erspan, options.erspan3, options.vxlan, options.write]
+    .filter((value) => value !== undefined).length;
   if (given !== 1) {
     throw new UsageError('give exactly one destination: --to IF, --gre IP --key K, --erspan IP --session S, '
-      + '--erspan3 IP --session S or --vxlan IP --vni N');
+      + '--erspan3 IP --session S, --vxlan IP --vni N or -w FILE');
   }
+  // Also refuses -C/-G/-W without -w, before anything is captured.
+  const rotation = pcapRotation(options);
   if (options.key !== undefined && options.gre === undefined) throw new UsageError('--key goes with --gre');
   if (options.truncate && options.gre === undefined) throw new UsageError('--truncate goes with --gre (ERSPAN and VXLAN always truncate)');
   if (options.session !== undefined && options.erspan === undefined && options.erspan3 === undefined) {
@@ -123,11 +132,20 @@ function parseDestination(options: MirrorOptions): InterfaceRef | TunnelDestinat
       ...(options.udpPort !== undefined ? { port: options.udpPort } : {}),
     };
   }
+  if (options.write !== undefined) {
+    return { kind: 'file', path: options.write, ...(rotation && Object.keys(rotation).length > 0 ? { rotation } : {}) };
+  }
   return parseInterfaceRef(options.to!);
 }
 
-function destinationLabel(destination: InterfaceRef | TunnelDestination): string {
+function destinationLabel(destination: Destination): string {
   if (!('kind' in destination)) return label(destination);
+  if (destination.kind === 'file') {
+    const { rotation } = destination;
+    const rotated = [rotation?.size ? `-C ${rotation.size}` : '', rotation?.seconds ? `-G ${rotation.seconds}` : '',
+      rotation?.files ? `-W ${rotation.files}` : ''].filter(Boolean).join(' ');
+    return `file ${destination.path}${rotated ? ` (${rotated})` : ''}`;
+  }
   const to = `to ${destination.remoteIp}${destination.netns ? `@${destination.netns}` : ''}`;
   switch (destination.kind) {
     case 'gre': return `GRE key ${destination.key} ${to}`;
@@ -153,7 +171,7 @@ function positiveInteger(name: string) {
   };
 }
 
-export function buildMirrorPlan(sources: InterfaceRef[], destination: InterfaceRef | TunnelDestination, direction: Direction,
+export function buildMirrorPlan(sources: InterfaceRef[], destination: Destination, direction: Direction,
   vlans: Array<[number, number]> | undefined): Plan {
   return {
     sources: sources.map((source, index) => ({ id: `source-${index}`, ...source })),
@@ -182,7 +200,9 @@ function summary(report: Report, names: Map<string, string>): string {
       (source.truncated ? `, ${source.truncated} truncated` : '') + (source.ok ? '' : ` — FAILED: ${source.reason}`));
   }
   for (const sink of stats.sinks) {
-    lines.push(`  destination ${names.get(sink.id)}: ${sink.packets} sent, ${sink.errors} send errors` +
+    const file = sink.filesOpened !== undefined;
+    lines.push(`  destination ${names.get(sink.id)}: ${sink.packets} ${file ? 'written' : 'sent'}` +
+      `${file ? filesSummary(sink.filesOpened, sink.filesRemoved) : ''}, ${sink.errors} ${file ? 'write' : 'send'} errors` +
       (sink.truncated ? `, ${sink.truncated} truncated to the path MTU` : '') +
       (sink.fragmented ? `, ${sink.fragmented} fragmented` : '') +
       (sink.ok ? '' : ` — FAILED: ${sink.reason}`));
@@ -314,7 +334,7 @@ async function runMirror(options: MirrorOptions): Promise<void> {
 }
 
 export function registerMirror(program: Command): void {
-  program
+  const command = program
     .command('mirror')
     .summary('mirror interfaces to a local port or a GRE/ERSPAN/VXLAN tunnel, without a daemon')
     .description(
@@ -340,7 +360,8 @@ export function registerMirror(program: Command): void {
     .option('--hw-id <N>', 'ERSPAN III hardware id, 0-63 (default 0)', integerIn('--hw-id', 63))
     .option('--vxlan <IP[@NETNS]>', 'or: send the copies in VXLAN (UDP) to this collector')
     .option('--vni <N>', 'VXLAN network identifier: the tunnel id, 0-16777215', integerIn('--vni', 0xffffff))
-    .option('--udp-port <P>', 'VXLAN: the collector\'s UDP port (default 4789)', portNumber('--udp-port'))
+    .option('--udp-port <P>', 'VXLAN: the collector\'s UDP port (default 4789)', portNumber('--udp-port'));
+  addPcapOptions(command, 'the copies (or: instead of a destination interface or tunnel)')
     .option('--duration <SECONDS>', 'stop after this many seconds', positiveInteger('--duration'))
     .addOption(new Option('-f, --format <FORMAT>', 'output of the final counters').choices(['table', 'json']).default('table'))
     .option('--workers <N>', 'capture threads (more than one uses PACKET_FANOUT_HASH)', positiveInteger('--workers'), 1)
@@ -360,11 +381,15 @@ Examples:
   tapas mirror -s tap-vm1 -d IN --erspan 192.0.2.10 --session 101      # index 0x101
   tapas mirror -s tap-vm1 -d BOTH --erspan3 192.0.2.10 --session 7     # D=0 IN, D=1 OUT
   tapas mirror -s tap-vm1 -d BOTH --vxlan 192.0.2.10@host --vni 5000 --udp-port 4790
+  tapas mirror -s tap-vm1 -d BOTH -w /var/tmp/vm1.pcap -C 100 -W 10    # vm1.pcap0..vm1.pcap9, 100 MB each
 
 GRE and ERSPAN are sent from a raw IP socket, VXLAN from a UDP socket: the kernel adds the outer
 headers and routes them. ERSPAN cuts frames above the path MTU and sets the T bit; VXLAN cuts them
 too (it has no T bit: counted as truncated); GRE leaves them to IP fragmentation unless --truncate.
 VXLAN carries no direction: with -d BOTH, IN and OUT share the VNI indistinguishably.
+${PCAP_HELP}
+  Each record holds the frame as it was on the wire (a VLAN tag the kernel
+  moved into metadata is put back) and the kernel's capture time.
 
 Needs CAP_NET_RAW (and CAP_SYS_ADMIN to enter network namespaces): run as root.`)
     .action(runMirror);

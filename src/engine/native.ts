@@ -50,6 +50,9 @@ export interface SinkStats extends EndpointHealth {
   truncated: number;
   /** GRE: frames larger than the path MTU, sent as IP fragments. */
   fragmented: number;
+  /** File sinks only: pcap files opened, and removed to keep rotation.files of them. */
+  filesOpened?: number;
+  filesRemoved?: number;
 }
 
 /**

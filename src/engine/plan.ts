@@ -6,6 +6,8 @@
  * backend captures (AF_PACKET rings are engine options: EngineOptions.ring).
  */
 
+import type { PcapRotation } from './native.js';
+
 /** TaaS direction, from the workload's point of view: IN = into it, OUT = from it. */
 export type Direction = 'IN' | 'OUT' | 'BOTH';
 export const DIRECTIONS: readonly Direction[] = ['IN', 'OUT', 'BOTH'];
@@ -135,7 +137,22 @@ export interface TerminationPlan {
   sinkId: string;
 }
 
-export type SinkPlan = PortSinkPlan | TunnelSinkPlan | HostSinkPlan;
+/**
+ * pcap files that rotate as tcpdump's -C, -G and -W say (`rotation`; see
+ * docs/engine.md, "File sinks"): what `tapas mirror -w` writes. Each record
+ * is the frame as it was on the wire (a VLAN tag the kernel moved into
+ * metadata put back), with the kernel's capture time. Only the CLI makes
+ * one: the agent's plans never name a file.
+ */
+export interface FileSinkPlan {
+  id: string;
+  kind: 'file';
+  /** The file, or with a rotation the base of the numbered files (PATH0, PATH1, ...). */
+  path: string;
+  rotation?: PcapRotation;
+}
+
+export type SinkPlan = PortSinkPlan | TunnelSinkPlan | HostSinkPlan | FileSinkPlan;
 
 /** Frames of one source, in one direction (BOTH: either), optionally of some VLANs, to one sink. */
 export interface RulePlan {
@@ -161,7 +178,9 @@ export interface InterfacePlan {
  * reason. Refused are:
  * - an entry with an empty id, or whose id another entry of its list has too
  *   (all of them);
- * - a sink of unknown kind, a tunnel without a remote IP literal;
+ * - a sink of unknown kind, a tunnel without a remote IP literal, a file
+ *   sink whose rotation cannot run (files without size or seconds) or with
+ *   the same path as an earlier file sink ("the same file as sink 'ID'");
  * - a rule naming a source or sink that is missing or refused, or with a VLAN
  *   range whose low end is above its high end;
  * - a source that is the same interface as an earlier source, or a port
