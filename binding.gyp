@@ -17,6 +17,7 @@
         "native/own_traffic.cc",
         "native/pcap_rotation.cc",
         "native/pcap_writer.cc",
+        "native/pcapng_writer.cc",
         "native/ring_rx.cc",
         "native/sink.cc",
         "native/sink_file.cc",

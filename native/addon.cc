@@ -127,6 +127,7 @@ class Fields {
 RotationSpec to_rotation(const Fields& owner, const std::string& where, std::string path, bool checked = true) {
   RotationSpec rotation;
   rotation.path = std::move(path);
+  rotation.pcapng = owner.boolean("pcapng");
   Napi::Value value = owner.get("rotation");
   if (value.IsUndefined()) return rotation;
   if (!value.IsObject() || value.IsArray()) throw owner.error("rotation", "must be an object, not " + shown(value));
@@ -626,7 +627,7 @@ class NativeCollector : public Napi::ObjectWrap<NativeCollector> {
     if (options.has("vni")) spec.vni = options.integer("vni", 0, encap::kVxlanMaxVni);
     if (options.has("udpPort")) spec.udp_port = static_cast<uint16_t>(options.integer("udpPort", 1, 65535));
     spec.pcap_path = options.string("pcapPath", false);
-    if (!spec.pcap_path.empty() || options.has("rotation")) spec.rotation = to_rotation(options, "the collector options", spec.pcap_path);
+    if (!spec.pcap_path.empty() || options.has("rotation") || options.has("pcapng")) spec.rotation = to_rotation(options, "the collector options", spec.pcap_path);
     spec.to_ifname = options.interface_name("toIfname", false);
     spec.to_netns = options.netns("toNetns");
     guarded(env, "cannot start the collector", [&] {

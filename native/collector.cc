@@ -35,6 +35,7 @@ struct Collector::Runtime {
   };
   std::vector<Listener> sockets;
   std::unique_ptr<PcapRotation> pcap;
+  std::string interface;  // pcapng: the tunnel of the frame being written
   SinkCounters port_counters;
   std::unique_ptr<PortSink> port;
   std::vector<uint8_t> buffers = std::vector<uint8_t>(kBatch * kBufferSize);
@@ -248,7 +249,7 @@ void Collector::run() {
             frame.data = packet.inner;
             frame.captured_length = frame.wire_length = inner_length;
             if (rt.port->enqueue(frame) == Enqueued::Oversize) counters_.oversize.add(1);
-          } else if (rt.pcap->write(now, packet.inner, inner_length, inner_length)) {
+          } else if (write_frame(rt, now, packet)) {
             counters_.written.add(1);
             counters_.written_bytes.add(inner_length);
           } else {
@@ -271,6 +272,27 @@ void Collector::run() {
       }
     }
   }
+}
+
+bool Collector::write_frame(Runtime& rt, const timespec& now, const encap::TunnelPacket& packet) {
+  const PcapWriter::Piece piece{packet.inner, static_cast<uint32_t>(packet.inner_length)};
+  RecordMeta meta;
+  if (spec_.rotation.pcapng) {
+    // pcapng: the tunnel is the interface ("vxlan vni 5000"), and ERSPAN III's
+    // D bit the direction (D=0 ingress = TaaS IN = inbound, as tapas sends it).
+    rt.interface.clear();
+    switch (packet.type) {
+      case encap::TunnelType::Gre: rt.interface = packet.gre.key ? "gre key " + std::to_string(*packet.gre.key) : "gre"; break;
+      case encap::TunnelType::ErspanII: rt.interface = "erspan session " + std::to_string(packet.erspan.session); break;
+      case encap::TunnelType::ErspanIII:
+        rt.interface = "erspan3 session " + std::to_string(packet.erspan.session);
+        meta.direction = packet.erspan3.egress ? RecordMeta::Outbound : RecordMeta::Inbound;
+        break;
+      case encap::TunnelType::Vxlan: rt.interface = "vxlan vni " + std::to_string(packet.vni); break;
+    }
+    meta.interface = &rt.interface;
+  }
+  return rt.pcap->write(now, &piece, 1, piece.length, meta);
 }
 
 bool Collector::selected(const encap::TunnelPacket& packet) const {

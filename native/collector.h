@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <ctime>
 
 #include "encap.h"
 #include "pcap_rotation.h"
@@ -74,6 +75,7 @@ class Collector {
   struct Runtime;
   void run();
   bool selected(const encap::TunnelPacket& packet) const;
+  bool write_frame(Runtime& rt, const timespec& now, const encap::TunnelPacket& packet);
 
   CollectorSpec spec_;
   CollectorCounters counters_;

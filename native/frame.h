@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <ctime>
+#include <string>
 #include <vector>
 
 #include "plan.h"
@@ -27,6 +28,10 @@ struct Frame {
   // When the kernel captured it (tp_sec/tp_nsec, CLOCK_REALTIME); zero when
   // the frame did not come from a ring. A file sink writes it.
   timespec timestamp{};
+  // The source interface, IF or IF@NETNS as the plan spells it (owned by the
+  // ring, valid as long as the frame); null when not from a ring. pcapng
+  // files name it in their interface blocks.
+  const std::string* interface = nullptr;
 
   // The 802.1Q VLAN id, or -1 for an untagged frame.
   int vlan_id() const;

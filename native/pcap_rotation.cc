@@ -40,7 +40,7 @@ std::string PcapRotation::open(const timespec& now) {
 bool PcapRotation::open_next(const timespec& when) {
   // Closed (flushed) before the next opens: a reader that sees the next file
   // finds this one complete.
-  if (writer_.is_open() && !writer_.close()) counters_.errors.add(1);
+  if (is_open() && !(spec_.pcapng ? pcapng_.close() : pcap_.close())) counters_.errors.add(1);
   const uint64_t number = next_number_++;
   const std::string name = file_name(number);
   if (spec_.max_files != 0 && number >= spec_.max_files) {
@@ -48,9 +48,9 @@ bool PcapRotation::open_next(const timespec& when) {
     // than truncated, so that a reader that has it open keeps what it read.
     if (unlink(name.c_str()) == 0) counters_.files_removed.add(1);
   }
-  last_error_ = writer_.open(name);
+  last_error_ = spec_.pcapng ? pcapng_.open(name) : pcap_.open(name);
   if (!last_error_.empty()) {
-    writer_.close();
+    close();
     return false;
   }
   counters_.files_opened.add(1);
@@ -64,21 +64,26 @@ bool PcapRotation::write(const timespec& when, const uint8_t* frame, uint32_t le
   return write(when, &piece, 1, original_length);
 }
 
-bool PcapRotation::write(const timespec& when, const PcapWriter::Piece* pieces, int count, uint32_t original_length) {
+bool PcapRotation::write(const timespec& when, const PcapWriter::Piece* pieces, int count, uint32_t original_length,
+                         const RecordMeta& meta) {
   uint32_t length = 0;
   for (int i = 0; i < count; ++i) length += pieces[i].length;
-  bool rotate = !writer_.is_open();  // the last open failed: try again with this frame
+  bool rotate = !is_open();  // the last open failed: try again with this frame
   if (!rotate && records_in_file_) {
     // A file with no frame yet takes the frame whatever its size: else a frame
     // larger than -C would open files without end.
-    rotate = (spec_.max_bytes != 0 && writer_.size() + PcapWriter::record_size(length) > spec_.max_bytes) ||
+    const uint64_t after = spec_.pcapng ? pcapng_.size() + pcapng_.record_size(length, meta)
+                                        : pcap_.size() + PcapWriter::record_size(length);
+    rotate = (spec_.max_bytes != 0 && after > spec_.max_bytes) ||
              (spec_.seconds != 0 && nanoseconds_between(opened_at_, when) >= int64_t{spec_.seconds} * 1000000000);
   }
-  if (rotate && (rotating() || !writer_.is_open()) && !open_next(when)) {
+  if (rotate && (rotating() || !is_open()) && !open_next(when)) {
     counters_.errors.add(1);
     return false;
   }
-  if (!writer_.write(when, pieces, count, original_length)) {
+  const bool written = spec_.pcapng ? pcapng_.write(when, pieces, count, original_length, meta)
+                                    : pcap_.write(when, pieces, count, original_length);
+  if (!written) {
     counters_.errors.add(1);
     return false;
   }

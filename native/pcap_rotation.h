@@ -1,6 +1,7 @@
-// A pcap output that rotates as tcpdump's -C, -G and -W do: one
+// A pcap (or pcapng) output that rotates as tcpdump's -C, -G and -W do: one
 // implementation for `tapas collect -w` and the engine's file sink
-// (`tapas mirror -w`).
+// (`tapas mirror -w`). With pcapng every file is its own section, with the
+// interface blocks of the frames it holds.
 //
 // File names (docs/engine.md, "File sinks and rotation"):
 //   - neither max_bytes nor seconds: exactly `path`, one file;
@@ -28,6 +29,7 @@
 #include <string>
 
 #include "pcap_writer.h"
+#include "pcapng_writer.h"
 #include "status.h"
 
 namespace tapas {
@@ -37,6 +39,7 @@ struct RotationSpec {
   uint64_t max_bytes = 0;  // -C in bytes (the CLI multiplies by 1,000,000); 0: no limit
   uint32_t seconds = 0;    // -G; 0: no limit
   uint32_t max_files = 0;  // -W; 0: keep every file. Needs max_bytes or seconds.
+  bool pcapng = false;     // pcapng (interfaces and directions, pcapng_writer.h) instead of classic pcap
   bool operator==(const RotationSpec&) const = default;
 };
 
@@ -59,9 +62,11 @@ class PcapRotation {
   // Opens the first file, so that an unwritable path is told at once. "" or why not.
   std::string open(const timespec& now);
   bool write(const timespec& when, const uint8_t* frame, uint32_t length, uint32_t original_length);
-  bool write(const timespec& when, const PcapWriter::Piece* pieces, int count, uint32_t original_length);
-  void flush() { writer_.flush(); }
-  void close() { writer_.close(); }
+  // meta: the interface and direction, which only pcapng keeps.
+  bool write(const timespec& when, const PcapWriter::Piece* pieces, int count, uint32_t original_length,
+             const RecordMeta& meta = {});
+  void flush() { spec_.pcapng ? pcapng_.flush() : pcap_.flush(); }
+  void close() { spec_.pcapng ? pcapng_.close() : pcap_.close(); }
   const RotationCounters& counters() const { return counters_; }
   // The name of the n-th file opened (0 first).
   std::string file_name(uint64_t n) const;
@@ -70,10 +75,12 @@ class PcapRotation {
 
  private:
   bool rotating() const { return spec_.max_bytes != 0 || spec_.seconds != 0; }
+  bool is_open() const { return spec_.pcapng ? pcapng_.is_open() : pcap_.is_open(); }
   bool open_next(const timespec& when);
 
   RotationSpec spec_;
-  PcapWriter writer_;
+  PcapWriter pcap_;      // one of the two, as spec_.pcapng says
+  PcapngWriter pcapng_;
   RotationCounters counters_;
   uint64_t next_number_ = 0;
   timespec opened_at_{};  // when the current file was opened (a frame's timestamp)

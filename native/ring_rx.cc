@@ -73,6 +73,7 @@ std::string RxRing::open(const SourceSpec& spec, const RingSpec& ring, uint16_t 
   NetnsScope scope(spec.netns);
   if (!scope.ok()) return scope.error();
   netns_ = scope.identity();
+  interface_ = spec.netns.empty() ? spec.ifname : spec.ifname + "@" + spec.netns;
 
   // Protocol 0: receive nothing until the ring is in place and bind names the interface.
   fd_ = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -136,6 +137,7 @@ std::string RxRing::open(const SourceSpec& spec, const RingSpec& ring, uint16_t 
 }
 
 bool RxRing::read_frame(const uint8_t* header, size_t room, Frame& frame) const {
+  frame.interface = &interface_;
   if (version_ == TPACKET_V2) {
     const auto* h2 = reinterpret_cast<const tpacket2_hdr*>(header);
     return fill_frame(h2, room, h2->tp_vlan_tci, h2->tp_vlan_tpid, frame);

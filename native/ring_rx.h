@@ -115,6 +115,7 @@ class RxRing {
   uint32_t batch_frames_ = 0;  // V2: frames read by read_batch, released by release_batch
   int ifindex_ = 0;
   NetnsIdentity netns_;
+  std::string interface_;  // IF or IF@NETNS, as the plan spells it: Frame::interface points here
 };
 
 template <typename Visit>

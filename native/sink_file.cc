@@ -93,7 +93,9 @@ void FileSink::flush() {
     }
     const uint32_t length = frame.captured_length + (count == 3 ? kVlanTagLength : 0);
     const uint32_t original = frame.wire_length + (count == 3 ? kVlanTagLength : 0);
-    if (rotation.write(when, pieces, count, original)) {
+    // The workload's direction (pcapng_writer.h): the host side transmits what goes into the workload (IN).
+    const RecordMeta meta{frame.interface, frame.outgoing ? RecordMeta::Inbound : RecordMeta::Outbound};
+    if (rotation.write(when, pieces, count, original, meta)) {
       counters_.packets.add(1);
       counters_.bytes.add(length);
     } else {

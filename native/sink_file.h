@@ -9,7 +9,9 @@
 // the last lane goes (the engine closes, or the plan drops the sink).
 //
 // Each record carries the kernel's capture time and the frame as it was on
-// the wire: a VLAN tag the kernel moved into metadata is put back.
+// the wire: a VLAN tag the kernel moved into metadata is put back. In pcapng
+// also the source interface (one IDB per source, IF or IF@NETNS) and the
+// direction in epb_flags: inbound = TaaS IN, outbound = OUT (pcapng_writer.h).
 #pragma once
 
 #include <memory>

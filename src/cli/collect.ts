@@ -74,6 +74,7 @@ async function runCollect(options: CollectOptions): Promise<void> {
   if (options.write !== undefined) {
     collectorOptions.pcapPath = options.write;
     if (rotation && Object.keys(rotation).length > 0) collectorOptions.rotation = rotation;
+    if (options.pcapng) collectorOptions.pcapng = true;
   } else {
     const output = parseInterfaceRef(options.to!);
     collectorOptions.toIfname = output.ifname;

@@ -133,7 +133,10 @@ function parseDestination(options: MirrorOptions): Destination {
     };
   }
   if (options.write !== undefined) {
-    return { kind: 'file', path: options.write, ...(rotation && Object.keys(rotation).length > 0 ? { rotation } : {}) };
+    return {
+      kind: 'file', path: options.write, ...(rotation && Object.keys(rotation).length > 0 ? { rotation } : {}),
+      ...(options.pcapng ? { pcapng: true } : {}),
+    };
   }
   return parseInterfaceRef(options.to!);
 }
@@ -144,7 +147,7 @@ function destinationLabel(destination: Destination): string {
     const { rotation } = destination;
     const rotated = [rotation?.size ? `-C ${rotation.size}` : '', rotation?.seconds ? `-G ${rotation.seconds}` : '',
       rotation?.files ? `-W ${rotation.files}` : ''].filter(Boolean).join(' ');
-    return `file ${destination.path}${rotated ? ` (${rotated})` : ''}`;
+    return `${destination.pcapng ? 'pcapng ' : ''}file ${destination.path}${rotated ? ` (${rotated})` : ''}`;
   }
   const to = `to ${destination.remoteIp}${destination.netns ? `@${destination.netns}` : ''}`;
   switch (destination.kind) {

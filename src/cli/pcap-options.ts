@@ -15,6 +15,7 @@ export interface PcapCliOptions {
   fileSize?: number;
   rotateSeconds?: number;
   fileCount?: number;
+  pcapng?: boolean;
 }
 
 function positive(name: string, max: number) {
@@ -33,7 +34,8 @@ export function addPcapOptions(command: Command, what: string): Command {
     .option('-G, --rotate-seconds <S>', 'with -w: a new file for the first frame S seconds after the current file was opened',
       positive('-G', 31_622_400))
     .option('-W, --file-count <N>', 'with -w and -C or -G: keep at most N files (FILE0 .. FILE{N-1}, round a ring)',
-      positive('-W', 1_000_000));
+      positive('-W', 1_000_000))
+    .option('--pcapng', 'with -w: write pcapng (the interface and the direction of every frame) instead of classic pcap');
 }
 
 export const PCAP_HELP = `
@@ -48,7 +50,12 @@ pcap files (-w FILE):
   into the next file. -G S: a new file for the first frame S or more seconds
   after the current file was opened (a quiet period leaves no empty files).
   Every file is complete and readable on its own (its own pcap header),
-  closed before the next is opened; no frame is lost at a rotation.`;
+  closed before the next is opened; no frame is lost at a rotation.
+  --pcapng writes pcapng instead (chosen by the option, never by the file
+  name): each file one section, an interface block for each interface the
+  first time a frame of it is written, and per frame the interface and, where
+  known, the direction (epb_flags) as the workload sees it, as TaaS names it:
+  inbound = IN (into the workload), outbound = OUT.`;
 
 /** The rotation the options ask for, checked; undefined without -w. Throws a UsageError. */
 export function pcapRotation(options: PcapCliOptions): PcapRotation | undefined {
@@ -58,7 +65,7 @@ export function pcapRotation(options: PcapCliOptions): PcapRotation | undefined 
     ...(options.fileCount !== undefined ? { files: options.fileCount } : {}),
   };
   if (options.write === undefined) {
-    if (Object.keys(rotation).length > 0) throw new UsageError('-C, -G and -W go with -w FILE');
+    if (Object.keys(rotation).length > 0 || options.pcapng) throw new UsageError('-C, -G, -W and --pcapng go with -w FILE');
     return undefined;
   }
   if (options.write === '' || options.write.endsWith('/')) throw new UsageError(`-w needs a file name, not '${options.write}'`);

@@ -229,6 +229,8 @@ export interface CollectorOptions {
   /** Write inner frames to this pcap file (rotated as `rotation` says) ... */
   pcapPath?: string;
   rotation?: PcapRotation;
+  /** pcapng: the tunnel as the interface ("vxlan vni 5000"), ERSPAN III's D bit as the direction (D=0 inbound = IN). */
+  pcapng?: boolean;
   /** ... or send them out of this interface (in toNetns, default netns). */
   toIfname?: string;
   toNetns?: string;

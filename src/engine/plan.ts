@@ -150,6 +150,12 @@ export interface FileSinkPlan {
   /** The file, or with a rotation the base of the numbered files (PATH0, PATH1, ...). */
   path: string;
   rotation?: PcapRotation;
+  /**
+   * pcapng instead of classic pcap: one interface block per source (IF or
+   * IF@NETNS) and each frame's direction in epb_flags, the workload's:
+   * inbound = IN, outbound = OUT.
+   */
+  pcapng?: boolean;
 }
 
 export type SinkPlan = PortSinkPlan | TunnelSinkPlan | HostSinkPlan | FileSinkPlan;

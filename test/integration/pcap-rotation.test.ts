@@ -11,7 +11,8 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { finished, runCli, startCli, stderrContains } from '../helpers/cli.js';
-import { parseTestFrame } from '../helpers/frames.js';
+import { loadAddon } from '../../src/engine/native.js';
+import { makeFrame, parseTestFrame } from '../helpers/frames.js';
 import { Lab, netnsAvailable, netnsSkipReason, sleep } from '../helpers/netns.js';
 import { readPcap } from '../helpers/pcap.js';
 
@@ -48,6 +49,15 @@ for seq in range(first, first + count):
         time.sleep(0.001)
 `;
 
+/** Sends each hex payload as one IPv4 GRE packet from a raw socket (the kernel adds the IP header). */
+const SEND_GRE = `
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 47)
+for line in sys.stdin:
+    if line.strip():
+        s.sendto(bytes.fromhex(line.strip()), (sys.argv[1], 0))
+`;
+
 const sequences = (frames: Buffer[]) => frames.map((frame) => parseTestFrame(frame)?.sequence ?? -1);
 const range = (first: number, count: number) => Array.from({ length: count }, (_, i) => first + i);
 
@@ -74,7 +84,7 @@ describe('tapas collect -w with -C/-G/-W: usage errors (exit 2, before capturing
       [['-w', '/tmp/x.pcap', '-C', '0'], '-C must be an integer from 1 to 1000000'],
       [['-w', '/tmp/x.pcap', '-G', '-1'], '-G must be an integer from 1'],
       [['-w', '/tmp/x.pcap', '-W', '3'], '-W keeps N files of a rotation: give -C MB or -G SECONDS too'],
-      [['--to', 'lo', '-C', '1'], '-C, -G and -W go with -w FILE'],
+      [['--to', 'lo', '-C', '1'], '-C, -G, -W and --pcapng go with -w FILE'],
       [['-w', '/nonexistent-tapas-dir/x.pcap', '-C', '1'], "no directory '/nonexistent-tapas-dir'"],
     ] as const) {
       const result = await runCli(['collect', '--vni', '1', ...args]);
@@ -113,8 +123,8 @@ describe.skipIf(!netnsAvailable)(`tapas collect -w rotation with real packets ($
 
   afterAll(() => lab.cleanup());
 
-  async function startCollect(args: string[]) {
-    const child = lab.track(startCli(['collect', '--netns', collector, '--vni', String(VNI), '-f', 'json', ...args]));
+  async function startCollect(args: string[], select = ['--vni', String(VNI)]) {
+    const child = lab.track(startCli(['collect', '--netns', collector, ...select, '-f', 'json', ...args]));
     const done = finished(child);
     await stderrContains(child, 'listening for');
     return {
@@ -198,4 +208,33 @@ describe.skipIf(!netnsAvailable)(`tapas collect -w rotation with real packets ($
     expect(files.map((file) => sequences(readPcap(file)))).toEqual([range(0, 500), range(500, 500), range(1000, 500)]);
     for (const file of files) expect((await readersCount(file)).tshark).toBe(500);
   }, 120_000);
+
+  it('--pcapng: the tunnel is the interface, ERSPAN III\'s D bit the direction (D=0 inbound = IN), for tshark', async () => {
+    const base = join(lab.dir, 'col.pcapng');
+    const collect = await startCollect(['-w', base, '--pcapng'], []);
+    const { encapsulate } = loadAddon();
+    const frame = (stream: string, sequence: number) => makeFrame({ dst: '02:00:00:00:09:02', src: '02:00:00:00:09:01', stream, sequence });
+    const erspan = [
+      ...Array.from({ length: 5 }, (_, i) => encapsulate({ kind: 'erspan3', session: 9, sequence: i, direction: 'IN' }, frame('e-in', i))),
+      ...Array.from({ length: 4 }, (_, i) => encapsulate({ kind: 'erspan3', session: 9, sequence: 5 + i, direction: 'OUT' }, frame('e-out', i))),
+      ...Array.from({ length: 3 }, (_, i) => encapsulate({ kind: 'gre', key: 77 }, frame('gre', i))),
+    ];
+    await lab.exec(sender, 'python3', ['-c', SEND_GRE, COLLECTOR], `${erspan.map((packet) => packet.toString('hex')).join('\n')}\n`);
+    await send('vx', 0, 2, 80);
+    const report = await collect.stop();
+    expect(report.written).toBe(14);
+    expect(report.filesOpened).toBe(1);
+
+    const tshark = await run('tshark', ['-r', base, '-T', 'fields', '-E', 'separator=|', '-e', 'frame.interface_name',
+      '-e', 'frame.packet_flags_direction']);
+    expect(tshark.stderr).not.toMatch(/cut short|damaged|error/i);
+    const counts = new Map<string, number>();
+    for (const line of tshark.stdout.split('\n').filter(Boolean)) counts.set(line, (counts.get(line) ?? 0) + 1);
+    expect(Object.fromEntries(counts)).toEqual({
+      'erspan3 session 9|0x00000001': 5,
+      'erspan3 session 9|0x00000002': 4,
+      'gre key 77|': 3,
+      [`vxlan vni ${VNI}|`]: 2,
+    });
+  }, 60_000);
 });
