@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { Engine } from '../../src/engine/engine.js';
 import { finished, runCli, startCli, stderrContains } from '../helpers/cli.js';
-import { makeFrame, parseTestFrame } from '../helpers/frames.js';
+import { makeFrame, makeUdpFrame, parseTestFrame } from '../helpers/frames.js';
 import { Lab, netnsAvailable, netnsSkipReason, sleep } from '../helpers/netns.js';
 import { readPcap } from '../helpers/pcap.js';
 
@@ -155,6 +155,29 @@ describe.skipIf(!netnsAvailable)(`tapas mirror -w with real frames (${netnsSkipR
     const kept = [...readPcap(files[1]!), ...readPcap(files[0]!)].map((frame) => parseTestFrame(frame)?.sequence ?? -1)
       .filter((sequence) => sequence >= 0);
     expect(kept).toEqual(Array.from({ length: kept.length }, (_, i) => 20_000 - kept.length + i));
+  }, 180_000);
+
+  it('--workers 2: both workers write one rotation, every frame once, each flow in order', async () => {
+    // 64 flows (UDP source ports): the fanout hash spreads them over the workers, and keeps each on one.
+    const sent = Array.from({ length: 20_000 }, (_, i) => makeUdpFrame({ dst: HOST_MAC, src: VM_MAC, sourcePort: 1000 + (i % 64), sequence: i }));
+    const base = join(lab.dir, 'workers.pcap');
+    const { report } = await mirrorTo(['--workers', '2', '-w', base, '-C', '1'], sent);
+    expect(report.stats.sources[0]).toMatchObject({ ok: true, captureDrops: 0 });
+    const files = rotationFiles(lab.dir, 'workers.pcap');
+    // 20,000 records of 16 + 60 bytes: 1,520,024 bytes, two files.
+    expect(files.length).toBe(2);
+    expect(report.stats.sinks[0]).toMatchObject({ ok: true, errors: 0, packets: 20_000, filesOpened: 2, filesRemoved: 0 });
+    const copies = files.flatMap((file) => readPcap(file)).filter((frame) => frame.includes('tapas-udp'));
+    expect(copies.length).toBe(20_000);
+    for (let port = 1000; port < 1064; port += 1) {
+      const flow = (frames: Buffer[]) => frames.filter((frame) => frame.readUInt16BE(34) === port).map((frame) => frame.toString('hex'));
+      expect(flow(copies)).toEqual(flow(sent));
+    }
+    for (const file of files) {
+      const tshark = await run('tshark', ['-r', file, '-T', 'fields', '-e', 'frame.number'], { maxBuffer: 64 << 20 });
+      expect(tshark.stderr).not.toMatch(/cut short|damaged|error/i);
+      expect(tshark.stdout.split('\n').filter(Boolean).length).toBe(readPcap(file).length);
+    }
   }, 180_000);
 
   it('without -C/-G/-W: exactly FILE, one file', async () => {
