@@ -4,7 +4,8 @@
  * (one native implementation), byte for byte as they were on the wire.
  */
 import { execFile } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -52,24 +53,37 @@ describe('tapas mirror -w: usage errors (exit 2)', () => {
 
 describe('the engine refuses file sinks that cannot run, and runs the rest', () => {
   it('-W without size or seconds; two file sinks on one path', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tapas-file-sink-'));
     const engine = new Engine({ workers: 1 });
     try {
       const stats = await engine.apply({
         sources: [],
         sinks: [
-          { id: 'count-only', kind: 'file', path: '/tmp/tapas-never-a.pcap', rotation: { files: 3 } },
-          { id: 'first', kind: 'file', path: '/tmp/tapas-never-b.pcap', rotation: { size: 1, files: 2 } },
-          { id: 'second', kind: 'file', path: '/tmp/tapas-never-b.pcap' },
+          { id: 'count-only', kind: 'file', path: join(dir, 'a.pcap'), rotation: { files: 3 } },
+          { id: 'first', kind: 'file', path: join(dir, 'b.pcap'), rotation: { size: 1, files: 2 } },
+          { id: 'second', kind: 'file', path: join(dir, 'b.pcap') },
         ],
         rules: [],
       });
       const byId = new Map(stats.sinks.map((sink) => [sink.id, sink]));
       expect(byId.get('count-only')).toMatchObject({ ok: false, reason: expect.stringContaining('needs a size (-C) or a time (-G)') });
       expect(byId.get('first')).toMatchObject({ ok: true, filesOpened: 1, filesRemoved: 0 });
-      expect(byId.get('second')).toMatchObject({ ok: false, reason: "the same file as sink 'first' ('/tmp/tapas-never-b.pcap')" });
+      expect(byId.get('second')).toMatchObject({ ok: false, reason: `the same file as sink 'first' ('${join(dir, 'b.pcap')}')` });
+      // The first file exists at once: an unwritable path is told when the sink opens.
+      expect(readdirSync(dir)).toEqual(['b.pcap0']);
     } finally {
       await engine.close();
-      await run('rm', ['-f', '/tmp/tapas-never-b.pcap0']);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a file that cannot be created: the sink fails with the reason, the engine runs on', async () => {
+    const engine = new Engine({ workers: 1 });
+    try {
+      const stats = await engine.apply({ sources: [], sinks: [{ id: 'f', kind: 'file', path: '/no-such-tapas-dir/x.pcap' }], rules: [] });
+      expect(stats.sinks[0]).toMatchObject({ id: 'f', ok: false, reason: "cannot write '/no-such-tapas-dir/x.pcap': No such file or directory" });
+    } finally {
+      await engine.close();
     }
   });
 
