@@ -147,9 +147,7 @@ std::string Collector::start(const CollectorSpec& spec) {
     RotationSpec rotation = spec.rotation;
     rotation.path = spec.pcap_path;
     runtime->pcap = std::make_unique<PcapRotation>(rotation);
-    timespec now{};
-    clock_gettime(CLOCK_REALTIME, &now);
-    std::string error = runtime->pcap->open(now);
+    std::string error = runtime->pcap->open();
     if (!error.empty()) return error;
   } else {
     SinkSpec port;

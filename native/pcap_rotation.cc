@@ -31,13 +31,13 @@ std::string PcapRotation::file_name(uint64_t n) const {
   return spec_.path + std::string(largest.size() - number.size(), '0') + number;
 }
 
-std::string PcapRotation::open(const timespec& now) {
+std::string PcapRotation::open() {
   std::string error = check_rotation(spec_);
   if (!error.empty()) return error;
-  return open_next(now) ? "" : last_error_;
+  return open_next() ? "" : last_error_;
 }
 
-bool PcapRotation::open_next(const timespec& when) {
+bool PcapRotation::open_next() {
   // Closed (flushed) before the next opens: a reader that sees the next file
   // finds this one complete.
   if (is_open() && !(spec_.pcapng ? pcapng_.close() : pcap_.close())) counters_.errors.add(1);
@@ -54,7 +54,6 @@ bool PcapRotation::open_next(const timespec& when) {
     return false;
   }
   counters_.files_opened.add(1);
-  opened_at_ = when;
   records_in_file_ = false;
   return true;
 }
@@ -75,9 +74,9 @@ bool PcapRotation::write(const timespec& when, const PcapWriter::Piece* pieces, 
     const uint64_t after = spec_.pcapng ? pcapng_.size() + pcapng_.record_size(length, meta)
                                         : pcap_.size() + PcapWriter::record_size(length);
     rotate = (spec_.max_bytes != 0 && after > spec_.max_bytes) ||
-             (spec_.seconds != 0 && nanoseconds_between(opened_at_, when) >= int64_t{spec_.seconds} * 1000000000);
+             (spec_.seconds != 0 && nanoseconds_between(first_frame_at_, when) >= int64_t{spec_.seconds} * 1000000000);
   }
-  if (rotate && (rotating() || !is_open()) && !open_next(when)) {
+  if (rotate && (rotating() || !is_open()) && !open_next()) {
     counters_.errors.add(1);
     return false;
   }
@@ -87,6 +86,7 @@ bool PcapRotation::write(const timespec& when, const PcapWriter::Piece* pieces, 
     counters_.errors.add(1);
     return false;
   }
+  if (!records_in_file_) first_frame_at_ = when;
   records_in_file_ = true;
   counters_.frames.add(1);
   counters_.bytes.add(length);

@@ -16,9 +16,12 @@
 // max_bytes goes whole into the next one, and the full file is flushed and
 // closed first, so every file is a complete pcap with its own header. A
 // frame larger than max_bytes on its own is written alone into a file.
-// seconds: a new file once the frame to write is that many seconds (by its
-// timestamp, to the nanosecond) after the current file was opened; as with tcpdump, only a
-// frame starts a file, so a quiet period leaves no empty files.
+// seconds: a new file once the frame to write is that many seconds (by the
+// frames' timestamps, to the nanosecond) after the current file's first
+// frame. A file's period starts with its first frame, not when it was
+// opened: the first file is opened at start, before any traffic, and a file
+// is never left empty. As with tcpdump, only a frame starts a file, so a
+// quiet period leaves no empty files.
 //
 // Not thread-safe: the collector writes from its one thread, the file sink
 // under its own mutex.
@@ -60,7 +63,7 @@ class PcapRotation {
   PcapRotation& operator=(const PcapRotation&) = delete;
 
   // Opens the first file, so that an unwritable path is told at once. "" or why not.
-  std::string open(const timespec& now);
+  std::string open();
   bool write(const timespec& when, const uint8_t* frame, uint32_t length, uint32_t original_length);
   // meta: the interface and direction, which only pcapng keeps.
   bool write(const timespec& when, const PcapWriter::Piece* pieces, int count, uint32_t original_length,
@@ -76,14 +79,14 @@ class PcapRotation {
  private:
   bool rotating() const { return spec_.max_bytes != 0 || spec_.seconds != 0; }
   bool is_open() const { return spec_.pcapng ? pcapng_.is_open() : pcap_.is_open(); }
-  bool open_next(const timespec& when);
+  bool open_next();
 
   RotationSpec spec_;
   PcapWriter pcap_;      // one of the two, as spec_.pcapng says
   PcapngWriter pcapng_;
   RotationCounters counters_;
   uint64_t next_number_ = 0;
-  timespec opened_at_{};  // when the current file was opened (a frame's timestamp)
+  timespec first_frame_at_{};  // the timestamp of the current file's first frame
   bool records_in_file_ = false;
   std::string last_error_;
 };

@@ -54,7 +54,7 @@ std::string FileSink::open() {
     if (!(shared->spec == spec_.file)) return "the file '" + spec_.file.path + "' is written by another sink";
   } else {
     shared = std::make_shared<Shared>(spec_.file);
-    std::string error = shared->rotation.open(now_realtime());
+    std::string error = shared->rotation.open();
     if (!error.empty()) return error;
     counters_.files_opened.add(1);
     slot = shared;

@@ -48,7 +48,7 @@ int main() {
     // 1,100 bytes allowed: header 24 + one record of 16 + 1,000 fits, a second does not.
     RotationSpec spec{base, 1100, 0, 0, false};
     PcapRotation rotation(spec);
-    CHECK(rotation.open(t0).empty());
+    CHECK(rotation.open().empty());
     for (int i = 0; i < 3; ++i) CHECK(rotation.write(t0, frame.data(), 1000, 1000));
     // Larger than the limit on its own: alone in a file, not an endless rotation.
     std::vector<uint8_t> big(5000, 0xcd);
@@ -70,7 +70,7 @@ int main() {
     CHECK(rotation.file_name(0) == ring + "00");
     CHECK(rotation.file_name(99) == ring + "99");
     CHECK(rotation.file_name(100) == ring + "00");
-    CHECK(rotation.open(t0).empty());
+    CHECK(rotation.open().empty());
     for (int i = 0; i < 102; ++i) CHECK(rotation.write(t0, frame.data(), 1000, 1000));
     rotation.close();
     CHECK(rotation.counters().files_opened.get() == 102);
@@ -78,14 +78,17 @@ int main() {
     CHECK(exists(ring + "00") && exists(ring + "01") && exists(ring + "99") && !exists(ring + "100"));
   }
   {
-    // -G 2 by the frames' timestamps: 1.9 s stays, 2.0 s rotates, a long gap makes one file, not many.
+    // -G 2 by the frames' timestamps, from each file's first frame: the first
+    // frame, 5 s after the open, starts file 0's period; 1.9 s later stays,
+    // 2.0 s later rotates; a long gap makes one file, not many.
     const std::string timed = std::string(dir) + "/time.pcap";
     RotationSpec spec{timed, 0, 2, 0, false};
     PcapRotation rotation(spec);
-    CHECK(rotation.open(t0).empty());
-    CHECK(rotation.write({1001, 900000000}, frame.data(), 60, 60));
+    CHECK(rotation.open().empty());
+    CHECK(rotation.write({1005, 0}, frame.data(), 60, 60));
+    CHECK(rotation.write({1006, 900000000}, frame.data(), 60, 60));
     CHECK(rotation.counters().files_opened.get() == 1);
-    CHECK(rotation.write({1002, 0}, frame.data(), 60, 60));
+    CHECK(rotation.write({1007, 0}, frame.data(), 60, 60));
     CHECK(rotation.counters().files_opened.get() == 2);
     CHECK(rotation.write({1100, 0}, frame.data(), 60, 60));
     CHECK(rotation.counters().files_opened.get() == 3);
@@ -96,7 +99,7 @@ int main() {
     const std::string ng = std::string(dir) + "/ng.pcapng";
     RotationSpec spec{ng, 4000, 0, 0, true};
     PcapRotation rotation(spec);
-    CHECK(rotation.open(t0).empty());
+    CHECK(rotation.open().empty());
     const std::string a = "a@ns", b = "b";
     for (int i = 0; i < 10; ++i) {
       const RecordMeta meta{i % 2 ? &a : &b, i % 3 ? RecordMeta::Inbound : RecordMeta::Outbound};
@@ -116,7 +119,7 @@ int main() {
     // -W without -C or -G cannot run; an unwritable path is told at open.
     CHECK(!check_rotation({base, 0, 0, 3, false}).empty());
     PcapRotation rotation({std::string(dir) + "/no/such/dir.pcap", 0, 0, 0, false});
-    CHECK(rotation.open(t0).find("cannot write") == 0);
+    CHECK(rotation.open().find("cannot write") == 0);
   }
 
   const std::string cleanup = std::string("rm -rf ") + dir;

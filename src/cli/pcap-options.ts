@@ -31,7 +31,7 @@ export function addPcapOptions(command: Command, what: string): Command {
     .option('-w, --write <FILE>', `write ${what} to this pcap file`)
     .option('-C, --file-size <MB>', 'with -w: a new file when the next frame would take this one past MB millions of bytes',
       positive('-C', 1_000_000))
-    .option('-G, --rotate-seconds <S>', 'with -w: a new file for the first frame S seconds after the current file was opened',
+    .option('-G, --rotate-seconds <S>', 'with -w: a new file for the first frame S seconds after the current file\'s first frame',
       positive('-G', 31_622_400))
     .option('-W, --file-count <N>', 'with -w and -C or -G: keep at most N files (FILE0 .. FILE{N-1}, round a ring)',
       positive('-W', 1_000_000))
@@ -48,7 +48,8 @@ pcap files (-w FILE):
   -C MB: a new file when the next frame would make this one larger than MB
   millions of bytes (1,000,000, as tcpdump counts); that frame goes whole
   into the next file. -G S: a new file for the first frame S or more seconds
-  after the current file was opened (a quiet period leaves no empty files).
+  after the current file's first frame (by capture time; a quiet period
+  leaves no empty files).
   Every file is complete and readable on its own (its own pcap header),
   closed before the next is opened; no frame is lost at a rotation.
   --pcapng writes pcapng instead (chosen by the option, never by the file

@@ -194,6 +194,26 @@ describe.skipIf(!netnsAvailable)(`tapas mirror -w with real frames (${netnsSkipR
     }
   }, 180_000);
 
+  it('-G 1: by the kernel\'s capture times, one file per burst 1.5 s apart', async () => {
+    const base = join(lab.dir, 'timed.pcap');
+    const child = lab.track(startCli(['mirror', '-s', `vmh@${host}`, '-d', 'BOTH', '-f', 'json', '-w', base, '-G', '1']));
+    const done = finished(child);
+    await stderrContains(child, 'tapas: mirroring');
+    const burst = (first: number) => Array.from({ length: 200 }, (_, i) => makeFrame({ dst: HOST_MAC, src: VM_MAC, stream: 'wtime', sequence: first + i }));
+    await lab.sendFrames(vm, 'vm0', burst(0));
+    await sleep(1500);
+    await lab.sendFrames(vm, 'vm0', burst(200));
+    await sleep(500);
+    child.kill('SIGINT');
+    const result = await done;
+    expect(result.code, result.stderr).toBe(0);
+    const files = rotationFiles(lab.dir, 'timed.pcap');
+    expect(files.length).toBe(2);
+    expect(JSON.parse(result.stdout).stats.sinks[0]).toMatchObject({ packets: 400, filesOpened: 2 });
+    expect(files.map((file) => readPcap(file).map((frame) => parseTestFrame(frame)?.sequence)))
+      .toEqual([Array.from({ length: 200 }, (_, i) => i), Array.from({ length: 200 }, (_, i) => 200 + i)]);
+  }, 60_000);
+
   it('without -C/-G/-W: exactly FILE, one file', async () => {
     const sent = Array.from({ length: 50 }, (_, i) => makeFrame({ dst: HOST_MAC, src: VM_MAC, stream: 'wone', sequence: i }));
     const file = join(lab.dir, 'one.pcap');

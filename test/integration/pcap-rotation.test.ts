@@ -189,7 +189,7 @@ describe.skipIf(!netnsAvailable)(`tapas collect -w rotation with real packets ($
     expect(kept.length).toBeGreaterThan(2 * 4_600);
   }, 120_000);
 
-  it('-G 1: a new file for the first frame a second after the current one opened; quiet time makes no files', async () => {
+  it('-G 1: a new file for the first frame a second after the current file\'s first; quiet time makes no files', async () => {
     const base = join(lab.dir, 'time.pcap');
     const collect = await startCollect(['-w', base, '-G', '1']);
     // Three bursts 1.5 s apart, then 2.5 s of nothing before the end.
