@@ -7,6 +7,7 @@
         "native/collector.cc",
         "native/encap.cc",
         "native/encap_vxlan.cc",
+        "native/filter.cc",
         "native/engine.cc",
         "native/frame.cc",
         "native/iface.cc",
@@ -28,7 +29,8 @@
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
       "cflags_cc": ["-std=c++20", "-fexceptions", "-O2", "-Wall", "-Wextra"],
-      "cflags": ["-fexceptions"]
+      "cflags": ["-fexceptions"],
+      "libraries": ["-lpcap"]
     }
   ]
 }

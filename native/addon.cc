@@ -12,6 +12,7 @@
 #include "collector.h"
 #include "encap.h"
 #include "engine.h"
+#include "filter.h"
 #include "iface.h"
 
 namespace {
@@ -207,6 +208,10 @@ Plan to_plan(const Napi::Object& object) {
       rule.vlans.push_back({static_cast<uint16_t>(item.integer_value(pair.Get(0u), name + "[0]", 1, 4094)),
                             static_cast<uint16_t>(item.integer_value(pair.Get(1u), name + "[1]", 1, 4094))});
     }
+    rule.filter = item.string("filter", false);
+    if (rule.filter.find('\0') != std::string::npos) throw item.error("filter", "must not contain a NUL byte");
+    rule.snaplen = item.has("snaplen") ? item.integer("snaplen", kMinSnaplen, kMaxSnaplen) : 0;
+    rule.sample_rate = item.integer("sampleRate", 1, 0xffffffffu, 1);
     plan.rules.push_back(std::move(rule));
   });
   for_each_entry(fields, "interfaces", [&](const Fields& item) {
@@ -268,6 +273,9 @@ void fill(Napi::Env env, Napi::Object& o, const RuleStat& r) {
   o.Set("bytes", number(env, r.bytes));
   o.Set("oversize", number(env, r.oversize));
   o.Set("unavailable", number(env, r.unavailable));
+  o.Set("filtered", number(env, r.filtered));
+  o.Set("sampledOut", number(env, r.sampled_out));
+  o.Set("truncated", number(env, r.truncated));
 }
 
 void fill(Napi::Env env, Napi::Object& o, const InterfaceStat& i) {
@@ -647,7 +655,21 @@ class NativeCollector : public Napi::ObjectWrap<NativeCollector> {
   Collector collector_;
 };
 
+// compileFilter(expression): null when libpcap compiles it, else libpcap's message.
+Napi::Value CompileFilter(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "compileFilter(expression: string)");
+  return guarded(env, "cannot compile the filter", [&]() -> Napi::Value {
+    const std::string expression = info[0].As<Napi::String>().Utf8Value();
+    if (expression.find('\0') != std::string::npos) return Napi::String::New(env, "the expression contains a NUL byte");
+    CompiledFilter compiled = compile_filter(expression);
+    if (compiled.filter) return env.Null();
+    return Napi::String::New(env, compiled.error);
+  });
+}
+
 Napi::Object define_exports(Napi::Env env, Napi::Object exports) {
+  exports.Set("compileFilter", Napi::Function::New(env, CompileFilter));
   exports.Set("NativeEngine", NativeEngine::Define(env));
   exports.Set("NativeCollector", NativeCollector::Define(env));
   exports.Set("encapsulate", Napi::Function::New(env, Encapsulate));

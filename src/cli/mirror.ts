@@ -12,6 +12,7 @@ import {
   type VxlanSinkPlan, type RingSettings, type WorkerPriority,
 } from '../engine/engine.js';
 import { DIRECTIONS } from '../engine/plan.js';
+import { formatReason, invalidInputMessage, type FormatName } from '../model/formats.js';
 import { parseVlanFilter, VlanFilterError } from '../model/vlan-filter.js';
 import { UsageError } from './errors.js';
 
@@ -24,6 +25,9 @@ interface MirrorOptions {
   source: string[];
   direction: Direction;
   vlanFilter?: string;
+  filter?: string;
+  snaplen?: number;
+  sampleRate?: number;
   to?: string;
   gre?: string;
   key?: number;
@@ -153,16 +157,41 @@ function positiveInteger(name: string) {
   };
 }
 
+/** What of the selected frames is sent: --filter, --sample-rate, --snaplen (a rule's stages, in that order). */
+export interface Selection {
+  filter?: string;
+  sampleRate?: number;
+  snaplen?: number;
+}
+
 export function buildMirrorPlan(sources: InterfaceRef[], destination: InterfaceRef | TunnelDestination, direction: Direction,
-  vlans: Array<[number, number]> | undefined): Plan {
+  vlans: Array<[number, number]> | undefined, selection: Selection = {}): Plan {
   return {
     sources: sources.map((source, index) => ({ id: `source-${index}`, ...source })),
     sinks: ['kind' in destination ? { id: 'destination', ...destination } : { id: 'destination', kind: 'port', ...destination }],
     rules: sources.map((_, index) => ({
       id: `rule-${index}`, sourceId: `source-${index}`, sinkId: 'destination', direction, ...(vlans ? { vlans } : {}),
+      ...(selection.filter !== undefined ? { filter: selection.filter } : {}),
+      ...(selection.sampleRate !== undefined ? { sampleRate: selection.sampleRate } : {}),
+      ...(selection.snaplen !== undefined ? { snaplen: selection.snaplen } : {}),
     })),
   };
 }
+
+/** A value the contract's format refuses, in the API's words: a usage error before anything runs. */
+function checked<T>(format: FormatName, attribute: string, parse: (text: string) => T) {
+  return (text: string): T => {
+    const value = parse(text);
+    const reason = formatReason(format, value);
+    if (reason !== undefined) throw new UsageError(invalidInputMessage(attribute, reason));
+    return value;
+  };
+}
+
+const wholeNumber = (flag: string) => (text: string): number => {
+  if (!/^\d{1,10}$/.test(text)) throw new UsageError(`${flag} must be an integer, not '${text}'`);
+  return Number(text);
+};
 
 interface Report {
   elapsedSeconds: number;
@@ -186,6 +215,12 @@ function summary(report: Report, names: Map<string, string>): string {
       (sink.truncated ? `, ${sink.truncated} truncated to the path MTU` : '') +
       (sink.fragmented ? `, ${sink.fragmented} fragmented` : '') +
       (sink.ok ? '' : ` — FAILED: ${sink.reason}`));
+  }
+  const filtered = stats.rules.reduce((n, r) => n + r.filtered, 0);
+  const sampledOut = stats.rules.reduce((n, r) => n + r.sampledOut, 0);
+  const truncated = stats.rules.reduce((n, r) => n + r.truncated, 0);
+  if (filtered || sampledOut || truncated) {
+    lines.push(`  selection: ${filtered} filtered out, ${sampledOut} sampled out, ${truncated} cut to the snaplen`);
   }
   const oversize = stats.rules.reduce((n, r) => n + r.oversize, 0);
   const unavailable = stats.rules.reduce((n, r) => n + r.unavailable, 0);
@@ -216,7 +251,8 @@ async function runMirror(options: MirrorOptions): Promise<void> {
     ...(options.ringTimeoutMs === undefined ? {} : { blockTimeoutMs: options.ringTimeoutMs }),
     ...(options.lowLatency ? { version: 2 as const } : {}),
   };
-  const plan = buildMirrorPlan(sources, destination, options.direction, vlans);
+  const plan = buildMirrorPlan(sources, destination, options.direction, vlans,
+    { filter: options.filter, sampleRate: options.sampleRate, snaplen: options.snaplen });
   const names = new Map<string, string>([
     ...sources.map((source, index) => [`source-${index}`, label(source)] as [string, string]),
     ['destination', destinationLabel(destination)],
@@ -327,6 +363,12 @@ export function registerMirror(program: Command): void {
       (value: string, previous: string[] = []) => [...previous, value])
     .addOption(new Option('-d, --direction <DIR>', 'which traffic to mirror').choices([...DIRECTIONS]).makeOptionMandatory())
     .option('--vlan-filter <LIST>', 'only frames of these VLAN ids, e.g. 1-5,9 (untagged frames never match)')
+    .option('--filter <EXPRESSION>', 'only frames this pcap-filter expression (tcpdump syntax) matches, VLAN tag included, ' +
+      'e.g. \'udp port 53 or vlan 10\'', checked('pcap-filter', 'filter', (text) => text))
+    .option('--sample-rate <N>', 'send one frame in N (the first of every N the filter passes; the rest are counted as sampled out)',
+      checked('sample-rate', 'sample_rate', wholeNumber('--sample-rate')))
+    .option('--snaplen <BYTES>', 'send only the first BYTES (64 or more) of each frame; ERSPAN sets its T bit',
+      checked('snaplen', 'snaplen', wholeNumber('--snaplen')))
     .option('-t, --to <IF[@NETNS]>', 'destination interface that receives the copies')
     .option('--gre <IP[@NETNS]>', 'or: send the copies in GRE to this collector (routed in NETNS)')
     .option('--key <K>', 'GRE key: the tunnel id', integerIn('--key', 0xffffffff))
@@ -356,6 +398,7 @@ export function registerMirror(program: Command): void {
 Examples:
   tapas mirror --source tap-vm1 --direction BOTH --to tap-ids
   tapas mirror -s veth-a@ns1 -s veth-b@ns1 -d IN --vlan-filter 10-20,30 -t mon0@ns1 --duration 60 -f json
+  tapas mirror -s tap-vm1 -d BOTH --filter 'tcp port 443' --snaplen 128 --sample-rate 10 -t tap-ids
   tapas mirror -s tap-vm1 -d OUT --gre 192.0.2.10 --key 102
   tapas mirror -s tap-vm1 -d IN --erspan 192.0.2.10 --session 101      # index 0x101
   tapas mirror -s tap-vm1 -d BOTH --erspan3 192.0.2.10 --session 7     # D=0 IN, D=1 OUT

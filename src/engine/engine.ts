@@ -279,6 +279,15 @@ function unreachableReason(sink: HostSinkPlan): string {
   return `the tap service's port is on host ${sink.host}, and this data path has no tunnel to other hosts`;
 }
 
+/**
+ * Compiles a pcap-filter expression as the engine will (libpcap, Ethernet
+ * frames): null when it compiles, else libpcap's message (pcap_geterr). The
+ * API checks a tap flow's or tap mirror's `filter` with it.
+ */
+export function compileFilter(expression: string): string | null {
+  return loadAddon().compileFilter(expression);
+}
+
 export { WORKER_PRIORITIES } from './native.js';
 export type {
   EngineStats, InterfaceStats, PacketSourceStats, RingSettings, RuleStats, SinkStats, SourceStats,

@@ -67,6 +67,12 @@ export interface RuleStats extends EndpointHealth {
   oversize: number;
   /** Frames matched while the sink was failed. */
   unavailable: number;
+  /** Frames of the rule's direction and VLANs its filter expression took out. */
+  filtered: number;
+  /** Frames that passed the filter and were not the 1 in sampleRate. */
+  sampledOut: number;
+  /** Copies sent cut to snaplen (counted in packets too). */
+  truncated: number;
 }
 
 /**
@@ -279,6 +285,8 @@ export interface NativeAddon {
   parseTunnelPacket(packet: Buffer, options?: { ipv4?: boolean; vxlan?: boolean }): DecodedTunnelPacket | { error: string };
   /** OpenStack's ERSPAN index for a tunnel id: its decimal digits read as hex (102 -> 0x102). */
   erspanIndexFor(tunnelId: number): number;
+  /** Compiles a pcap-filter expression as the engine will (libpcap, Ethernet): null, or libpcap's message. */
+  compileFilter(expression: string): string | null;
 }
 
 function findAddon(): string {
