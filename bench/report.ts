@@ -68,6 +68,9 @@ export function targets(results: Results): Target[] {
     ratioTarget(`added latency p99 at ${kpps(results.settings.latencyRate)} kpps, tapas${lowLatency ? ' --low-latency' : ''} ÷ 1 ms`,
       latency / 1000, undefined, 1, `${fixed(latency, 0)} µs${lowLatency ? ` (default blocks: ${fixed(p99('tapas'), 0)} µs)` : ''}`),
     ratioTarget('64 B loss-free rate, ERSPAN ÷ local port', erspan / tapas, 0.8, undefined, `${kpps(erspan)} vs ${kpps(tapas)} kpps`),
+    // A rule's filter stage: a 3-term pcap filter every frame passes, against no filter (issue 14).
+    ratioTarget(`CPU per mirrored packet at ${kpps(REFERENCE_RATE)} kpps, 3-term filter ÷ no filter`, cpu('tapas-filter') / cpu('tapas'),
+      undefined, 1.2, `${fixed(cpu('tapas-filter'), 0)} vs ${fixed(cpu('tapas'), 0)} ns`),
     ratioTarget(`CPU per packet, ${lastN} sources ÷ 1 source`, scaleCpu(last) / scaleCpu(first), undefined, 1.1,
       `${fixed(scaleCpu(last), 0)} vs ${fixed(scaleCpu(first), 0)} ns`),
     ratioTarget(`apply of ${lastN} sources ÷ 2 s`, apply / 2, undefined, 1, `${fixed(apply, 3)} s`),
