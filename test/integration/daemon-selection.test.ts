@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { DaemonProcess, until, type ApiClient } from '../api/daemon-process.js';
-import { runCli } from '../helpers/cli.js';
+import { finished, runCli, startCli, stderrContains } from '../helpers/cli.js';
 import { Lab, netnsAvailable, netnsSkipReason } from '../helpers/netns.js';
 
 const TS = '/v2.0/taas/tap_services';
@@ -152,5 +152,23 @@ describe.skipIf(!netnsAvailable)(`filter, snaplen and sample_rate through the da
     const c3 = await lab.capture(mon1, 'm1');
     await lab.sendFrames(vm, 'vm0', frames);
     expect(ours(await c3.stop())).toEqual(frames.filter((_, i) => i % 3 === 2).map((f) => f.toString('hex')));
+  });
+
+  it('tapas mirror --filter --sample-rate --snaplen: the same stages without a daemon, counted in its JSON report', async () => {
+    // Its own source and destination: the daemon's flows above still run on vmh.
+    await lab.veth(host, 'm3h', mon2, 'm3');
+    const capture = await lab.capture(mon2, 'm3');
+    const child = startCli(['mirror', '-s', `vmh@${host}`, '-d', 'OUT', '-t', `m3h@${host}`, '--filter', 'udp and dst port 2000 and not vlan',
+      '--sample-rate', '2', '--snaplen', '64', '--duration', '2', '-f', 'json']);
+    const done = finished(child);
+    await stderrContains(child, 'tapas: mirroring');
+    const frames = Array.from({ length: 30 }, (_, i) => udpFrame([1000, 2000, 3000][i % 3]!, i, 200));
+    await lab.sendFrames(vm, 'vm0', frames);
+    const result = await done;
+    expect(result.code, result.stderr).toBe(0);
+    const passed = frames.filter((_, i) => i % 3 === 1);
+    expect(ours(await capture.stop())).toEqual(passed.filter((_, i) => i % 2 === 0).map((f) => f.subarray(0, 64).toString('hex')));
+    const report = JSON.parse(result.stdout);
+    expect(report.stats.rules[0]).toMatchObject({ packets: 5, filtered: 20, sampledOut: 5, truncated: 5 });
   });
 });
