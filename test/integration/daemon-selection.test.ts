@@ -146,6 +146,13 @@ describe.skipIf(!netnsAvailable)(`filter, snaplen and sample_rate through the da
     expect(updated.body.tap_flow).toMatchObject({ filter: 'udp dst port 3000', snaplen: null });
     const badUpdate = await api.put(`${TF}/${f1.id}`, { tap_flow: { filter: 'udp dst port' } });
     expect(badUpdate.status).toBe(400);
+    // The CLI's update checks and converts as create does.
+    const cliUpdate = await runCli(['--endpoint', daemon.url, 'tap', 'flow', 'update', 'sampled', '--sample-rate', '2', '--snaplen', '128']);
+    expect(cliUpdate.code, cliUpdate.stderr).toBe(0);
+    expect((await api.get(`${TF}/${f2.id}`)).body.tap_flow).toMatchObject({ sample_rate: 2, snaplen: 128 });
+    const cliBad = await runCli(['--endpoint', daemon.url, 'tap', 'flow', 'update', 'sampled', '--filter', 'udp dst port']);
+    expect(cliBad.code).toBe(2);
+    expect(cliBad.stderr).toContain('Invalid input for filter.');
     await until(api, '/v2.0/taas/stats', () => true);
     // The agent applies the new plan within its interval; frames sent after it are selected anew.
     await new Promise((resolve) => setTimeout(resolve, 1500));
