@@ -26,9 +26,6 @@ namespace {
 constexpr int kBpfTcxIngress = 46;  // BPF_TCX_INGRESS
 constexpr int kBpfTcxEgress = 47;   // BPF_TCX_EGRESS
 constexpr uint32_t kBpfFBefore = 1U << 3;  // BPF_F_BEFORE: with no relative program, first
-#ifndef SO_NETNS_COOKIE
-constexpr int SO_NETNS_COOKIE = 71;
-#endif
 
 // libbpf's messages (the verifier's log among them) go here instead of
 // stderr: the last few lines become part of an error.
@@ -48,9 +45,8 @@ std::string describe(const std::string& ifname, const std::string& netns) {
   return "'" + ifname + "'" + (netns.empty() ? "" : " in network namespace '" + netns + "'");
 }
 
-std::string hook_key_bytes(uint64_t cookie, int ifindex, uint32_t direction) {
+std::string hook_key_bytes(int ifindex, uint32_t direction) {
   tapas_hook_key key{};
-  key.netns_cookie = cookie;
   key.ifindex = static_cast<uint32_t>(ifindex);
   key.direction = direction;
   return std::string(reinterpret_cast<const char*>(&key), sizeof key);
@@ -63,33 +59,50 @@ Loader::~Loader() { close(); }
 std::string Loader::open(const std::string& object_path, AttachMode mode) {
   std::lock_guard lock(mutex_);
   mode_ = mode;
+  object_path_ = object_path;
+  Programs first;
+  std::string error = load(first);
+  if (!error.empty()) return error;
+  object_ = first.object;
+  counters_fd_ = bpf_map__fd(bpf_object__find_map_by_name(object_, "tapas_counters"));
+  cpus_ = std::max(1, libbpf_num_possible_cpus());
+  return "";
+}
+
+// Opens and loads a copy of the programs; every copy after the first shares
+// the first one's counters map.
+std::string Loader::load(Programs& into) {
   std::string log;
   libbpf_log = &log;
   libbpf_set_print(capture_libbpf);
+  bpf_object* object = nullptr;
   auto fail = [&](const std::string& what, int err) {
     std::string text = what + ": " + errno_text(err < 0 ? -err : err);
     if (err == -EPERM || err == EPERM) text += " (the bpf data path needs root: CAP_BPF and CAP_NET_ADMIN)";
     while (!log.empty() && log.back() == '\n') log.pop_back();
     if (!log.empty()) text += "; libbpf: " + log.substr(log.rfind('\n') == std::string::npos ? 0 : log.rfind('\n') + 1);
     libbpf_log = nullptr;
-    if (object_ != nullptr) bpf_object__close(object_);
-    object_ = nullptr;
+    if (object != nullptr) bpf_object__close(object);
     return text;
   };
-  object_ = bpf_object__open_file(object_path.c_str(), nullptr);
-  if (object_ == nullptr) return fail("cannot open the bpf program " + object_path, errno);
-  int err = bpf_object__load(object_);
+  object = bpf_object__open_file(object_path_.c_str(), nullptr);
+  if (object == nullptr) return fail("cannot open the bpf program " + object_path_, errno);
+  bpf_map* counters = bpf_object__find_map_by_name(object, "tapas_counters");
+  if (counters == nullptr) return fail("the bpf object lacks tapas's maps", ENOENT);
+  if (counters_fd_ >= 0) {
+    int err = bpf_map__reuse_fd(counters, counters_fd_);
+    if (err != 0) return fail("cannot share the counters map", err);
+  }
+  int err = bpf_object__load(object);
   if (err != 0) return fail("cannot load the bpf program into the kernel", err);
-  bpf_program* in = bpf_object__find_program_by_name(object_, "tapas_in");
-  bpf_program* out = bpf_object__find_program_by_name(object_, "tapas_out");
-  bpf_map* hooks = bpf_object__find_map_by_name(object_, "tapas_hooks");
-  bpf_map* counters = bpf_object__find_map_by_name(object_, "tapas_counters");
-  if (!in || !out || !hooks || !counters) return fail("the bpf object lacks tapas's programs or maps", ENOENT);
-  prog_in_ = bpf_program__fd(in);
-  prog_out_ = bpf_program__fd(out);
-  hooks_fd_ = bpf_map__fd(hooks);
-  counters_fd_ = bpf_map__fd(counters);
-  cpus_ = std::max(1, libbpf_num_possible_cpus());
+  bpf_program* in = bpf_object__find_program_by_name(object, "tapas_in");
+  bpf_program* out = bpf_object__find_program_by_name(object, "tapas_out");
+  bpf_map* hooks = bpf_object__find_map_by_name(object, "tapas_hooks");
+  if (!in || !out || !hooks) return fail("the bpf object lacks tapas's programs or maps", ENOENT);
+  into.object = object;
+  into.prog_in = bpf_program__fd(in);
+  into.prog_out = bpf_program__fd(out);
+  into.hooks_fd = bpf_map__fd(hooks);
   libbpf_log = nullptr;
   return "";
 }
@@ -118,21 +131,25 @@ std::string Loader::attach(Attached& s) {
   s.ns = scope.identity();
   s.ifindex = static_cast<int>(if_nametoindex(s.spec.ifname.c_str()));
   if (s.ifindex == 0) return "no interface " + describe(s.spec.ifname, s.spec.netns);
-  int sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  socklen_t size = sizeof s.netns_cookie;
-  int got = sock < 0 ? -1 : getsockopt(sock, SOL_SOCKET, SO_NETNS_COOKIE, &s.netns_cookie, &size);
-  if (sock >= 0) ::close(sock);
-  if (got != 0) return "cannot read the network namespace's cookie (SO_NETNS_COOKIE, Linux 5.14): " + errno_text(errno);
+  Programs& programs = programs_[key_of(s.ns)];
+  if (programs.object == nullptr) {
+    std::string error = load(programs);
+    if (!error.empty()) {
+      programs_.erase(key_of(s.ns));
+      return error;
+    }
+  }
+  const int prog_in = programs.prog_in, prog_out = programs.prog_out;
 
   if (mode_ != AttachMode::Tc) {
     // Ingress (OUT) first in the chain: the frame as it arrived, before other
     // programs change or drop it (AF_PACKET sees it there too). Egress (IN)
     // last: the frame as it leaves, after other programs (as AF_PACKET sees it).
     LIBBPF_OPTS(bpf_link_create_opts, first, .flags = kBpfFBefore);
-    int out = bpf_link_create(prog_out_, s.ifindex, static_cast<bpf_attach_type>(kBpfTcxIngress), &first);
+    int out = bpf_link_create(prog_out, s.ifindex, static_cast<bpf_attach_type>(kBpfTcxIngress), &first);
     int out_errno = errno;
     if (out >= 0) {
-      int in = bpf_link_create(prog_in_, s.ifindex, static_cast<bpf_attach_type>(kBpfTcxEgress), nullptr);
+      int in = bpf_link_create(prog_in, s.ifindex, static_cast<bpf_attach_type>(kBpfTcxEgress), nullptr);
       if (in < 0) {
         int err = errno;
         ::close(out);
@@ -154,7 +171,7 @@ std::string Loader::attach(Attached& s) {
   LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = s.ifindex, .attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS));
   int err = bpf_tc_hook_create(&hook);
   if (err != 0 && err != -EEXIST) return "cannot add a clsact qdisc to " + describe(s.spec.ifname, s.spec.netns) + ": " + errno_text(-err);
-  for (auto [point, prog] : {std::pair{BPF_TC_INGRESS, prog_out_}, std::pair{BPF_TC_EGRESS, prog_in_}}) {
+  for (auto [point, prog] : {std::pair{BPF_TC_INGRESS, prog_out}, std::pair{BPF_TC_EGRESS, prog_in}}) {
     hook.attach_point = point;
     // A filter at tapas's handle and priority: one a killed tapas left (its
     // program is named tapas_*), replaced; anyone else's, left alone.
@@ -232,7 +249,7 @@ void Loader::apply(const std::vector<SourceSpec>& sources, const std::vector<Rul
   std::map<std::string, uint32_t> old_slots;
   for (const Installed& r : rules_) old_slots[r.spec.id] = r.slot;
   std::vector<Installed> installed;
-  std::map<std::string, tapas_hook> hooks;  // by key bytes
+  std::map<NsKey, std::map<std::string, tapas_hook>> hooks;  // per namespace, by key bytes
   for (const RuleSpec& spec : rules) {
     Installed r;
     r.spec = spec;
@@ -268,7 +285,7 @@ void Loader::apply(const std::vector<SourceSpec>& sources, const std::vector<Rul
       for (uint32_t direction : {uint32_t{TAPAS_BPF_DIR_IN}, uint32_t{TAPAS_BPF_DIR_OUT}}) {
         if (!r.reason.empty()) break;
         if (!(direction == TAPAS_BPF_DIR_IN ? spec.in : spec.out)) continue;
-        tapas_hook& hook = hooks[hook_key_bytes(s.netns_cookie, s.ifindex, direction)];
+        tapas_hook& hook = hooks[key_of(s.ns)][hook_key_bytes(s.ifindex, direction)];
         hook.slot = s.slot;
         if (hook.targets >= TAPAS_BPF_MAX_TARGETS) {
           r.reason = "more than " + std::to_string(TAPAS_BPF_MAX_TARGETS) + " rules on one source and direction";
@@ -286,18 +303,32 @@ void Loader::apply(const std::vector<SourceSpec>& sources, const std::vector<Rul
     }
     installed.push_back(std::move(r));
   }
-  // A source whose hooks have no rule left still needs an entry for its own
-  // counters? No: an absent entry costs one lookup and passes the frame.
-  std::vector<std::string> keys;
-  for (const auto& [key, hook] : hooks) {
-    // Replaces the entry in one step: frames see the old rules or the new.
-    bpf_map_update_elem(hooks_fd_, key.data(), &hook, BPF_ANY);
-    keys.push_back(key);
+  for (auto& [ns, programs] : programs_) {
+    const auto& wanted = hooks[ns];
+    std::vector<std::string> keys;
+    for (const auto& [key, hook] : wanted) {
+      // Replaces the entry in one step: frames see the old rules or the new.
+      bpf_map_update_elem(programs.hooks_fd, key.data(), &hook, BPF_ANY);
+      keys.push_back(key);
+    }
+    for (const std::string& key : programs.keys) {
+      if (wanted.find(key) == wanted.end()) bpf_map_delete_elem(programs.hooks_fd, key.data());
+    }
+    programs.keys = std::move(keys);
   }
-  for (const std::string& key : keys_) {
-    if (hooks.find(key) == hooks.end()) bpf_map_delete_elem(hooks_fd_, key.data());
+  // The programs of a namespace no source is attached in any more.
+  std::set<NsKey> in_use;
+  for (const auto& [id, s] : sources_) {
+    if (!s.attach.empty()) in_use.insert(key_of(s.ns));
   }
-  keys_ = std::move(keys);
+  for (auto it = programs_.begin(); it != programs_.end();) {
+    if (in_use.count(it->first) != 0) {
+      ++it;
+      continue;
+    }
+    bpf_object__close(it->second.object);
+    it = programs_.erase(it);
+  }
   for (const auto& [id, slot] : old_slots) free_slot(slot);
   rules_ = std::move(installed);
 }
@@ -352,9 +383,11 @@ void Loader::close() {
   // What was counted stays readable after close.
   read(final_sources_, final_rules_);
   for (auto& [id, s] : sources_) detach(s);
+  for (auto& [ns, programs] : programs_) bpf_object__close(programs.object);
+  programs_.clear();
   bpf_object__close(object_);
   object_ = nullptr;
-  prog_in_ = prog_out_ = hooks_fd_ = counters_fd_ = -1;
+  counters_fd_ = -1;
 }
 
 }  // namespace tapas::bpf

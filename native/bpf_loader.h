@@ -90,7 +90,6 @@ class Loader {
   struct Attached {
     SourceSpec spec;
     NetnsIdentity ns;
-    uint64_t netns_cookie = 0;
     int ifindex = 0;
     std::string attach;  // "tcx" or "tc"
     int link_in = -1, link_out = -1;  // tcx links
@@ -103,6 +102,16 @@ class Loader {
     std::string reason;  // when not installed
   };
 
+  // The programs and rules map of one network namespace (see mirror.h).
+  struct Programs {
+    bpf_object* object = nullptr;
+    int prog_in = -1, prog_out = -1, hooks_fd = -1;
+    std::vector<std::string> keys;  // hook keys in its map (raw bytes), to delete stale ones
+  };
+  using NsKey = std::pair<uint64_t, uint64_t>;  // the namespace's nsfs dev and inode
+  static NsKey key_of(const NetnsIdentity& ns) { return {static_cast<uint64_t>(ns.dev), static_cast<uint64_t>(ns.ino)}; }
+  std::string load(Programs& into);
+
   std::string attach(Attached& source);
   void detach(Attached& source);
   uint32_t take_slot();
@@ -113,13 +122,14 @@ class Loader {
   mutable std::mutex mutex_;  // apply (a libuv pool thread), stats and close (the JavaScript thread)
   std::vector<SourceState> final_sources_;
   std::vector<RuleState> final_rules_;
-  bpf_object* object_ = nullptr;
-  int prog_in_ = -1, prog_out_ = -1, hooks_fd_ = -1, counters_fd_ = -1;
+  std::string object_path_;
+  bpf_object* object_ = nullptr;  // the first copy: owns the counters map every copy shares
+  int counters_fd_ = -1;
+  std::map<NsKey, Programs> programs_;
   int cpus_ = 1;
   AttachMode mode_ = AttachMode::Auto;
   std::map<std::string, Attached> sources_;  // by source id
   std::vector<Installed> rules_;
-  std::vector<std::string> keys_;  // hook keys in the map (raw bytes), to delete stale ones
   std::vector<uint32_t> free_slots_;
   uint32_t next_slot_ = 0;
 };

@@ -54,7 +54,6 @@ static __always_inline int vlan_of(struct __sk_buff *skb) {
 
 static __always_inline int mirror(struct __sk_buff *skb, __u32 direction) {
   struct tapas_hook_key key = {
-      .netns_cookie = bpf_get_netns_cookie(skb),
       .ifindex = skb->ifindex,
       .direction = direction,
   };

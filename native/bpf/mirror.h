@@ -31,9 +31,12 @@ typedef __u64 tapas_u64;
 #define TAPAS_BPF_DIR_OUT 1
 
 // The key of the rules map: which hook of which interface. An ifindex is only
-// unique within a network namespace, so the namespace's cookie is part of it.
+// unique within a network namespace, so each namespace gets its own copy of
+// the programs and of this map (the counters map is one, shared). The
+// namespace cannot come from bpf_get_netns_cookie: for a tc program it is the
+// namespace of the skb's socket, and the kernel sends ICMP replies and TCP
+// resets from per-CPU sockets of the initial namespace.
 struct tapas_hook_key {
-  tapas_u64 netns_cookie;
   tapas_u32 ifindex;
   tapas_u32 direction;
 };
