@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { Engine, type Plan } from '../../src/engine/engine.js';
+import { Engine, type EngineOptions, type Plan } from '../../src/engine/engine.js';
 import { makeFrame, testFramesOf } from '../helpers/frames.js';
 import { Lab, netnsAvailable, netnsSkipReason } from '../helpers/netns.js';
 
@@ -8,19 +8,26 @@ const VM_MAC = '02:00:00:00:00:01';
 const HOST_MAC = '02:00:00:00:00:02';
 const BROADCAST = 'ff:ff:ff:ff:ff:ff';
 
+/** Every data path runs the same table: AF_PACKET with either ring, and the kernel's tc programs. */
+const DATA_PATHS: Array<{ name: string; options: EngineOptions; ringVersion?: 2 | 3 }> = [
+  { name: 'AF_PACKET, TPACKET_V3 ring', options: { ring: { version: 3 } }, ringVersion: 3 },
+  { name: 'AF_PACKET, TPACKET_V2 ring', options: { ring: { version: 2 } }, ringVersion: 2 },
+  { name: 'bpf (tc programs, bpf_clone_redirect)', options: { datapath: 'bpf' } },
+];
+
 /**
  * A "VM" behind a veth whose host side (vmh) is the source port, and a
  * "monitor" behind the tap service port (monh). Both host sides live in a
  * host namespace of the test's own.
  */
-describe.skipIf(!netnsAvailable).each([3, 2] as const)(`TaaS direction semantics, TPACKET_V%i ring (${netnsSkipReason})`, (ringVersion) => {
+describe.skipIf(!netnsAvailable).each(DATA_PATHS)(`TaaS direction semantics, $name (${netnsSkipReason})`, ({ options, ringVersion }) => {
   const lab = new Lab('dir');
   let host: string, vm: string, monitor: string;
   let engine: Engine;
 
   beforeAll(async () => {
     ({ host, vm, monitor } = await lab.vmAndMonitor());
-    engine = new Engine({ ring: { version: ringVersion } });
+    engine = new Engine(options);
   });
 
   afterAll(async () => {
@@ -89,6 +96,13 @@ describe.skipIf(!netnsAvailable).each([3, 2] as const)(`TaaS direction semantics
     expect(rule(after).bytes - rule(before).bytes).toBe(sent.reduce((n, f) => n + f.length, 0));
     expect(sink(after).packets - sink(before).packets).toBe(sent.length);
     expect(sink(after).errors).toBe(0);
-    expect(after.sources[0]).toMatchObject({ id: 'vm', ok: true, captureDrops: 0, packet: { blockTimeoutMs: ringVersion === 2 ? 0 : 1 } });
+    if (ringVersion === undefined) {
+      // The kernel path: the source's hooks saw exactly these frames, and the rule says it runs there.
+      expect(after.sources[0]).toMatchObject({ id: 'vm', ok: true, captureDrops: 0, bpf: { attach: 'tcx' } });
+      expect(after.sources[0]!.packets - before.sources[0]!.packets).toBe(sent.length);
+      expect(rule(after)).toMatchObject({ ok: true, datapath: 'bpf', unavailable: 0 });
+    } else {
+      expect(after.sources[0]).toMatchObject({ id: 'vm', ok: true, captureDrops: 0, packet: { blockTimeoutMs: ringVersion === 2 ? 0 : 1 } });
+    }
   });
 });
