@@ -80,7 +80,8 @@ std::string Loader::load(Programs& into) {
     std::string text = what + ": " + errno_text(err < 0 ? -err : err);
     if (err == -EPERM || err == EPERM) text += " (the bpf data path needs root: CAP_BPF and CAP_NET_ADMIN)";
     while (!log.empty() && log.back() == '\n') log.pop_back();
-    if (!log.empty()) text += "; libbpf: " + log.substr(log.rfind('\n') == std::string::npos ? 0 : log.rfind('\n') + 1);
+    // The last line libbpf logged (already prefixed "libbpf: ").
+    if (!log.empty()) text += "; " + log.substr(log.rfind('\n') == std::string::npos ? 0 : log.rfind('\n') + 1);
     libbpf_log = nullptr;
     if (object != nullptr) bpf_object__close(object);
     return text;
