@@ -39,6 +39,7 @@ interface MirrorOptions {
   ringTimeoutMs?: number;
   lowLatency?: boolean;
   priority: WorkerPriority;
+  datapath: 'packet' | 'bpf';
 }
 
 export function parseInterfaceRef(text: string): InterfaceRef {
@@ -141,6 +142,7 @@ function summary(report: Report, names: Map<string, string>): string {
   ];
   for (const source of stats.sources) {
     lines.push(`  source ${names.get(source.id)}: ${source.packets} packets seen, ${source.captureDrops} capture drops` +
+      (source.bpf ? ` (bpf data path, attached with ${source.bpf.attach || 'nothing'})` : '') +
       (source.truncated ? `, ${source.truncated} truncated` : '') + (source.ok ? '' : ` — FAILED: ${source.reason}`));
   }
   for (const sink of stats.sinks) {
@@ -160,6 +162,9 @@ function summary(report: Report, names: Map<string, string>): string {
 async function runMirror(options: MirrorOptions): Promise<void> {
   const sources = options.source.map(parseInterfaceRef);
   const destination = parseDestination(options);
+  if (options.datapath === 'bpf' && 'kind' in destination) {
+    throw new UsageError(`--datapath bpf sends only to a local port (--to) so far: ${destination.kind.toUpperCase()} tunnels need --datapath packet`);
+  }
   for (const source of sources) {
     if (!('kind' in destination) && source.ifname === destination.ifname && (source.netns ?? '') === (destination.netns ?? '')) {
       throw new UsageError(`destination ${label(destination)} is also a source: its copies would be mirrored again`);
@@ -186,7 +191,7 @@ async function runMirror(options: MirrorOptions): Promise<void> {
 
   let engine: Engine;
   try {
-    engine = new Engine({ workers: options.workers, priority: options.priority, ring });
+    engine = new Engine({ workers: options.workers, priority: options.priority, ring, datapath: options.datapath });
   } catch (error) {
     // The ring options' combinations the kernel refuses (a V3 block under 64 KiB, sizes not powers of two).
     if (error instanceof TypeError) throw new UsageError(error.message);
@@ -206,6 +211,10 @@ async function runMirror(options: MirrorOptions): Promise<void> {
     // The engine opened every interface in parallel; its reasons name what is wrong.
     if (failed) throw new Error(`${failed.id === 'destination' ? 'destination' : 'source'} ${names.get(failed.id)}: ${failed.reason}`);
     throw new Error(`cannot mirror: ${refused!.reason}`);
+  }
+  // Rules the kernel path cannot serve (a destination in another namespace than the source) run on AF_PACKET.
+  for (const rule of initial.rules) {
+    if (rule.datapath === 'packet') process.stderr.write(`tapas: ${rule.id} runs on the packet data path: ${rule.datapathReason}\n`);
   }
   lag.enable();
   process.stderr.write(`tapas: mirroring ${sources.map(label).join(', ')} (${options.direction}) to ${destinationLabel(destination)}` +
@@ -306,12 +315,16 @@ export function registerMirror(program: Command): void {
       'and 1 ms more per 32 sources up to 100: every ring has a block timer)', positiveInteger('--ring-timeout-ms'))
     .addOption(new Option('--priority <LEVEL>', 'scheduling of the capture threads: nice 0, nice -10, or SCHED_FIFO')
       .choices([...WORKER_PRIORITIES]).default('high'))
+    .addOption(new Option('--datapath <PATH>', 'packet: AF_PACKET rings and worker threads; bpf: tc programs copy frames ' +
+      'in the kernel (a --to port in the sources\' namespace; Linux 6.6+ attaches tcx links, older kernels cls_bpf)')
+      .choices(['packet', 'bpf']).default('packet'))
     .option('--low-latency', 'hand each frame over at once (TPACKET_V2) instead of in blocks: sub-millisecond ' +
       'added latency, more CPU at low rates, frames over ~1.9 KiB truncated')
     .addHelpText('after', `
 Examples:
   tapas mirror --source tap-vm1 --direction BOTH --to tap-ids
   tapas mirror -s veth-a@ns1 -s veth-b@ns1 -d IN --vlan-filter 10-20,30 -t mon0@ns1 --duration 60 -f json
+  tapas mirror -s vmh@host -d BOTH -t monh@host --datapath bpf      # copied in the kernel
   tapas mirror -s tap-vm1 -d OUT --gre 192.0.2.10 --key 102
   tapas mirror -s tap-vm1 -d IN --erspan 192.0.2.10 --session 101      # index 0x101
 
