@@ -66,7 +66,48 @@ std::string Loader::open(const std::string& object_path, AttachMode mode) {
   object_ = first.object;
   counters_fd_ = bpf_map__fd(bpf_object__find_map_by_name(object_, "tapas_counters"));
   cpus_ = std::max(1, libbpf_num_possible_cpus());
+  health_ = std::thread([this] { health(); });
   return "";
+}
+
+// Every 500 ms: interfaces that vanished, came back or were replaced (a new
+// ifindex) are attached and installed anew. The AF_PACKET engine follows
+// rtnetlink events instead; here each entry costs a namespace switch and
+// an ioctl per tick (first slice).
+void Loader::health() {
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    wake_.wait_for(lock, std::chrono::milliseconds(500));
+    if (stopping_ || object_ == nullptr) break;
+    try {
+      if (stale()) apply_locked(last_sources_, last_rules_);
+    } catch (...) {
+      // Never ends the process: tried again on the next tick.
+    }
+  }
+}
+
+namespace {
+// The ifindex of ifname in netns, and the namespace it was looked up in (0 when gone).
+int ifindex_in(const std::string& netns, const std::string& ifname, NetnsIdentity* ns = nullptr) {
+  NetnsScope scope(netns);
+  if (!scope.ok()) return 0;
+  if (ns != nullptr) *ns = scope.identity();
+  return static_cast<int>(if_nametoindex(ifname.c_str()));
+}
+}  // namespace
+
+bool Loader::stale() const {
+  for (const auto& [id, s] : sources_) {
+    if (s.attach.empty()) return true;
+    NetnsIdentity ns;
+    if (ifindex_in(s.spec.netns, s.spec.ifname, &ns) != s.ifindex || !(ns == s.ns)) return true;
+  }
+  for (const Installed& r : rules_) {
+    if (r.waiting) return true;
+    if (r.reason.empty() && ifindex_in(r.spec.sink_netns, r.spec.sink_ifname) != r.target) return true;
+  }
+  return false;
 }
 
 // Opens and loads a copy of the programs; every copy after the first shares
@@ -217,6 +258,12 @@ void Loader::detach(Attached& s) {
 void Loader::apply(const std::vector<SourceSpec>& sources, const std::vector<RuleSpec>& rules) {
   std::lock_guard lock(mutex_);
   if (object_ == nullptr) return;
+  last_sources_ = sources;
+  last_rules_ = rules;
+  apply_locked(sources, rules);
+}
+
+void Loader::apply_locked(const std::vector<SourceSpec>& sources, const std::vector<RuleSpec>& rules) {
   // Sources: keep what is attached to the same interface, detach the rest.
   std::map<std::string, Attached> next;
   for (const SourceSpec& spec : sources) {
@@ -264,27 +311,28 @@ void Loader::apply(const std::vector<SourceSpec>& sources, const std::vector<Rul
     auto source = sources_.find(spec.source_id);
     if (source == sources_.end()) {
       r.reason = "rule '" + spec.id + "' names unknown source '" + spec.source_id + "'";
-    } else if (source->second.attach.empty()) {
-      r.reason = source->second.reason;
     } else if (spec.vlans.size() > TAPAS_BPF_MAX_VLAN_RANGES) {
       r.reason = "more than " + std::to_string(TAPAS_BPF_MAX_VLAN_RANGES) + " VLAN ranges";
+    } else if (source->second.attach.empty()) {
+      r.waiting = true;  // the source's own stats say why
     } else {
       const Attached& s = source->second;
       int target = 0;
       {
         NetnsScope scope(spec.sink_netns);
-        if (!scope.ok()) r.reason = scope.error();
+        // A port or namespace that is missing is the sink's trouble (its stats say so): wait for it.
+        if (!scope.ok()) r.waiting = true;
         else if (!(scope.identity() == s.ns)) r.reason = "the tap service port is not in the source's network namespace";
-        else if ((target = static_cast<int>(if_nametoindex(spec.sink_ifname.c_str()))) == 0)
-          r.reason = "no interface " + describe(spec.sink_ifname, spec.sink_netns);
+        else if ((target = static_cast<int>(if_nametoindex(spec.sink_ifname.c_str()))) == 0) r.waiting = true;
       }
+      r.target = target;
       for (const auto& [id, other] : sources_) {
         if (r.reason.empty() && !other.attach.empty() && other.ns == s.ns && other.ifindex == target) {
           r.reason = "destination port '" + spec.sink_ifname + "' is also a mirrored source";
         }
       }
       for (uint32_t direction : {uint32_t{TAPAS_BPF_DIR_IN}, uint32_t{TAPAS_BPF_DIR_OUT}}) {
-        if (!r.reason.empty()) break;
+        if (!r.reason.empty() || r.waiting) break;
         if (!(direction == TAPAS_BPF_DIR_IN ? spec.in : spec.out)) continue;
         tapas_hook& hook = hooks[key_of(s.ns)][hook_key_bytes(s.ifindex, direction)];
         hook.slot = s.slot;
@@ -379,6 +427,12 @@ void Loader::read(std::vector<SourceState>& sources, std::vector<RuleState>& rul
 }
 
 void Loader::close() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (health_.joinable()) health_.join();
   std::lock_guard lock(mutex_);
   if (object_ == nullptr) return;
   // What was counted stays readable after close.

@@ -7,7 +7,9 @@
 
 #include <cstdint>
 #include <map>
+#include <condition_variable>
 #include <memory>
+#include <thread>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -99,7 +101,12 @@ class Loader {
   struct Installed {
     RuleSpec spec;
     uint32_t slot = 0;
-    std::string reason;  // when not installed
+    std::string reason;  // refused: ok false
+    // Not installed for now (its source or its tap service port is missing,
+    // down or in a namespace that is gone): ok, counts nothing, and the
+    // health thread tries again.
+    bool waiting = false;
+    int target = 0;  // the tap service port's ifindex, when installed
   };
 
   // The programs and rules map of one network namespace (see mirror.h).
@@ -112,6 +119,11 @@ class Loader {
   static NsKey key_of(const NetnsIdentity& ns) { return {static_cast<uint64_t>(ns.dev), static_cast<uint64_t>(ns.ino)}; }
   std::string load(Programs& into);
 
+  void apply_locked(const std::vector<SourceSpec>& sources, const std::vector<RuleSpec>& rules);
+  // Whether an interface is gone, came back or was replaced since apply.
+  bool stale() const;
+  void health();
+
   std::string attach(Attached& source);
   void detach(Attached& source);
   uint32_t take_slot();
@@ -120,6 +132,11 @@ class Loader {
   void read_counters(uint32_t slot, uint64_t& packets, uint64_t& bytes, uint64_t& errors) const;
 
   mutable std::mutex mutex_;  // apply (a libuv pool thread), stats and close (the JavaScript thread)
+  std::vector<SourceSpec> last_sources_;
+  std::vector<RuleSpec> last_rules_;
+  std::thread health_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
   std::vector<SourceState> final_sources_;
   std::vector<RuleState> final_rules_;
   std::string object_path_;

@@ -13,7 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 import { Engine, type EngineOptions, type Plan } from '../../src/engine/engine.js';
 import { makeFrame, testFramesOf } from '../helpers/frames.js';
-import { Lab, netnsAvailable, netnsSkipReason } from '../helpers/netns.js';
+import { Lab, netnsAvailable, netnsSkipReason, sleep, waitFor } from '../helpers/netns.js';
 
 const VM_MAC = '02:00:00:00:02:01';
 const HOST_MAC = '02:00:00:00:02:02';
@@ -197,6 +197,31 @@ describe.skipIf(!netnsAvailable)(`the bpf data path (${netnsSkipReason})`, () =>
     const { toVm, copies } = await exchange('f');
     expect(hex(testFramesOf(await atFar.stop()))).toEqual(hex(toVm));
     expect(hex(copies)).toEqual(hex(toVm));
+  });
+
+  it('follows a source port that vanishes and comes back, and a tap service port replaced under it', async () => {
+    const running = engine();
+    await running.apply(plan());
+    await lab.deleteLink(host, 'vmh');
+    const gone = await waitFor('the source to fail', () => {
+      const source = running.stats().sources[0]!;
+      return source.ok ? undefined : source;
+    });
+    expect(gone.reason).toBe(`no interface 'vmh' in network namespace '${host}'`);
+    // The rule stays installed in the plan's sense: its source says what is wrong (as on AF_PACKET).
+    expect(running.stats().rules[0]).toMatchObject({ ok: true, datapath: 'bpf' });
+
+    await lab.veth(host, 'vmh', vm, 'vm0');
+    await waitFor('the source to be attached again', () => (running.stats().sources[0]!.ok ? true : undefined));
+    const back = await exchange('h');
+    expect(hex(back.copies)).toEqual(hex([...back.toVm, ...back.fromVm]));
+
+    // A new monitor port (a new ifindex) under the same name: the copies follow it.
+    await lab.deleteLink(host, 'monh');
+    await lab.veth(host, 'monh', monitor, 'mon0');
+    await sleep(1200);
+    const moved = await exchange('i');
+    expect(hex(moved.copies)).toEqual(hex([...moved.toVm, ...moved.fromVm]));
   });
 
   it('refuses a tap service port that is also a mirrored source', async () => {
