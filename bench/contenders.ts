@@ -33,12 +33,12 @@ export interface TapasReport {
 export interface TapasInstall {
   root: string;
   /** Options `tapas mirror --help` offers beyond --to (they land separately). */
-  options: { gre: boolean; erspan: boolean; lowLatency: boolean };
+  options: { gre: boolean; erspan: boolean; lowLatency: boolean; bpf: boolean };
 }
 
 export async function inspectTapas(root: string): Promise<TapasInstall> {
   const help = await run(join(root, 'bin/tapas'), ['mirror', '--help']);
-  return { root, options: { gre: /--gre\b/.test(help), erspan: /--erspan\b/.test(help), lowLatency: /--low-latency\b/.test(help) } };
+  return { root, options: { gre: /--gre\b/.test(help), erspan: /--erspan\b/.test(help), lowLatency: /--low-latency\b/.test(help), bpf: /--datapath\b/.test(help) } };
 }
 
 /** Frames a source's capture lost, from a report of this or an older build. */
@@ -53,7 +53,7 @@ export interface Running {
   stop(): Promise<TapasReport | undefined>;
 }
 
-export type ContenderId = 'none' | 'tapas' | 'tapas-low-latency' | 'tc' | 'nft' | 'daemonlogger' | 'netsniff-ng' | 'tapas-gre' | 'tapas-erspan';
+export type ContenderId = 'none' | 'tapas' | 'tapas-low-latency' | 'tapas-bpf' | 'tc' | 'nft' | 'daemonlogger' | 'netsniff-ng' | 'tapas-gre' | 'tapas-erspan';
 
 export interface Contender {
   id: ContenderId;
@@ -88,7 +88,7 @@ export async function stopProcess(child: Child, signal: NodeJS.Signals, what: st
   return result.stdout;
 }
 
-function tapasContender(id: ContenderId, label: string, sinkArgs: string[], needs?: 'gre' | 'erspan' | 'lowLatency'): Contender {
+function tapasContender(id: ContenderId, label: string, sinkArgs: string[], needs?: 'gre' | 'erspan' | 'lowLatency' | 'bpf'): Contender {
   return {
     id,
     label,
@@ -127,6 +127,8 @@ export const CONTENDERS: Contender[] = [
   },
   tapasContender('tapas', 'tapas', ['--to', 'd0']),
   tapasContender('tapas-low-latency', 'tapas --low-latency', ['--to', 'd0', '--low-latency'], 'lowLatency'),
+  // The kernel data path: tc programs clone each frame (bpf_clone_redirect); the process only loads them and reads counters.
+  tapasContender('tapas-bpf', 'tapas --datapath bpf', ['--to', 'd0', '--datapath', 'bpf'], 'bpf'),
   {
     id: 'tc',
     label: 'tc mirred',
