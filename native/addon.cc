@@ -689,6 +689,7 @@ class NativeBpf : public Napi::ObjectWrap<NativeBpf> {
         entry.Set("packets", number(rules[i].packets));
         entry.Set("bytes", number(rules[i].bytes));
         entry.Set("errors", number(rules[i].errors));
+        entry.Set("oversize", number(rules[i].oversize));
         rule_list.Set(static_cast<uint32_t>(i), entry);
       }
       Napi::Object result = Napi::Object::New(env);

@@ -382,14 +382,15 @@ void Loader::apply_locked(const std::vector<SourceSpec>& sources, const std::vec
   rules_ = std::move(installed);
 }
 
-void Loader::read_counters(uint32_t slot, uint64_t& packets, uint64_t& bytes, uint64_t& errors) const {
+void Loader::read_counters(uint32_t slot, uint64_t& packets, uint64_t& bytes, uint64_t& errors, uint64_t& oversize) const {
   std::vector<tapas_counters> per_cpu(static_cast<size_t>(cpus_));
-  packets = bytes = errors = 0;
+  packets = bytes = errors = oversize = 0;
   if (bpf_map_lookup_elem(counters_fd_, &slot, per_cpu.data()) != 0) return;
   for (const tapas_counters& c : per_cpu) {
     packets += c.packets;
     bytes += c.bytes;
     errors += c.errors;
+    oversize += c.oversize;
   }
 }
 
@@ -412,8 +413,8 @@ void Loader::read(std::vector<SourceState>& sources, std::vector<RuleState>& rul
     state.ok = !s.attach.empty();
     state.reason = s.reason;
     state.attach = s.attach;
-    uint64_t errors = 0;
-    if (object_ != nullptr) read_counters(s.slot, state.packets, state.bytes, errors);
+    uint64_t errors = 0, oversize = 0;
+    if (object_ != nullptr) read_counters(s.slot, state.packets, state.bytes, errors, oversize);
     sources.push_back(std::move(state));
   }
   for (const Installed& r : rules_) {
@@ -421,7 +422,7 @@ void Loader::read(std::vector<SourceState>& sources, std::vector<RuleState>& rul
     state.id = r.spec.id;
     state.ok = r.reason.empty();
     state.reason = r.reason;
-    if (object_ != nullptr) read_counters(r.slot, state.packets, state.bytes, state.errors);
+    if (object_ != nullptr) read_counters(r.slot, state.packets, state.bytes, state.errors, state.oversize);
     rules.push_back(std::move(state));
   }
 }

@@ -55,6 +55,7 @@ struct RuleState {
   uint64_t packets = 0;  // copies made
   uint64_t bytes = 0;
   uint64_t errors = 0;  // copies the kernel could not make or send
+  uint64_t oversize = 0;  // frames larger than the tap service port's MTU: not copied
 };
 
 // How hooks are attached: tcx links where the kernel has them, else cls_bpf.
@@ -129,7 +130,7 @@ class Loader {
   uint32_t take_slot();
   void free_slot(uint32_t slot);
   void read(std::vector<SourceState>& sources, std::vector<RuleState>& rules) const;
-  void read_counters(uint32_t slot, uint64_t& packets, uint64_t& bytes, uint64_t& errors) const;
+  void read_counters(uint32_t slot, uint64_t& packets, uint64_t& bytes, uint64_t& errors, uint64_t& oversize) const;
 
   mutable std::mutex mutex_;  // apply (a libuv pool thread), stats and close (the JavaScript thread)
   std::vector<SourceSpec> last_sources_;

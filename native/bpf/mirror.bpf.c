@@ -29,11 +29,17 @@ struct {
 // pass the frame when there is none. Returned on every path.
 #define TAPAS_NEXT TC_ACT_UNSPEC
 
-static __always_inline void count(__u32 slot, __u64 bytes, int error) {
+#define COUNT_SENT 0
+#define COUNT_ERROR 1
+#define COUNT_OVERSIZE 2
+
+static __always_inline void count(__u32 slot, __u64 bytes, int what) {
   struct tapas_counters *c = bpf_map_lookup_elem(&tapas_counters, &slot);
   if (!c) return;
-  if (error) {
+  if (what == COUNT_ERROR) {
     c->errors += 1;
+  } else if (what == COUNT_OVERSIZE) {
+    c->oversize += 1;
   } else {
     c->packets += 1;
     c->bytes += bytes;
@@ -52,6 +58,22 @@ static __always_inline int vlan_of(struct __sk_buff *skb) {
   return bpf_ntohs(tci) & 0x0fff;
 }
 
+// Whether the frame is too large for the target's MTU (the port would drop
+// the copy): bpf_check_mtu compares skb->len, MAC header included, with
+// MTU + hard header, and lets GSO frames through when their segments fit.
+// An 802.1Q tag in the frame's data may come on top of the MTU, as the
+// kernel's own forwarding check allows (is_skb_forwardable).
+static __always_inline int too_big(struct __sk_buff *skb, __u32 ifindex) {
+  __u32 mtu_len = 0;
+  if (bpf_check_mtu(skb, ifindex, &mtu_len, 0, 0) != BPF_MTU_CHK_RET_FRAG_NEEDED) return 0;
+  if (skb->vlan_present) return 1;
+  __be16 proto;
+  if (bpf_skb_load_bytes(skb, 12, &proto, sizeof proto) < 0) return 1;
+  if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD)) return 1;
+  mtu_len = 0;
+  return bpf_check_mtu(skb, ifindex, &mtu_len, -4, 0) == BPF_MTU_CHK_RET_FRAG_NEEDED;
+}
+
 static __always_inline int mirror(struct __sk_buff *skb, __u32 direction) {
   struct tapas_hook_key key = {
       .ifindex = skb->ifindex,
@@ -62,7 +84,7 @@ static __always_inline int mirror(struct __sk_buff *skb, __u32 direction) {
   // The length on the wire: at both hooks skb->len covers the MAC header,
   // and an offloaded VLAN tag (4 bytes) is on the wire too.
   __u64 bytes = skb->len + (skb->vlan_present ? 4 : 0);
-  count(hook->slot, bytes, 0);
+  count(hook->slot, bytes, COUNT_SENT);
   int vlan = -2;  // not read yet
   __u32 n = hook->targets;
   for (__u32 i = 0; i < TAPAS_BPF_MAX_TARGETS; i++) {
@@ -78,9 +100,13 @@ static __always_inline int mirror(struct __sk_buff *skb, __u32 direction) {
       }
       if (!match) continue;
     }
+    if (too_big(skb, t->ifindex)) {
+      count(t->slot, bytes, COUNT_OVERSIZE);
+      continue;
+    }
     // Flags 0: the copy goes out of the target's egress, as sent on its wire.
     long err = bpf_clone_redirect(skb, t->ifindex, 0);
-    count(t->slot, bytes, err != 0);
+    count(t->slot, bytes, err != 0 ? COUNT_ERROR : COUNT_SENT);
   }
   return TAPAS_NEXT;
 }

@@ -61,4 +61,5 @@ struct tapas_counters {
   tapas_u64 packets;
   tapas_u64 bytes;
   tapas_u64 errors;  // bpf_clone_redirect failed: the copy is lost, the frame goes on
+  tapas_u64 oversize;  // larger than the tap service port's MTU: not copied
 };

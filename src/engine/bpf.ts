@@ -112,7 +112,7 @@ export function mergeStats(plan: Plan, split: SplitPlan, packet: EngineStats, bp
     if (kernel) {
       rules.push({
         id: rule.id, ok: kernel.ok, ...(kernel.reason === undefined ? {} : { reason: kernel.reason }),
-        packets: kernel.packets, bytes: kernel.bytes, oversize: 0, unavailable: kernel.errors, datapath: 'bpf',
+        packets: kernel.packets, bytes: kernel.bytes, oversize: kernel.oversize, unavailable: kernel.errors, datapath: 'bpf',
       });
       const sum = added.get(rule.sinkId) ?? { packets: 0, bytes: 0, errors: 0 };
       sum.packets += kernel.packets;
