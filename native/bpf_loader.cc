@@ -154,8 +154,10 @@ uint32_t Loader::take_slot() {
   if (!free_slots_.empty()) {
     slot = free_slots_.back();
     free_slots_.pop_back();
-  } else {
+  } else if (next_slot_ < TAPAS_BPF_MAX_SLOTS) {
     slot = next_slot_++;
+  } else {
+    return kNoSlot;  // the counters map is full
   }
   // A slot starts from zero: what a former owner counted is not the new one's.
   std::vector<tapas_counters> zero(static_cast<size_t>(cpus_));
@@ -163,7 +165,9 @@ uint32_t Loader::take_slot() {
   return slot;
 }
 
-void Loader::free_slot(uint32_t slot) { free_slots_.push_back(slot); }
+void Loader::free_slot(uint32_t slot) {
+  if (slot != kNoSlot) free_slots_.push_back(slot);
+}
 
 // On the calling thread, in the source's namespace (NetnsScope): bpf_link_create
 // and the tc netlink requests find the ifindex in the thread's namespace.
@@ -289,7 +293,7 @@ void Loader::apply_locked(const std::vector<SourceSpec>& sources, const std::vec
   }
   sources_.clear();
   for (auto& [id, s] : next) {
-    if (s.attach.empty()) s.reason = attach(s);
+    if (s.attach.empty()) s.reason = s.slot == kNoSlot ? "more sources and rules than the bpf data path counts (16384)" : attach(s);
   }
   sources_ = std::move(next);
 
@@ -302,14 +306,16 @@ void Loader::apply_locked(const std::vector<SourceSpec>& sources, const std::vec
     Installed r;
     r.spec = spec;
     auto kept = old_slots.find(spec.id);
-    if (kept != old_slots.end()) {
+    if (kept != old_slots.end() && kept->second != kNoSlot) {
       r.slot = kept->second;
       old_slots.erase(kept);
     } else {
       r.slot = take_slot();
     }
     auto source = sources_.find(spec.source_id);
-    if (source == sources_.end()) {
+    if (r.slot == kNoSlot) {
+      r.reason = "more sources and rules than the bpf data path counts (16384)";
+    } else if (source == sources_.end()) {
       r.reason = "rule '" + spec.id + "' names unknown source '" + spec.source_id + "'";
     } else if (spec.vlans.size() > TAPAS_BPF_MAX_VLAN_RANGES) {
       r.reason = "more than " + std::to_string(TAPAS_BPF_MAX_VLAN_RANGES) + " VLAN ranges";

@@ -127,7 +127,8 @@ class Loader {
 
   std::string attach(Attached& source);
   void detach(Attached& source);
-  uint32_t take_slot();
+  static constexpr uint32_t kNoSlot = 0xffffffffu;
+  uint32_t take_slot();  // kNoSlot when every slot is taken
   void free_slot(uint32_t slot);
   void read(std::vector<SourceState>& sources, std::vector<RuleState>& rules) const;
   void read_counters(uint32_t slot, uint64_t& packets, uint64_t& bytes, uint64_t& errors, uint64_t& oversize) const;

@@ -46,6 +46,8 @@ describe.skipIf(!netnsAvailable)(`the bpf data path (${netnsSkipReason})`, () =>
     other = await lab.namespace('other');
     far = await lab.namespace('far');
     await lab.veth(other, 'farh', far, 'far0');
+    // A second tap service port beside monh, for rules that come and go.
+    await lab.veth(host, 'mon2h', monitor, 'mon2');
   });
 
   afterEach(async () => {
@@ -222,6 +224,50 @@ describe.skipIf(!netnsAvailable)(`the bpf data path (${netnsSkipReason})`, () =>
     await sleep(1200);
     const moved = await exchange('i');
     expect(hex(moved.copies)).toEqual(hex([...moved.toVm, ...moved.fromVm]));
+  });
+
+  it('keeps every frame of a rule that stays while other rules come and go under traffic', async () => {
+    const running = engine();
+    const keep: Plan = plan();
+    const withExtra: Plan = {
+      ...keep,
+      sinks: [...keep.sinks, { id: 'second', kind: 'port', ifname: 'mon2h', netns: host }],
+      rules: [...keep.rules, { id: 'extra', sourceId: 'vm', sinkId: 'second', direction: 'OUT' }],
+    };
+    await running.apply(keep);
+    const capture = await lab.capture(monitor, 'mon0', 'steady');
+    const frames = Array.from({ length: 3000 }, (_, i) => makeFrame({ dst: HOST_MAC, src: VM_MAC, stream: 'steady', sequence: i }));
+    const sending = lab.sendFrames(vm, 'vm0', frames, 200);
+    // Bounded: at most 40 plan changes while the frames flow.
+    let changes = 0;
+    let done = false;
+    void sending.then(() => { done = true; });
+    while (!done && changes < 40) {
+      await running.apply(changes % 2 === 0 ? withExtra : keep);
+      changes += 1;
+      await sleep(20);
+    }
+    await sending;
+    expect(changes).toBeGreaterThan(4);
+    const copies = testFramesOf(await capture.stop());
+    expect(copies.length).toBe(frames.length);
+    expect(hex(copies)).toEqual(hex(frames));
+    // Its counters went on through every change: same slot, never reset.
+    expect(running.stats().rules.find((r) => r.id === 'flow')).toMatchObject({ packets: frames.length });
+  });
+
+  it('hands out the same stats objects while nothing changes, and new ones once counters move', async () => {
+    const running = engine();
+    await running.apply(plan());
+    const first = running.stats();
+    expect(running.stats()).toBe(first);
+    await lab.sendFrames(vm, 'vm0', [makeFrame({ dst: HOST_MAC, src: VM_MAC, stream: 'ident', sequence: 1 })]);
+    const moved = running.stats();
+    expect(moved).not.toBe(first);
+    expect(moved.rules[0]).not.toBe(first.rules[0]);
+    expect(moved.rules[0]!.packets).toBe(first.rules[0]!.packets + 1);
+    // The sink's entry changed (its counters include the kernel's copies); the interfaces list did not.
+    expect(moved.interfaces).toBe(first.interfaces);
   });
 
   it('refuses a tap service port that is also a mirrored source', async () => {
