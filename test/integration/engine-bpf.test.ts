@@ -5,7 +5,7 @@
  * killed tapas left, which rules fall back to AF_PACKET and why, and that the
  * original traffic flows all along.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 
@@ -282,6 +282,31 @@ describe.skipIf(!netnsAvailable)(`the bpf data path (${netnsSkipReason})`, () =>
     }
     const { copies } = await exchange('g');
     expect(copies).toEqual([]);
+  });
+
+  it('keeps no deleted namespace alive: its veth peers go, and the source says why', async () => {
+    const gone = await lab.namespace('gone');
+    const peer = await lab.namespace('peer');
+    await lab.veth(gone, 'src', peer, 'src0');
+    await lab.veth(gone, 'dst', peer, 'dst0');
+    const running = engine();
+    await running.apply({
+      sources: [{ id: 's', ifname: 'src', netns: gone }],
+      sinks: [{ id: 'd', kind: 'port', ifname: 'dst', netns: gone }],
+      rules: [{ id: 'r', sourceId: 's', sinkId: 'd', direction: 'BOTH' }],
+    });
+    expect(running.stats().sources[0]).toMatchObject({ ok: true, bpf: { attach: 'tcx' } });
+    execFileSync('ip', ['netns', 'del', gone]);
+    // Nothing of tapas holds the namespace: the kernel tears it down, and the peers in the other namespace go with it.
+    await waitFor('the veth peers to go', () => {
+      const links = execFileSync('ip', ['-n', peer, '-o', 'link', 'show'], { encoding: 'utf8' });
+      return /src0|dst0/.test(links) ? undefined : true;
+    }, 5000);
+    const source = await waitFor('the source to fail', () => {
+      const stats = running.stats().sources[0]!;
+      return stats.ok ? undefined : stats;
+    });
+    expect(source.reason).toContain(`'${gone}'`);
   });
 
   it('without privileges, says so at once', async () => {
