@@ -39,7 +39,7 @@ interface MirrorOptions {
   ringTimeoutMs?: number;
   lowLatency?: boolean;
   priority: WorkerPriority;
-  datapath: 'packet' | 'bpf';
+  datapath: 'packet' | 'bpf' | 'auto';
 }
 
 export function parseInterfaceRef(text: string): InterfaceRef {
@@ -162,8 +162,11 @@ function summary(report: Report, names: Map<string, string>): string {
 async function runMirror(options: MirrorOptions): Promise<void> {
   const sources = options.source.map(parseInterfaceRef);
   const destination = parseDestination(options);
-  if (options.datapath === 'bpf' && 'kind' in destination) {
-    throw new UsageError(`--datapath bpf sends only to a local port (--to) so far: ${destination.kind.toUpperCase()} tunnels need --datapath packet`);
+  if (options.datapath !== 'packet' && 'kind' in destination) {
+    if (options.datapath === 'bpf') {
+      throw new UsageError(`--datapath bpf sends only to a local port (--to) so far: ${destination.kind.toUpperCase()} tunnels need --datapath packet`);
+    }
+    options.datapath = 'packet';  // auto: tunnels are the packet path's
   }
   for (const source of sources) {
     if (!('kind' in destination) && source.ifname === destination.ifname && (source.netns ?? '') === (destination.netns ?? '')) {
@@ -212,6 +215,7 @@ async function runMirror(options: MirrorOptions): Promise<void> {
     if (failed) throw new Error(`${failed.id === 'destination' ? 'destination' : 'source'} ${names.get(failed.id)}: ${failed.reason}`);
     throw new Error(`cannot mirror: ${refused!.reason}`);
   }
+  if (engine.datapathFallback) process.stderr.write(`tapas: using the packet data path: ${engine.datapathFallback}\n`);
   // Rules the kernel path cannot serve (a destination in another namespace than the source) run on AF_PACKET.
   for (const rule of initial.rules) {
     if (rule.datapath === 'packet') process.stderr.write(`tapas: ${rule.id} runs on the packet data path: ${rule.datapathReason}\n`);
@@ -316,8 +320,9 @@ export function registerMirror(program: Command): void {
     .addOption(new Option('--priority <LEVEL>', 'scheduling of the capture threads: nice 0, nice -10, or SCHED_FIFO')
       .choices([...WORKER_PRIORITIES]).default('high'))
     .addOption(new Option('--datapath <PATH>', 'packet: AF_PACKET rings and worker threads; bpf: tc programs copy frames ' +
-      'in the kernel (a --to port in the sources\' namespace; Linux 6.6+ attaches tcx links, older kernels cls_bpf)')
-      .choices(['packet', 'bpf']).default('packet'))
+      'in the kernel (a --to port in the sources\' namespace; Linux 6.6+ attaches tcx links, older kernels cls_bpf); ' +
+      'auto: bpf where it can run, else packet')
+      .choices(['packet', 'bpf', 'auto']).default('packet'))
     .option('--low-latency', 'hand each frame over at once (TPACKET_V2) instead of in blocks: sub-millisecond ' +
       'added latency, more CPU at low rates, frames over ~1.9 KiB truncated')
     .addHelpText('after', `

@@ -40,7 +40,7 @@ export interface DaemonOptions {
   workers: number;
   priority?: WorkerPriority;
   /** The data path of the embedded agent's engine (EngineOptions.datapath); default packet. */
-  datapath?: 'packet' | 'bpf';
+  datapath?: 'packet' | 'bpf' | 'auto';
   /** How often the agent looks at interfaces and engine health unasked. */
   agentIntervalMs: number;
   /** Cluster mode: agents on every host, fed through this etcd; no data path in this process. */
@@ -101,8 +101,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const engine = local && new Engine({
     workers: options.workers, ...(options.priority ? { priority: options.priority } : {}), ...(options.datapath ? { datapath: options.datapath } : {}),
   });
+  if (engine && engine.datapathFallback) logger.warn({ reason: engine.datapathFallback }, 'using the packet data path: bpf cannot run here');
   const agent = local && engine && new Agent({
-    host: options.hostId, desired: local, observations, dataPath: engine, datapathName: options.datapath ?? 'packet',
+    host: options.hostId, desired: local, observations, dataPath: engine, datapathName: engine.datapath,
     logger: logger.child({ component: 'agent' }), intervalMs: options.agentIntervalMs,
   });
   const metrics = new Metrics({

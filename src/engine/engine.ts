@@ -19,9 +19,10 @@ export interface EngineOptions {
    * they can serve — a port sink in the source's namespace — and the rest
    * runs on AF_PACKET, each rule's stats saying which path and why
    * (docs/engine.md, "The bpf data path"). The constructor throws when BPF
-   * cannot be used here (no privileges, no BPF in the kernel).
+   * cannot be used here (no privileges, no BPF in the kernel). 'auto': bpf
+   * where it can run, else packet, with the reason in `datapathFallback`.
    */
-  datapath?: 'packet' | 'bpf';
+  datapath?: 'packet' | 'bpf' | 'auto';
   /** The bpf data path's attachment: tcx links where the kernel has them (default 'auto'), or force one kind. */
   bpfAttach?: BpfAttach;
 }
@@ -75,6 +76,10 @@ export class Engine {
   private split: { plan: Plan; split: SplitPlan } | undefined;
   private lastMerged: EngineStats | undefined;
   private closed = false;
+  /** The data path this engine runs: 'bpf' (with AF_PACKET for what the kernel cannot serve) or 'packet'. */
+  readonly datapath: 'packet' | 'bpf';
+  /** With datapath 'auto' on a host where BPF cannot run: why this engine runs 'packet'. */
+  readonly datapathFallback: string | undefined;
   private applying: Promise<void> = Promise.resolve();
   /** Sinks of the last plan that are tap services on other hosts and cannot run: their reason. */
   private remoteSinks = new Map<string, string>();
@@ -91,11 +96,23 @@ export class Engine {
 
   /** Throws a TypeError for invalid options, an Error when the engine cannot start (no descriptors or threads left). */
   constructor(options: EngineOptions = {}) {
-    if (options.datapath !== undefined && options.datapath !== 'packet' && options.datapath !== 'bpf') {
-      throw new TypeError(`the engine option 'datapath' must be packet or bpf, not '${String(options.datapath)}'`);
+    if (options.datapath !== undefined && !['packet', 'bpf', 'auto'].includes(options.datapath)) {
+      throw new TypeError(`the engine option 'datapath' must be packet, bpf or auto, not '${String(options.datapath)}'`);
     }
     // First: a host without BPF fails here, before any thread starts.
-    this.bpf = options.datapath === 'bpf' ? openBpf(options.bpfAttach) : undefined;
+    let fallback: string | undefined;
+    if (options.datapath === 'auto') {
+      try {
+        this.bpf = openBpf(options.bpfAttach);
+      } catch (error) {
+        if (error instanceof TypeError) throw error;
+        fallback = (error as Error).message;
+      }
+    } else {
+      this.bpf = options.datapath === 'bpf' ? openBpf(options.bpfAttach) : undefined;
+    }
+    this.datapath = this.bpf ? 'bpf' : 'packet';
+    this.datapathFallback = fallback;
     this.native = new (loadAddon().NativeEngine)({
       workers: options.workers ?? 1,
       priority: options.priority ?? 'high',

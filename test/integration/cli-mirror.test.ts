@@ -141,4 +141,22 @@ describe.skipIf(!netnsAvailable)(`tapas mirror in namespaces (${netnsSkipReason}
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/the bpf data path cannot run here: .*needs root: CAP_BPF and CAP_NET_ADMIN/);
   });
+
+  it('--datapath auto falls back to packet where bpf cannot run, and says why', async () => {
+    // Inside the host namespace, without CAP_BPF and CAP_SYS_ADMIN (which also allows bpf()) but with
+    // CAP_NET_RAW: AF_PACKET works, BPF does not.
+    const result = await runCli(['mirror', '-s', 'vmh', '-d', 'IN', '-t', 'monh', '--duration', '1', '-f', 'json', '--datapath', 'auto'], {
+      prefix: ['ip', 'netns', 'exec', host, 'setpriv', '--bounding-set=-sys_admin,-bpf,-perfmon'],
+    });
+    expect(result.stderr).toMatch(/tapas: using the packet data path: the bpf data path cannot run here: .*Operation not permitted/);
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout).stats.sources[0]).toMatchObject({ ok: true, packet: expect.any(Object) });
+  });
+
+  it('--datapath auto runs bpf where it can', async () => {
+    const result = await runCli(['mirror', '-s', `vmh@${host}`, '-d', 'IN', '-t', `monh@${host}`, '--duration', '1', '-f', 'json', '--datapath', 'auto']);
+    expect(result.code).toBe(0);
+    expect(result.stderr).not.toMatch(/using the packet data path/);
+    expect(JSON.parse(result.stdout).stats.sources[0]).toMatchObject({ ok: true, bpf: { attach: 'tcx' } });
+  });
 });
