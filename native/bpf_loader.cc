@@ -99,12 +99,13 @@ int ifindex_in(const std::string& netns, const std::string& ifname, NetnsIdentit
 
 bool Loader::stale() const {
   for (const auto& [id, s] : sources_) {
+    if (s.attach.empty() && !s.same_as.empty()) continue;  // refused until the next plan
     if (s.attach.empty()) return true;
     NetnsIdentity ns;
     if (ifindex_in(s.spec.netns, s.spec.ifname, &ns) != s.ifindex || !(ns == s.ns)) return true;
   }
   for (const Installed& r : rules_) {
-    if (r.waiting) return true;
+    if (r.waiting) return true;  // (a rule refused with its source is not waiting)
     if (r.reason.empty() && ifindex_in(r.spec.sink_netns, r.spec.sink_ifname) != r.target) return true;
   }
   return false;
@@ -171,12 +172,20 @@ void Loader::free_slot(uint32_t slot) {
 
 // On the calling thread, in the source's namespace (NetnsScope): bpf_link_create
 // and the tc netlink requests find the ifindex in the thread's namespace.
-std::string Loader::attach(Attached& s) {
+std::string Loader::attach(Attached& s, const std::map<std::string, Attached>& peers) {
   NetnsScope scope(s.spec.netns);
   if (!scope.ok()) return scope.error();
   s.ns = scope.identity();
   s.ifindex = static_cast<int>(if_nametoindex(s.spec.ifname.c_str()));
   if (s.ifindex == 0) return "no interface " + describe(s.spec.ifname, s.spec.netns);
+  // Two spellings of one interface would copy every frame twice: the later one is refused, as on AF_PACKET.
+  s.same_as.clear();
+  for (const auto& [id, other] : peers) {
+    if (id != s.spec.id && !other.attach.empty() && other.ns == s.ns && other.ifindex == s.ifindex) {
+      s.same_as = id;
+      return "the same interface as source '" + id + "' (spelled " + describe(other.spec.ifname, other.spec.netns) + ")";
+    }
+  }
   Programs& programs = programs_[key_of(s.ns)];
   if (programs.object == nullptr) {
     std::string error = load(programs);
@@ -292,8 +301,12 @@ void Loader::apply_locked(const std::vector<SourceSpec>& sources, const std::vec
     free_slot(old.slot);
   }
   sources_.clear();
-  for (auto& [id, s] : next) {
-    if (s.attach.empty()) s.reason = s.slot == kNoSlot ? "more sources and rules than the bpf data path counts (16384)" : attach(s);
+  // In plan order: of two spellings of one interface, the earlier one runs.
+  for (const SourceSpec& spec : sources) {
+    auto found = next.find(spec.id);
+    if (found == next.end()) continue;
+    Attached& s = found->second;
+    if (s.attach.empty()) s.reason = s.slot == kNoSlot ? "more sources and rules than the bpf data path counts (16384)" : attach(s, next);
   }
   sources_ = std::move(next);
 
@@ -319,6 +332,8 @@ void Loader::apply_locked(const std::vector<SourceSpec>& sources, const std::vec
       r.reason = "rule '" + spec.id + "' names unknown source '" + spec.source_id + "'";
     } else if (spec.vlans.size() > TAPAS_BPF_MAX_VLAN_RANGES) {
       r.reason = "more than " + std::to_string(TAPAS_BPF_MAX_VLAN_RANGES) + " VLAN ranges";
+    } else if (source->second.attach.empty() && !source->second.same_as.empty()) {
+      r.reason = source->second.reason;  // refused with its source
     } else if (source->second.attach.empty()) {
       r.waiting = true;  // the source's own stats say why
     } else {

@@ -98,6 +98,7 @@ class Loader {
     int link_in = -1, link_out = -1;  // tcx links
     uint32_t slot = 0;
     std::string reason;  // when not attached
+    std::string same_as;  // refused: the same interface as this earlier source (by id)
   };
   struct Installed {
     RuleSpec spec;
@@ -125,7 +126,8 @@ class Loader {
   bool stale() const;
   void health();
 
-  std::string attach(Attached& source);
+  // peers: the sources attached before it in this plan (one interface, one entry).
+  std::string attach(Attached& source, const std::map<std::string, Attached>& peers);
   void detach(Attached& source);
   static constexpr uint32_t kNoSlot = 0xffffffffu;
   uint32_t take_slot();  // kNoSlot when every slot is taken

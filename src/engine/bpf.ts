@@ -7,6 +7,7 @@
  */
 import { bpfObjectPath, loadAddon, type EngineStats, type NativeBpf, type NativeBpfPlan, type NativeBpfStats, type RuleStats, type SinkStats, type SourceStats } from './native.js';
 import type { Plan, RulePlan } from './plan.js';
+import { canonicalNetns } from '../model/netns.js';
 
 /** How the bpf data path attaches: tcx links where the kernel has them (Linux 6.6), else cls_bpf on clsact. */
 export type BpfAttach = 'auto' | 'tcx' | 'tc';
@@ -24,8 +25,8 @@ export interface SplitPlan {
   bpfSources: Set<string>;
 }
 
-/** A netns spelling compared lexically: omitted and '' are the engine's own. */
-const nsOf = (netns: string | undefined) => netns ?? '';
+/** A netns spelling compared by its canonical spelling (`/run/netns//N/` is N); omitted and '' are the engine's own. The loader checks the namespaces themselves. */
+const nsOf = (netns: string | undefined) => canonicalNetns(netns ?? '');
 
 export function splitPlan(plan: Plan): SplitPlan {
   const count = <T extends { id: string }>(list: readonly T[]) => {

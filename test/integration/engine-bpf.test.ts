@@ -270,6 +270,20 @@ describe.skipIf(!netnsAvailable)(`the bpf data path (${netnsSkipReason})`, () =>
     expect(moved.interfaces).toBe(first.interfaces);
   });
 
+  it('refuses a second spelling of a source interface, so that no frame is copied twice', async () => {
+    const running = engine();
+    const stats = await running.apply({
+      sources: [{ id: 'vm', ifname: 'vmh', netns: host }, { id: 'again', ifname: 'vmh', netns: `/run/netns/./${host}` }],
+      sinks: [{ id: 'monitor', kind: 'port', ifname: 'monh', netns: host }],
+      rules: [{ id: 'flow', sourceId: 'vm', sinkId: 'monitor', direction: 'BOTH' }, { id: 'twice', sourceId: 'again', sinkId: 'monitor', direction: 'BOTH' }],
+    });
+    const reason = `the same interface as source 'vm' (spelled 'vmh' in network namespace '${host}')`;
+    expect(stats.sources[1]).toMatchObject({ id: 'again', ok: false, reason });
+    expect(stats.rules[1]).toMatchObject({ id: 'twice', ok: false, reason, datapath: 'bpf' });
+    const { toVm, fromVm, copies } = await exchange('j');
+    expect(hex(copies)).toEqual(hex([...toVm, ...fromVm]));
+  });
+
   it('refuses a tap service port that is also a mirrored source', async () => {
     const running = engine();
     const stats = await running.apply({
