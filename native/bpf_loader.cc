@@ -243,7 +243,15 @@ std::string Loader::attach(Attached& s, const std::map<std::string, Attached>& p
     }
     LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog, .flags = BPF_TC_F_REPLACE, .handle = kTcHandle, .priority = kTcPriority);
     err = bpf_tc_attach(&hook, &opts);
-    if (err != 0) return "cannot attach a tc filter to " + describe(s.spec.ifname, s.spec.netns) + ": " + errno_text(-err);
+    if (err != 0) {
+      if (point == BPF_TC_EGRESS) {
+        // Not half attached: the ingress filter added just before goes again.
+        hook.attach_point = BPF_TC_INGRESS;
+        LIBBPF_OPTS(bpf_tc_opts, added, .handle = kTcHandle, .priority = kTcPriority);
+        bpf_tc_detach(&hook, &added);
+      }
+      return "cannot attach a tc filter to " + describe(s.spec.ifname, s.spec.netns) + ": " + errno_text(-err);
+    }
   }
   s.attach = "tc";
   return "";
