@@ -12,7 +12,9 @@ const BROADCAST = 'ff:ff:ff:ff:ff:ff';
 const DATA_PATHS: Array<{ name: string; options: EngineOptions; ringVersion?: 2 | 3 }> = [
   { name: 'AF_PACKET, TPACKET_V3 ring', options: { ring: { version: 3 } }, ringVersion: 3 },
   { name: 'AF_PACKET, TPACKET_V2 ring', options: { ring: { version: 2 } }, ringVersion: 2 },
-  { name: 'bpf (tc programs, bpf_clone_redirect)', options: { datapath: 'bpf' } },
+  { name: 'bpf (tc programs, bpf_clone_redirect), tcx links', options: { datapath: 'bpf' } },
+  // The attachment of kernels without tcx (before 6.6): cls_bpf filters on a clsact qdisc.
+  { name: 'bpf, cls_bpf filters', options: { datapath: 'bpf', bpfAttach: 'tc' } },
 ];
 
 /**
@@ -98,7 +100,7 @@ describe.skipIf(!netnsAvailable).each(DATA_PATHS)(`TaaS direction semantics, $na
     expect(sink(after).errors).toBe(0);
     if (ringVersion === undefined) {
       // The kernel path: the source's hooks saw exactly these frames, and the rule says it runs there.
-      expect(after.sources[0]).toMatchObject({ id: 'vm', ok: true, captureDrops: 0, bpf: { attach: 'tcx' } });
+      expect(after.sources[0]).toMatchObject({ id: 'vm', ok: true, captureDrops: 0, bpf: { attach: options.bpfAttach ?? 'tcx' } });
       expect(after.sources[0]!.packets - before.sources[0]!.packets).toBe(sent.length);
       expect(rule(after)).toMatchObject({ ok: true, datapath: 'bpf', unavailable: 0 });
     } else {
