@@ -7,6 +7,7 @@ import { Lab, netnsAvailable, netnsSkipReason } from '../helpers/netns.js';
 const VM_MAC = '02:00:00:00:00:01';
 const HOST_MAC = '02:00:00:00:00:02';
 const BROADCAST = 'ff:ff:ff:ff:ff:ff';
+const MULTICAST = '01:00:5e:00:00:fb';
 
 /** Every data path runs the same table: AF_PACKET with either ring, and the kernel's tc programs. */
 const DATA_PATHS: Array<{ name: string; options: EngineOptions; ringVersion?: 2 | 3 }> = [
@@ -52,12 +53,14 @@ describe.skipIf(!netnsAvailable).each(DATA_PATHS)(`TaaS direction semantics, $na
       makeFrame({ dst: BROADCAST, src: HOST_MAC, stream: `${stream}-i`, sequence: 2 }),
       makeFrame({ dst: VM_MAC, src: HOST_MAC, stream: `${stream}-i`, sequence: 3, length: 1000 }),
       makeFrame({ dst: VM_MAC, src: HOST_MAC, stream: `${stream}-i`, sequence: 4, length: 1514 }),
+      makeFrame({ dst: MULTICAST, src: HOST_MAC, stream: `${stream}-i`, sequence: 5 }),
     ];
     const fromVm = [
       makeFrame({ dst: HOST_MAC, src: VM_MAC, stream: `${stream}-o`, sequence: 1 }),
       makeFrame({ dst: BROADCAST, src: VM_MAC, stream: `${stream}-o`, sequence: 2 }),
       makeFrame({ dst: HOST_MAC, src: VM_MAC, stream: `${stream}-o`, sequence: 3, length: 700 }),
       makeFrame({ dst: HOST_MAC, src: VM_MAC, stream: `${stream}-o`, sequence: 4, length: 1514 }),
+      makeFrame({ dst: MULTICAST, src: VM_MAC, stream: `${stream}-o`, sequence: 5 }),
     ];
     return { toVm, fromVm };
   }
@@ -72,7 +75,7 @@ describe.skipIf(!netnsAvailable).each(DATA_PATHS)(`TaaS direction semantics, $na
     return { toVm, fromVm, copies };
   }
 
-  it('IN mirrors exactly the frames sent to the VM, broadcast included, byte for byte and in order', async () => {
+  it('IN mirrors exactly the frames sent to the VM, broadcast and multicast included, byte for byte and in order', async () => {
     const { toVm, copies } = await mirrorAndCapture('IN');
     expect(copies.map((f) => f.toString('hex'))).toEqual(toVm.map((f) => f.toString('hex')));
   });
