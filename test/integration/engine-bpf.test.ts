@@ -270,6 +270,22 @@ describe.skipIf(!netnsAvailable)(`the bpf data path (${netnsSkipReason})`, () =>
     expect(moved.interfaces).toBe(first.interfaces);
   });
 
+  it('lets every original frame through when copies fail (the tap service port is down), and counts the failures', async () => {
+    const running = engine();
+    await running.apply(plan());
+    const before = running.stats().rules[0]!;
+    await lab.exec(host, 'ip', ['link', 'set', 'monh', 'down']);
+    try {
+      const { toVm, fromVm, delivered } = await exchange('k');
+      expect(hex(delivered)).toEqual(hex(toVm));
+      const after = running.stats().rules[0]!;
+      expect(after.packets - before.packets).toBe(0);
+      expect(after.unavailable - before.unavailable).toBe(toVm.length + fromVm.length);
+    } finally {
+      await lab.exec(host, 'ip', ['link', 'set', 'monh', 'up']);
+    }
+  });
+
   it('refuses a second spelling of a source interface, so that no frame is copied twice', async () => {
     const running = engine();
     const stats = await running.apply({
