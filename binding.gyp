@@ -7,6 +7,7 @@
         "native/bpf_loader.cc",
         "native/collector.cc",
         "native/encap.cc",
+        "native/encap_vxlan.cc",
         "native/engine.cc",
         "native/frame.cc",
         "native/iface.cc",

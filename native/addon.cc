@@ -176,6 +176,16 @@ Plan to_plan(const Napi::Object& object) {
       sink.session = static_cast<uint16_t>(item.integer("session", 0, encap::kErspanMaxSession));
       sink.erspan_index = item.has("index") ? item.integer("index", 0, encap::kErspanMaxIndex)
                                             : encap::openstack_erspan_index(sink.session);
+    } else if (sink.kind_name == "erspan3") {
+      sink.kind = SinkKind::ErspanIII;
+      sink.remote_ip = item.string("remoteIp");
+      sink.session = static_cast<uint16_t>(item.integer("session", 0, encap::kErspanMaxSession));
+      sink.hwid = static_cast<uint8_t>(item.integer("hwid", 0, encap::kErspanMaxHardwareId, 0u));
+    } else if (sink.kind_name == "vxlan") {
+      sink.kind = SinkKind::Vxlan;
+      sink.remote_ip = item.string("remoteIp");
+      sink.vni = item.integer("vni", 0, encap::kVxlanMaxVni);
+      sink.udp_port = static_cast<uint16_t>(item.integer("port", 1, 65535, encap::kVxlanDefaultPort));
     } else {
       sink.kind = SinkKind::Unknown;  // refused by the engine, with the kind in the reason
     }
@@ -440,14 +450,22 @@ encap::TunnelHeaders to_tunnel_headers(const Fields& options) {
     tunnel.session = static_cast<uint16_t>(options.integer("session", 0, encap::kErspanMaxSession));
     tunnel.index = options.has("index") ? options.integer("index", 0, encap::kErspanMaxIndex)
                                         : encap::openstack_erspan_index(tunnel.session);
+  } else if (kind == "erspan3") {
+    tunnel.type = encap::TunnelType::ErspanIII;
+    tunnel.session = static_cast<uint16_t>(options.integer("session", 0, encap::kErspanMaxSession));
+    tunnel.hwid = static_cast<uint8_t>(options.integer("hwid", 0, encap::kErspanMaxHardwareId, 0u));
+  } else if (kind == "vxlan") {
+    tunnel.type = encap::TunnelType::Vxlan;
+    tunnel.vni = options.integer("vni", 0, encap::kVxlanMaxVni);
   } else {
-    throw options.error("kind", "must be 'gre' or 'erspan', not '" + kind + "'");
+    throw options.error("kind", "must be 'gre', 'erspan', 'erspan3' or 'vxlan', not '" + kind + "'");
   }
   return tunnel;
 }
 
-// encapsulate({kind, key | session, index?, sequence?, maxInner?}, frame): the
-// IP payload a tunnel sink sends for this frame.
+// encapsulate({kind, key | session | vni, index?, hwid?, sequence?, maxInner?,
+// direction?, timestamp?}, frame): the IP (VXLAN: UDP) payload a tunnel sink
+// sends for this frame. direction 'OUT' sets ERSPAN III's D bit.
 Napi::Value Encapsulate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsBuffer()) {
@@ -459,32 +477,63 @@ Napi::Value Encapsulate(const Napi::CallbackInfo& info) {
   uint32_t sequence = options.integer("sequence", 0, 0xffffffffu, 0u);
   size_t inner = frame.Length();
   if (options.has("maxInner")) inner = std::min<size_t>(inner, options.integer("maxInner", 0, 0xffffffffu));
+  encap::FrameHeaderFields fields;
+  fields.sequence = sequence;
+  fields.truncated = inner < frame.Length();
+  const std::string direction = options.string("direction", false);
+  if (!direction.empty() && direction != "IN" && direction != "OUT") {
+    throw options.error("direction", "must be IN or OUT, not '" + direction + "'");
+  }
+  fields.egress = direction == "OUT";
+  fields.timestamp = options.integer("timestamp", 0, 0xffffffffu, 0u);
   return guarded(env, "cannot encapsulate", [&] {
-    encap::FrameClass frame_class;
-    if (tunnel.type == encap::TunnelType::ErspanII) frame_class = encap::classify_frame(frame.Data(), frame.Length());
+    if (tunnel.is_erspan()) fields.frame_class = encap::classify_frame(frame.Data(), frame.Length());
     Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, tunnel.length() + inner);
-    size_t header = encap::write_tunnel_headers(tunnel, frame_class, sequence, inner < frame.Length(), out.Data());
+    size_t header = encap::write_tunnel_headers(tunnel, fields, out.Data());
     std::memcpy(out.Data() + header, frame.Data(), inner);
     return out;
   });
 }
 
-// parseTunnelPacket(packet, {ipv4?}): the decoded headers and inner frame, or {error}.
+const char* kind_name(encap::TunnelType type) {
+  switch (type) {
+    case encap::TunnelType::Gre: return "gre";
+    case encap::TunnelType::ErspanII: return "erspan";
+    case encap::TunnelType::ErspanIII: return "erspan3";
+    case encap::TunnelType::Vxlan: return "vxlan";
+  }
+  return "unknown";
+}
+
+// parseTunnelPacket(packet, {ipv4?, vxlan?}): the decoded headers and inner
+// frame, or {error}. vxlan: the packet is a UDP payload.
 Napi::Value ParseTunnelPacket(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsBuffer()) throw Napi::TypeError::New(env, "parseTunnelPacket(packet: Buffer, options?)");
   Napi::Buffer<uint8_t> data = info[0].As<Napi::Buffer<uint8_t>>();
-  bool ipv4 = info.Length() > 1 && info[1].IsObject() && Fields(info[1].As<Napi::Object>(), "the parse options").boolean("ipv4");
+  bool ipv4 = false;
+  bool vxlan = false;
+  if (info.Length() > 1 && info[1].IsObject()) {
+    const Fields options(info[1].As<Napi::Object>(), "the parse options");
+    ipv4 = options.boolean("ipv4");
+    vxlan = options.boolean("vxlan");
+  }
   return guarded(env, "cannot parse the tunnel packet", [&] {
     encap::TunnelPacket packet;
-    encap::ParseStatus status = ipv4 ? encap::parse_ipv4_gre_packet(data.Data(), data.Length(), packet)
-                                     : encap::parse_gre_packet(data.Data(), data.Length(), packet);
+    encap::ParseStatus status = vxlan ? encap::parse_vxlan_packet(data.Data(), data.Length(), packet)
+                                : ipv4 ? encap::parse_ipv4_gre_packet(data.Data(), data.Length(), packet)
+                                       : encap::parse_gre_packet(data.Data(), data.Length(), packet);
     Napi::Object result = Napi::Object::New(env);
     if (status != encap::ParseStatus::Ok) {
       result.Set("error", encap::parse_status_name(status));
       return result;
     }
-    result.Set("kind", packet.type == encap::TunnelType::Gre ? "gre" : "erspan");
+    result.Set("kind", kind_name(packet.type));
+    if (packet.type == encap::TunnelType::Vxlan) {
+      result.Set("vni", Napi::Number::New(env, packet.vni));
+      result.Set("frame", Napi::Buffer<uint8_t>::Copy(env, packet.inner, packet.inner_length));
+      return result;
+    }
     result.Set("protocol", packet.gre.protocol);
     if (packet.gre.key) result.Set("key", Napi::Number::New(env, *packet.gre.key));
     if (packet.gre.sequence) result.Set("sequence", Napi::Number::New(env, *packet.gre.sequence));
@@ -497,6 +546,25 @@ Napi::Value ParseTunnelPacket(const Napi::CallbackInfo& info) {
       erspan.Set("session", packet.erspan.session);
       erspan.Set("index", Napi::Number::New(env, packet.erspan.index));
       result.Set("erspan", erspan);
+    }
+    if (packet.type == encap::TunnelType::ErspanIII) {
+      const encap::ErspanIIIHeader& e = packet.erspan3;
+      Napi::Object erspan = Napi::Object::New(env);
+      erspan.Set("vlan", e.vlan);
+      erspan.Set("cos", e.cos);
+      erspan.Set("bso", e.bso);
+      erspan.Set("truncated", e.truncated);
+      erspan.Set("session", e.session);
+      erspan.Set("timestamp", Napi::Number::New(env, e.timestamp));
+      erspan.Set("sgt", e.sgt);
+      erspan.Set("p", e.p);
+      erspan.Set("ft", e.ft);
+      erspan.Set("hwid", e.hwid);
+      erspan.Set("direction", e.egress ? "OUT" : "IN");
+      erspan.Set("gra", e.gra);
+      erspan.Set("optionalSubheader", e.optional_subheader);
+      if (e.optional_subheader) erspan.Set("platformId", e.platform_id);
+      result.Set("erspan3", erspan);
     }
     result.Set("frame", Napi::Buffer<uint8_t>::Copy(env, packet.inner, packet.inner_length));
     return result;
@@ -528,6 +596,8 @@ class NativeCollector : public Napi::ObjectWrap<NativeCollector> {
     spec.listen_ip = options.string("listenIp", false);
     if (options.has("key")) spec.key = options.integer("key", 0, 0xffffffffu);
     if (options.has("session")) spec.session = static_cast<uint16_t>(options.integer("session", 0, encap::kErspanMaxSession));
+    if (options.has("vni")) spec.vni = options.integer("vni", 0, encap::kVxlanMaxVni);
+    if (options.has("udpPort")) spec.udp_port = static_cast<uint16_t>(options.integer("udpPort", 1, 65535));
     spec.pcap_path = options.string("pcapPath", false);
     spec.to_ifname = options.interface_name("toIfname", false);
     spec.to_netns = options.netns("toNetns");
@@ -553,6 +623,15 @@ class NativeCollector : public Napi::ObjectWrap<NativeCollector> {
         reasons.Set(encap::parse_status_name(static_cast<encap::ParseStatus>(i)), number(c.malformed_by_reason[i]));
       }
       result.Set("malformedBy", reasons);
+      Napi::Object by_type = Napi::Object::New(env);
+      Napi::Object accepted_by_type = Napi::Object::New(env);
+      for (size_t i = 0; i < c.malformed_by_type.size(); ++i) {
+        const char* name = encap::tunnel_type_name(static_cast<encap::TunnelType>(i + 1));
+        by_type.Set(name, number(c.malformed_by_type[i]));
+        accepted_by_type.Set(name, number(c.accepted_by_type[i]));
+      }
+      result.Set("malformedByType", by_type);
+      result.Set("acceptedByType", accepted_by_type);
       result.Set("truncated", number(c.truncated));
       result.Set("written", number(c.written));
       result.Set("writtenBytes", number(c.written_bytes));

@@ -26,8 +26,14 @@ constexpr size_t kBufferSize = 65536;
 struct Collector::Runtime {
   int epoll_fd = -1;
   int wake_fd = -1;
-  // family of each socket, so the parser knows whether an IP header comes first
-  std::vector<std::pair<int, int>> sockets;
+  // family of each socket, so the parser knows whether an IP header comes
+  // first, and whether it is the VXLAN socket (UDP payloads)
+  struct Listener {
+    int fd;
+    int family;
+    bool vxlan;
+  };
+  std::vector<Listener> sockets;
   PcapWriter pcap;
   SinkCounters port_counters;
   std::unique_ptr<PortSink> port;
@@ -36,7 +42,7 @@ struct Collector::Runtime {
   std::array<mmsghdr, kBatch> messages{};
 
   ~Runtime() {
-    for (auto& [fd, family] : sockets) close(fd);
+    for (const Listener& listener : sockets) close(listener.fd);
     if (wake_fd >= 0) close(wake_fd);
     if (epoll_fd >= 0) close(epoll_fd);
   }
@@ -51,32 +57,47 @@ Collector::~Collector() {
   }
 }
 
-static std::string open_listener(int family, const std::string& listen_ip, int& fd, int& socket_errno) {
-  fd = socket(family, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, encap::kIpProtocolGre);
+// A raw GRE socket (udp_port 0), or a UDP socket bound to udp_port for VXLAN.
+static std::string open_listener(int family, const std::string& listen_ip, uint16_t udp_port, int& fd, int& socket_errno) {
+  if (udp_port == 0) {
+    fd = socket(family, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, encap::kIpProtocolGre);
+  } else {
+    fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_UDP);
+  }
   socket_errno = errno;
   if (fd < 0) {
+    if (udp_port != 0) return "cannot open a UDP socket: " + errno_text(errno);
     return errno == EPERM ? "receiving tunnel packets needs CAP_NET_RAW (run as root)"
                           : "cannot open a raw GRE socket: " + errno_text(errno);
   }
   // Bursts of mirrored traffic arrive faster than one thread writes a file.
   int buffer = 8 << 20;
   setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buffer, sizeof buffer);
-  if (listen_ip.empty()) return "";
+  if (udp_port != 0 && family == AF_INET6) {
+    // The IPv4 socket takes IPv4: this one only IPv6, so that both can bind the port.
+    int on = 1;
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
+  }
+  if (listen_ip.empty() && udp_port == 0) return "";
   sockaddr_storage local{};
   socklen_t length;
   if (family == AF_INET) {
     auto* v4 = reinterpret_cast<sockaddr_in*>(&local);
     v4->sin_family = AF_INET;
-    inet_pton(AF_INET, listen_ip.c_str(), &v4->sin_addr);
+    v4->sin_port = htons(udp_port);
+    if (!listen_ip.empty()) inet_pton(AF_INET, listen_ip.c_str(), &v4->sin_addr);
     length = sizeof *v4;
   } else {
     auto* v6 = reinterpret_cast<sockaddr_in6*>(&local);
     v6->sin6_family = AF_INET6;
-    inet_pton(AF_INET6, listen_ip.c_str(), &v6->sin6_addr);
+    v6->sin6_port = htons(udp_port);
+    if (!listen_ip.empty()) inet_pton(AF_INET6, listen_ip.c_str(), &v6->sin6_addr);
     length = sizeof *v6;
   }
   if (bind(fd, reinterpret_cast<sockaddr*>(&local), length) != 0) {
-    return "cannot listen on " + listen_ip + ": " + errno_text(errno);
+    const std::string where = udp_port == 0 ? listen_ip
+                              : (listen_ip.empty() ? "" : listen_ip + " ") + "UDP port " + std::to_string(udp_port);
+    return "cannot listen on " + where + ": " + errno_text(errno);
   }
   return "";
 }
@@ -102,14 +123,22 @@ std::string Collector::start(const CollectorSpec& spec) {
   {
     NetnsScope scope(spec.netns);
     if (!scope.ok()) return scope.error();
-    for (int family : families) {
-      int fd = -1;
-      int socket_errno = 0;
-      std::string error = open_listener(family, spec.listen_ip, fd, socket_errno);
-      if (fd >= 0) runtime->sockets.emplace_back(fd, family);
-      // A kernel without IPv6 still collects IPv4 when no address was asked for.
-      const bool no_ipv6 = family == AF_INET6 && spec.listen_ip.empty() && fd < 0 && socket_errno == EAFNOSUPPORT;
-      if (!error.empty() && !no_ipv6) return error;
+    const bool nothing_selected = !spec.key && !spec.session && !spec.vni;
+    const bool want_gre = nothing_selected || spec.key || spec.session;
+    const bool want_vxlan = nothing_selected || spec.vni || spec.udp_port;
+    std::vector<uint16_t> kinds;  // 0: raw GRE, else the VXLAN UDP port
+    if (want_gre) kinds.push_back(0);
+    if (want_vxlan) kinds.push_back(spec.udp_port.value_or(encap::kVxlanDefaultPort));
+    for (uint16_t udp_port : kinds) {
+      for (int family : families) {
+        int fd = -1;
+        int socket_errno = 0;
+        std::string error = open_listener(family, spec.listen_ip, udp_port, fd, socket_errno);
+        if (fd >= 0) runtime->sockets.push_back({fd, family, udp_port != 0});
+        // A kernel without IPv6 still collects IPv4 when no address was asked for.
+        const bool no_ipv6 = family == AF_INET6 && spec.listen_ip.empty() && fd < 0 && socket_errno == EAFNOSUPPORT;
+        if (!error.empty() && !no_ipv6) return error;
+      }
     }
   }
 
@@ -134,9 +163,9 @@ std::string Collector::start(const CollectorSpec& spec) {
   event.events = EPOLLIN;
   event.data.fd = runtime->wake_fd;
   epoll_ctl(runtime->epoll_fd, EPOLL_CTL_ADD, runtime->wake_fd, &event);
-  for (auto& [fd, family] : runtime->sockets) {
-    event.data.fd = fd;
-    epoll_ctl(runtime->epoll_fd, EPOLL_CTL_ADD, fd, &event);
+  for (const Runtime::Listener& listener : runtime->sockets) {
+    event.data.fd = listener.fd;
+    epoll_ctl(runtime->epoll_fd, EPOLL_CTL_ADD, listener.fd, &event);
   }
   for (int i = 0; i < kBatch; ++i) {
     runtime->iov[i] = {runtime->buffers.data() + static_cast<size_t>(i) * kBufferSize, kBufferSize};
@@ -166,8 +195,11 @@ void Collector::run() {
       const int fd = events[e].data.fd;
       if (fd == rt.wake_fd) return;
       int family = AF_INET;
-      for (auto& [socket_fd, socket_family] : rt.sockets) {
-        if (socket_fd == fd) family = socket_family;
+      bool vxlan = false;
+      for (const Runtime::Listener& listener : rt.sockets) {
+        if (listener.fd != fd) continue;
+        family = listener.family;
+        vxlan = listener.vxlan;
       }
       // Bounded, so that a flood on one socket cannot keep stop() waiting.
       for (int round = 0; round < 64; ++round) {
@@ -180,12 +212,16 @@ void Collector::run() {
           const uint8_t* data = static_cast<const uint8_t*>(rt.iov[i].iov_base);
           const size_t length = rt.messages[i].msg_len;
           encap::TunnelPacket packet;
-          // An IPv4 raw socket delivers the IP header, an IPv6 one only the payload.
-          encap::ParseStatus status = family == AF_INET ? encap::parse_ipv4_gre_packet(data, length, packet)
-                                                        : encap::parse_gre_packet(data, length, packet);
+          // An IPv4 raw socket delivers the IP header, an IPv6 one only the
+          // payload; a UDP socket only the UDP payload.
+          encap::ParseStatus status = vxlan              ? encap::parse_vxlan_packet(data, length, packet)
+                                      : family == AF_INET ? encap::parse_ipv4_gre_packet(data, length, packet)
+                                                          : encap::parse_gre_packet(data, length, packet);
+          const size_t type_index = static_cast<size_t>(packet.type) - 1;
           if (status != encap::ParseStatus::Ok) {
             counters_.malformed.add(1);
             counters_.malformed_by_reason[static_cast<size_t>(status)].add(1);
+            if (type_index < counters_.malformed_by_type.size()) counters_.malformed_by_type[type_index].add(1);
             continue;
           }
           if (!selected(packet)) {
@@ -193,7 +229,9 @@ void Collector::run() {
             continue;
           }
           counters_.accepted.add(1);
-          if (packet.type == encap::TunnelType::ErspanII && packet.erspan.truncated) counters_.truncated.add(1);
+          if (type_index < counters_.accepted_by_type.size()) counters_.accepted_by_type[type_index].add(1);
+          const bool erspan = packet.type == encap::TunnelType::ErspanII || packet.type == encap::TunnelType::ErspanIII;
+          if (erspan && packet.erspan.truncated) counters_.truncated.add(1);
           const uint32_t inner_length = static_cast<uint32_t>(packet.inner_length);
           if (rt.port) {
             Frame frame;
@@ -226,8 +264,13 @@ void Collector::run() {
 }
 
 bool Collector::selected(const encap::TunnelPacket& packet) const {
-  if (!spec_.key && !spec_.session) return true;
-  if (packet.type == encap::TunnelType::Gre) return spec_.key && packet.gre.key == spec_.key;
+  if (!spec_.key && !spec_.session && !spec_.vni) return true;
+  switch (packet.type) {
+    case encap::TunnelType::Gre: return spec_.key && packet.gre.key == spec_.key;
+    case encap::TunnelType::Vxlan: return spec_.vni && packet.vni == *spec_.vni;
+    case encap::TunnelType::ErspanII:
+    case encap::TunnelType::ErspanIII: break;
+  }
   return spec_.session && packet.erspan.session == *spec_.session;
 }
 

@@ -69,6 +69,24 @@ void write_erspan_ii_header(const ErspanIIHeader& header, uint8_t* out) {
   put32(out + 4, header.index & kErspanMaxIndex);
 }
 
+void write_erspan_iii_header(const ErspanIIIHeader& header, uint8_t* out) {
+  uint32_t word0 = kErspanVersionIII << 28 | static_cast<uint32_t>(header.vlan & 0x0fff) << 16 |
+                   static_cast<uint32_t>(header.cos & 0x7) << 13 | static_cast<uint32_t>(header.bso & 0x3) << 11 |
+                   static_cast<uint32_t>(header.truncated ? 1 : 0) << 10 | (header.session & kErspanMaxSession);
+  uint32_t word2 = static_cast<uint32_t>(header.sgt) << 16 | static_cast<uint32_t>(header.p ? 1 : 0) << 15 |
+                   static_cast<uint32_t>(header.ft & 0x1f) << 10 | static_cast<uint32_t>(header.hwid & kErspanMaxHardwareId) << 4 |
+                   static_cast<uint32_t>(header.egress ? 1 : 0) << 3 | static_cast<uint32_t>(header.gra & 0x3) << 1 |
+                   (header.optional_subheader ? 1u : 0u);
+  put32(out, word0);
+  put32(out + 4, header.timestamp);
+  put32(out + 8, word2);
+}
+
+uint32_t erspan_timestamp(int64_t realtime_ns) {
+  // Granularity 0: units of 100 us, as the Linux driver counts them; wraps every ~5 days.
+  return static_cast<uint32_t>(static_cast<uint64_t>(realtime_ns) / 100'000u);
+}
+
 void set_erspan_truncated(uint8_t* erspan_header, bool truncated) {
   // T is bit 10 of the first word: bit 2 of its third byte.
   if (truncated) {
@@ -117,10 +135,21 @@ uint32_t openstack_erspan_index(uint32_t tunnel_id) {
   return index & kErspanMaxIndex;
 }
 
+const char* tunnel_type_name(TunnelType type) {
+  switch (type) {
+    case TunnelType::Gre: return "gre";
+    case TunnelType::ErspanII: return "erspanII";
+    case TunnelType::ErspanIII: return "erspanIII";
+    case TunnelType::Vxlan: return "vxlan";
+  }
+  return "unknown";
+}
+
 GreHeader TunnelHeaders::gre_layout() const {
   GreHeader gre;
-  if (type == TunnelType::ErspanII) {
-    gre.protocol = kGreProtocolErspanII;
+  if (is_erspan()) {
+    // Both ERSPAN types: flag S only, one sequence counter per tunnel.
+    gre.protocol = type == TunnelType::ErspanII ? kGreProtocolErspanII : kGreProtocolErspanIII;
     gre.sequence = 0;
   } else {
     gre.protocol = kGreProtocolTransparentEthernet;
@@ -131,26 +160,58 @@ GreHeader TunnelHeaders::gre_layout() const {
 }
 
 size_t TunnelHeaders::length() const {
-  return gre_layout().length() + (type == TunnelType::ErspanII ? kErspanIIHeaderLength : 0);
+  switch (type) {
+    case TunnelType::Vxlan: return kVxlanHeaderLength;
+    case TunnelType::ErspanII: return gre_layout().length() + kErspanIIHeaderLength;
+    case TunnelType::ErspanIII: return gre_layout().length() + kErspanIIIHeaderLength;
+    case TunnelType::Gre: break;
+  }
+  return gre_layout().length();
 }
 
-size_t write_tunnel_headers(const TunnelHeaders& tunnel, const FrameClass& frame_class, uint32_t sequence,
-                            bool truncated, uint8_t* out) {
+size_t write_tunnel_headers(const TunnelHeaders& tunnel, const FrameHeaderFields& fields, uint8_t* out) {
+  if (tunnel.type == TunnelType::Vxlan) {
+    write_vxlan_header(tunnel.vni, out);
+    return kVxlanHeaderLength;
+  }
   GreHeader gre = tunnel.gre_layout();
-  if (gre.sequence) gre.sequence = sequence;
+  if (gre.sequence) gre.sequence = fields.sequence;
   size_t length = write_gre_header(gre, out);
+  const FrameClass& frame_class = fields.frame_class;
   if (tunnel.type == TunnelType::ErspanII) {
     ErspanIIHeader erspan;
     erspan.vlan = frame_class.vlan;
     erspan.cos = frame_class.cos;
     erspan.encap = frame_class.encap;
-    erspan.truncated = truncated;
+    erspan.truncated = fields.truncated;
     erspan.session = tunnel.session;
     erspan.index = tunnel.index;
     write_erspan_ii_header(erspan, out + length);
     length += kErspanIIHeaderLength;
+  } else if (tunnel.type == TunnelType::ErspanIII) {
+    ErspanIIIHeader erspan;
+    erspan.vlan = frame_class.vlan;
+    erspan.cos = frame_class.cos;
+    // Type III has no en field: those two bits are BSO, 0 for a good frame.
+    // Whether the frame carried its tag shows in the frame itself.
+    erspan.truncated = fields.truncated;
+    erspan.session = tunnel.session;
+    erspan.timestamp = fields.timestamp;
+    erspan.hwid = tunnel.hwid;
+    erspan.egress = fields.egress;
+    write_erspan_iii_header(erspan, out + length);
+    length += kErspanIIIHeaderLength;
   }
   return length;
+}
+
+size_t write_tunnel_headers(const TunnelHeaders& tunnel, const FrameClass& frame_class, uint32_t sequence,
+                            bool truncated, uint8_t* out) {
+  FrameHeaderFields fields;
+  fields.frame_class = frame_class;
+  fields.sequence = sequence;
+  fields.truncated = truncated;
+  return write_tunnel_headers(tunnel, fields, out);
 }
 
 const char* parse_status_name(ParseStatus status) {
@@ -164,6 +225,7 @@ const char* parse_status_name(ParseStatus status) {
     case ParseStatus::UnknownProtocol: return "unknownProtocol";
     case ParseStatus::ErspanVersion: return "erspanVersion";
     case ParseStatus::InnerShort: return "innerShort";
+    case ParseStatus::VxlanFlags: return "vxlanFlags";
     case ParseStatus::Count: break;
   }
   return "unknown";
@@ -179,6 +241,7 @@ uint16_t internet_checksum(const uint8_t* data, size_t length) {
 }
 
 ParseStatus parse_gre_packet(const uint8_t* data, size_t length, TunnelPacket& out) {
+  out.type = TunnelType::Gre;
   if (length < kGreBaseLength) return ParseStatus::Short;
   const uint16_t flags = be16(data);
   if ((flags & kGreVersionMask) != 0) return ParseStatus::GreVersion;
@@ -211,6 +274,7 @@ ParseStatus parse_gre_packet(const uint8_t* data, size_t length, TunnelPacket& o
       packet.type = TunnelType::Gre;
       break;
     case kGreProtocolErspanII: {
+      out.type = TunnelType::ErspanII;
       if (length < offset + kErspanIIHeaderLength) return ParseStatus::Short;
       const uint32_t word0 = be32(data + offset);
       const uint32_t word1 = be32(data + offset + 4);
@@ -223,6 +287,41 @@ ParseStatus parse_gre_packet(const uint8_t* data, size_t length, TunnelPacket& o
       packet.erspan.session = static_cast<uint16_t>(word0 & kErspanMaxSession);
       packet.erspan.index = word1 & kErspanMaxIndex;
       offset += kErspanIIHeaderLength;
+      break;
+    }
+    case kGreProtocolErspanIII: {
+      out.type = TunnelType::ErspanIII;
+      if (length < offset + kErspanIIIHeaderLength) return ParseStatus::Short;
+      const uint32_t word0 = be32(data + offset);
+      const uint32_t word2 = be32(data + offset + 8);
+      if ((word0 >> 28) != kErspanVersionIII) return ParseStatus::ErspanVersion;
+      packet.type = TunnelType::ErspanIII;
+      ErspanIIIHeader& e = packet.erspan3;
+      e.vlan = static_cast<uint16_t>(word0 >> 16 & 0x0fff);
+      e.cos = static_cast<uint8_t>(word0 >> 13 & 0x7);
+      e.bso = static_cast<uint8_t>(word0 >> 11 & 0x3);
+      e.truncated = (word0 >> 10 & 0x1) != 0;
+      e.session = static_cast<uint16_t>(word0 & kErspanMaxSession);
+      e.timestamp = be32(data + offset + 4);
+      e.sgt = static_cast<uint16_t>(word2 >> 16);
+      e.p = (word2 >> 15 & 0x1) != 0;
+      e.ft = static_cast<uint8_t>(word2 >> 10 & 0x1f);
+      e.hwid = static_cast<uint8_t>(word2 >> 4 & kErspanMaxHardwareId);
+      e.egress = (word2 >> 3 & 0x1) != 0;
+      e.gra = static_cast<uint8_t>(word2 >> 1 & 0x3);
+      e.optional_subheader = (word2 & 0x1) != 0;
+      offset += kErspanIIIHeaderLength;
+      if (e.optional_subheader) {
+        // The platform subheader: its id is the top 6 bits; the rest is the platform's own.
+        if (length < offset + kErspanIIISubheaderLength) return ParseStatus::Short;
+        e.platform_id = static_cast<uint8_t>(data[offset] >> 2);
+        offset += kErspanIIISubheaderLength;
+      }
+      // What both types share, where a caller that does not care about the type looks.
+      packet.erspan.vlan = e.vlan;
+      packet.erspan.cos = e.cos;
+      packet.erspan.truncated = e.truncated;
+      packet.erspan.session = e.session;
       break;
     }
     default:

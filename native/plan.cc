@@ -20,9 +20,14 @@ std::string check_tunnel_sink(const SinkSpec& sink) {
   if (inet_pton(AF_INET, sink.remote_ip.c_str(), &address) != 1 && inet_pton(AF_INET6, sink.remote_ip.c_str(), &address) != 1) {
     return "remote '" + sink.remote_ip + "' is not an IPv4 or IPv6 address";
   }
-  if (sink.kind == SinkKind::Erspan) {
+  if (sink.kind == SinkKind::Erspan || sink.kind == SinkKind::ErspanIII) {
     if (sink.session > encap::kErspanMaxSession) return "ERSPAN session id must be 0-1023 (sink '" + sink.id + "')";
     if (sink.erspan_index > encap::kErspanMaxIndex) return "ERSPAN index must fit 20 bits (sink '" + sink.id + "')";
+    if (sink.hwid > encap::kErspanMaxHardwareId) return "ERSPAN hardware id must be 0-63 (sink '" + sink.id + "')";
+  }
+  if (sink.kind == SinkKind::Vxlan) {
+    if (sink.vni > encap::kVxlanMaxVni) return "VXLAN VNI must be 0-16777215 (sink '" + sink.id + "')";
+    if (sink.udp_port == 0) return "VXLAN UDP port must be 1-65535 (sink '" + sink.id + "')";
   }
   return "";
 }
@@ -125,6 +130,8 @@ PlanVerdict check_plan(const Plan& plan, const PlanIdentities& identities) {
         }
         case SinkKind::Gre:
         case SinkKind::Erspan:
+        case SinkKind::ErspanIII:
+        case SinkKind::Vxlan:
           reason = check_tunnel_sink(sink);
           break;
         case SinkKind::Unknown:

@@ -32,9 +32,10 @@ struct SourceSpec {
   bool operator==(const SourceSpec&) const = default;
 };
 
-// Port: a local interface. Gre, Erspan: a tunnel to remote_ip (design.md §4).
+// Port: a local interface. Gre, Erspan (type II), ErspanIII, Vxlan: a tunnel
+// to remote_ip (design.md §4, docs/tunnels.md).
 // Unknown: a kind this engine does not know; the sink fails, the rest runs.
-enum class SinkKind : uint8_t { Unknown = 0, Port = 1, Gre = 2, Erspan = 3 };
+enum class SinkKind : uint8_t { Unknown = 0, Port = 1, Gre = 2, Erspan = 3, ErspanIII = 4, Vxlan = 5 };
 
 struct SinkSpec {
   std::string id;
@@ -45,8 +46,11 @@ struct SinkSpec {
   // Tunnels only.
   std::string remote_ip;         // IPv4 or IPv6 literal
   uint32_t key = 0;              // Gre: the GRE key (the direction's tunnel id)
-  uint16_t session = 0;          // Erspan: session id, 0-1023
+  uint16_t session = 0;          // Erspan, ErspanIII: session id, 0-1023
   uint32_t erspan_index = 0;     // Erspan: 20-bit index
+  uint8_t hwid = 0;              // ErspanIII: hardware id, 0-63
+  uint32_t vni = 0;              // Vxlan: 24-bit VNI
+  uint16_t udp_port = 4789;      // Vxlan: the collector's UDP port
   bool gre_truncate = false;     // Gre: truncate to the path MTU instead of letting the kernel fragment
   bool gre_sequence = false;     // Gre: sequence numbers too (flags K|S): a tunnel between tapas agents
   bool operator==(const SinkSpec&) const = default;
@@ -88,7 +92,8 @@ struct Plan {
 //    port sink (a port sink) of the plan (below);
 //  - a port sink's interface is also a source of the plan (below);
 //  - a sink's kind is unknown, a tunnel names no remote or not an IPv4/IPv6
-//    literal, or ERSPAN's session or index is out of range;
+//    literal, or ERSPAN's session, index or hardware id, VXLAN's VNI or UDP
+//    port is out of range;
 //  - a rule names a source or sink that is not in the plan or is refused, or
 //    has a VLAN range outside 1-4094 or with low > high.
 //

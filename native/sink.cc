@@ -11,6 +11,8 @@ std::unique_ptr<Sink> make_sink(const SinkSpec& spec, SinkCounters& counters) {
       return std::make_unique<PortSink>(spec, counters);
     case SinkKind::Gre:
     case SinkKind::Erspan:
+    case SinkKind::ErspanIII:
+    case SinkKind::Vxlan:
       return std::make_unique<TunnelSink>(spec, counters);
     case SinkKind::Unknown:
       break;  // refused by the plan check; never opened

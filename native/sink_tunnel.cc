@@ -42,17 +42,31 @@ std::shared_ptr<std::atomic<uint32_t>> tunnel_sequence(const std::string& tunnel
   return sequence;
 }
 
-bool is_erspan(const SinkSpec& spec) { return spec.kind == SinkKind::Erspan; }
+constexpr uint32_t kUdpHeaderLength = 8;
+
+int64_t realtime_ns() {
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME, &now);
+  return now.tv_sec * 1'000'000'000LL + now.tv_nsec;
+}
 
 }  // namespace
 
 TunnelSink::TunnelSink(const SinkSpec& spec, SinkCounters& counters) : spec_(spec), counters_(counters) {
-  if (is_erspan(spec_)) {
-    tunnel_.type = encap::TunnelType::ErspanII;
+  if (spec_.kind == SinkKind::Erspan || spec_.kind == SinkKind::ErspanIII) {
+    const bool type3 = spec_.kind == SinkKind::ErspanIII;
+    tunnel_.type = type3 ? encap::TunnelType::ErspanIII : encap::TunnelType::ErspanII;
     tunnel_.session = spec_.session;
     tunnel_.index = spec_.erspan_index;
+    tunnel_.hwid = spec_.hwid;
     truncate_ = true;
-    sequence_ = tunnel_sequence(spec_.netns + "|" + spec_.remote_ip + "|erspan|" + std::to_string(spec_.session));
+    erspan_ = true;
+    sequence_ = tunnel_sequence(spec_.netns + "|" + spec_.remote_ip + (type3 ? "|erspan3|" : "|erspan|") + std::to_string(spec_.session));
+  } else if (spec_.kind == SinkKind::Vxlan) {
+    // RFC 7348 4.3: a VTEP must not fragment. There is no T bit: what is cut is counted.
+    tunnel_.type = encap::TunnelType::Vxlan;
+    tunnel_.vni = spec_.vni;
+    truncate_ = true;
   } else {
     tunnel_.type = encap::TunnelType::Gre;
     tunnel_.key = spec_.key;
@@ -75,10 +89,12 @@ std::string TunnelSink::open() {
   auto* v6 = reinterpret_cast<sockaddr_in6*>(&remote);
   if (inet_pton(AF_INET, spec_.remote_ip.c_str(), &v4->sin_addr) == 1) {
     v4->sin_family = family_ = AF_INET;
+    v4->sin_port = htons(spec_.udp_port);
     remote_length = sizeof *v4;
     ip_header_length_ = kIpv4HeaderLength;
   } else if (inet_pton(AF_INET6, spec_.remote_ip.c_str(), &v6->sin6_addr) == 1) {
     v6->sin6_family = family_ = AF_INET6;
+    v6->sin6_port = htons(spec_.udp_port);
     remote_length = sizeof *v6;
     ip_header_length_ = kIpv6HeaderLength;
   } else {
@@ -88,10 +104,19 @@ std::string TunnelSink::open() {
   NetnsScope scope(spec_.netns);
   if (!scope.ok()) return scope.error();
   netns_ = scope.identity();
-  fd_ = socket(family_, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, encap::kIpProtocolGre);
-  if (fd_ < 0) {
-    return errno == EPERM ? "sending tunnel packets needs CAP_NET_RAW (run as root)"
-                          : "cannot open a raw GRE socket: " + errno_text(errno);
+  if (tunnel_.type == encap::TunnelType::Vxlan) {
+    // A plain UDP socket: the kernel writes UDP and IP headers, checksum
+    // included. Connected, its source port is one ephemeral port for the
+    // whole tunnel (collectors key on the VNI and destination port).
+    fd_ = socket(family_, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_UDP);
+    ip_header_length_ += kUdpHeaderLength;
+    if (fd_ < 0) return "cannot open a UDP socket: " + errno_text(errno);
+  } else {
+    fd_ = socket(family_, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, encap::kIpProtocolGre);
+    if (fd_ < 0) {
+      return errno == EPERM ? "sending tunnel packets needs CAP_NET_RAW (run as root)"
+                            : "cannot open a raw GRE socket: " + errno_text(errno);
+    }
   }
   std::string error = mark_own_traffic(fd_);
   if (!error.empty()) return error;
@@ -152,7 +177,7 @@ void TunnelSink::fit(Message& message) {
   }
   message.truncated = message.inner_length > limit;
   message.above_path_mtu = !truncate_ && message.inner_length > max_inner_;
-  if (is_erspan(spec_)) {
+  if (erspan_) {
     uint8_t* erspan = message.header.data() + gre_.length();
     encap::set_erspan_truncated(erspan, message.truncated || message.cut_on_capture);
   }
@@ -165,14 +190,20 @@ Enqueued TunnelSink::enqueue(const Frame& frame) {
   if (!truncate_ && inner_length > max_datagram_inner_) return Enqueued::Oversize;
 
   Message& message = batch_[queued_];
-  encap::FrameClass frame_class;
-  if (is_erspan(spec_)) {
-    frame_class = frame.has_stripped_tag
-                      ? encap::classify_frame_with_tag(frame.data, frame.captured_length, frame.stripped_tci)
-                      : encap::classify_frame(frame.data, frame.captured_length);
+  encap::FrameHeaderFields fields;
+  if (erspan_) {
+    fields.frame_class = frame.has_stripped_tag
+                             ? encap::classify_frame_with_tag(frame.data, frame.captured_length, frame.stripped_tci)
+                             : encap::classify_frame(frame.data, frame.captured_length);
+  }
+  if (tunnel_.type == encap::TunnelType::ErspanIII) {
+    // D per frame, so that a BOTH mirror keeps each frame's direction in one
+    // session: the host side transmitting is TaaS IN (ingress, 0), receiving OUT (egress, 1).
+    fields.egress = !frame.outgoing;
+    fields.timestamp = encap::erspan_timestamp(realtime_ns());
   }
   // Sequence number and T bit are filled in by flush() and fit().
-  const size_t header_length = encap::write_tunnel_headers(tunnel_, frame_class, 0, false, message.header.data());
+  const size_t header_length = encap::write_tunnel_headers(tunnel_, fields, message.header.data());
 
   message.iov[0] = {message.header.data(), header_length};
   if (frame.has_stripped_tag && frame.captured_length >= kMacAddressesLength) {

@@ -1,7 +1,8 @@
 // Tunnel sink: copies go to a remote collector inside GRE (key = tunnel id,
-// the frame as Transparent Ethernet Bridging) or ERSPAN type II, over a raw
-// IPv4/IPv6 socket of protocol 47. The kernel adds the outer IP header and
-// routes it, so no GRE or ERSPAN kernel module is involved.
+// the frame as Transparent Ethernet Bridging), ERSPAN type II or type III,
+// over a raw IPv4/IPv6 socket of protocol 47, or inside VXLAN over a UDP
+// socket. The kernel adds the outer IP (and UDP) header and routes it, so no
+// GRE, ERSPAN or VXLAN kernel module is involved.
 #pragma once
 
 #include <sys/socket.h>
@@ -34,7 +35,7 @@ class TunnelSink final : public Sink {
   static constexpr int kPieces = 4;
 
   struct Message {
-    std::array<uint8_t, encap::kGreMaxLength + encap::kErspanIIHeaderLength> header{};
+    std::array<uint8_t, encap::kMaxTunnelHeaderLength> header{};
     std::array<uint8_t, kVlanTagLength> tag{};
     std::array<iovec, kPieces> iov{};
     std::array<size_t, kPieces> full_length{};  // iov lengths before any truncation
@@ -56,11 +57,12 @@ class TunnelSink final : public Sink {
   SinkCounters& counters_;
   int fd_ = -1;
   int family_ = 0;
-  bool truncate_ = false;      // ERSPAN always; GRE when configured
+  bool truncate_ = false;      // ERSPAN and VXLAN always; GRE when configured
+  bool erspan_ = false;        // the header after GRE has a T bit
   encap::TunnelHeaders tunnel_;
   encap::GreHeader gre_;       // this tunnel's GRE header layout
   size_t encap_length_ = 0;    // GRE (+ ERSPAN) header bytes
-  uint32_t ip_header_length_ = 0;
+  uint32_t ip_header_length_ = 0;  // and UDP's, for VXLAN
   uint32_t max_inner_ = 0;      // inner bytes that fit the path MTU
   uint32_t max_datagram_inner_ = 0;  // inner bytes that fit an IP datagram at all
   int64_t next_mtu_refresh_ns_ = 0;

@@ -167,7 +167,7 @@ void malformed_packets_get_their_verdict() {
   erspan_gre.sequence = 1;
   ErspanIIHeader erspan{};
   Bytes type3 = gre_packet(erspan_gre, &erspan, frame);
-  type3[8] = static_cast<uint8_t>((type3[8] & 0x0f) | 0x20);  // version 2: type III
+  type3[8] = static_cast<uint8_t>((type3[8] & 0x0f) | 0x20);  // version 2 (type III's) under type II's protocol
   CHECK(parse(type3, out) == ParseStatus::ErspanVersion);
   Bytes erspan_short = gre_packet(erspan_gre, &erspan, {});
   erspan_short.resize(12);
@@ -216,9 +216,80 @@ void ipv4_wrapper_checks_the_outer_header() {
   CHECK(parse_ipv4_gre_packet(huge_ihl.data(), huge_ihl.size(), out) != ParseStatus::Ok);
 }
 
+// ERSPAN III as the Linux driver lays it out (include/net/erspan.h): version 2,
+// then the timestamp, then sgt | P | ft | hwid | D | gra | O.
+void erspan_iii_has_the_documented_words() {
+  TunnelHeaders tunnel;
+  tunnel.type = TunnelType::ErspanIII;
+  tunnel.session = 0x155;
+  tunnel.hwid = 0x2b;
+  FrameHeaderFields fields;
+  fields.frame_class = {100, kErspanEncapTagInFrame, 5};
+  fields.sequence = 7;
+  fields.truncated = true;
+  fields.egress = true;
+  fields.timestamp = 0xdeadbeef;
+  uint8_t out[kMaxTunnelHeaderLength];
+  CHECK(tunnel.length() == 8 + kErspanIIIHeaderLength);
+  CHECK(write_tunnel_headers(tunnel, fields, out) == tunnel.length());
+  const uint8_t expected[] = {
+      0x10, 0x00, 0x22, 0xeb, 0, 0, 0, 7,  // GRE: S, protocol 0x22EB, sequence 7
+      0x20, 0x64, 0xa5, 0x55,              // ver 2, vlan 100, cos 5, bso 0, T, session 0x155
+      0xde, 0xad, 0xbe, 0xef,              // timestamp
+      0x00, 0x00, 0x82, 0xb8,              // sgt 0, P 1, ft 0, hwid 0x2b, D 1, gra 0, O 0
+  };
+  CHECK(std::memcmp(out, expected, sizeof expected) == 0);
+  Bytes packet(out, out + tunnel.length());
+  Bytes frame = ethernet_frame(0x88b5, {1, 2, 3});
+  packet.insert(packet.end(), frame.begin(), frame.end());
+  TunnelPacket parsed;
+  CHECK(parse(packet, parsed) == ParseStatus::Ok);
+  CHECK(parsed.type == TunnelType::ErspanIII && parsed.erspan3.session == 0x155 && parsed.erspan3.hwid == 0x2b);
+  CHECK(parsed.erspan3.egress && parsed.erspan3.truncated && parsed.erspan3.timestamp == 0xdeadbeefu && parsed.erspan3.p);
+  CHECK(parsed.erspan.session == 0x155 && parsed.erspan.truncated);
+  CHECK(parsed.inner_length == frame.size() && std::memcmp(parsed.inner, frame.data(), frame.size()) == 0);
+  // O=1: the 8-byte platform subheader is skipped, its id kept.
+  Bytes with_sub(packet.begin(), packet.begin() + 8 + kErspanIIIHeaderLength);
+  with_sub[8 + 11] |= 0x01;
+  const Bytes sub = {0xfc, 0, 0, 0, 0, 0, 0, 0};
+  with_sub.insert(with_sub.end(), sub.begin(), sub.end());
+  with_sub.insert(with_sub.end(), frame.begin(), frame.end());
+  CHECK(parse(with_sub, parsed) == ParseStatus::Ok && parsed.erspan3.optional_subheader && parsed.erspan3.platform_id == 63);
+  CHECK(parsed.inner_length == frame.size() && std::memcmp(parsed.inner, frame.data(), frame.size()) == 0);
+  with_sub.resize(8 + kErspanIIIHeaderLength + 4);
+  CHECK(parse(with_sub, parsed) == ParseStatus::Short && parsed.type == TunnelType::ErspanIII);
+  // Version 1 under 0x22EB.
+  packet[8] = static_cast<uint8_t>((packet[8] & 0x0f) | 0x10);
+  CHECK(parse(packet, parsed) == ParseStatus::ErspanVersion);
+  CHECK(erspan_timestamp(1'000'000'000LL) == 10'000u);
+}
+
+void vxlan_has_flag_i_and_the_vni() {
+  TunnelHeaders tunnel;
+  tunnel.type = TunnelType::Vxlan;
+  tunnel.vni = 0xabcdef;
+  uint8_t out[kMaxTunnelHeaderLength];
+  CHECK(write_tunnel_headers(tunnel, FrameHeaderFields{}, out) == kVxlanHeaderLength);
+  const uint8_t expected[] = {0x08, 0, 0, 0, 0xab, 0xcd, 0xef, 0};
+  CHECK(std::memcmp(out, expected, sizeof expected) == 0);
+  Bytes packet(out, out + kVxlanHeaderLength);
+  Bytes frame = ethernet_frame(0x0800, {0x45});
+  packet.insert(packet.end(), frame.begin(), frame.end());
+  TunnelPacket parsed;
+  CHECK(parse_vxlan_packet(packet.data(), packet.size(), parsed) == ParseStatus::Ok && parsed.vni == 0xabcdefu);
+  CHECK(parsed.inner_length == frame.size());
+  packet[0] = 0;
+  CHECK(parse_vxlan_packet(packet.data(), packet.size(), parsed) == ParseStatus::VxlanFlags);
+  CHECK(parse_vxlan_packet(packet.data(), 7, parsed) == ParseStatus::Short && parsed.type == TunnelType::Vxlan);
+  packet[0] = 0x08;
+  CHECK(parse_vxlan_packet(packet.data(), 8 + 13, parsed) == ParseStatus::InnerShort);
+}
+
 }  // namespace
 
 int main() {
+  erspan_iii_has_the_documented_words();
+  vxlan_has_flag_i_and_the_vni();
   gre_with_key_has_the_rfc_2890_layout();
   erspan_ii_has_the_documented_words();
   index_reads_the_tunnel_id_as_hex_digits();

@@ -14,10 +14,23 @@
 import type { Plan, RulePlan, SinkPlan, TerminationPlan } from '../engine/plan.js';
 import type { Counters, DesiredState, Observation, ObservedStatus } from '../model/observation.js';
 import type { Port, ResourceKind, TapFlow, TapMirror, TapService } from '../model/resources.js';
+import { MIRROR_DIRECTIONS, VXLAN_DEFAULT_PORT, type MirrorDirection } from '../model/contract.js';
 import { parseVlanFilter } from '../model/vlan-filter.js';
 
-/** The plan id of one direction of a tap mirror: its tunnel sink and the rule feeding it. */
-export const mirrorTunnelId = (mirrorId: string, direction: 'IN' | 'OUT') => `${mirrorId}/${direction}`;
+/** The plan id of one direction of a tap mirror (IN, OUT or BOTH): its tunnel sink and the rule feeding it. */
+export const mirrorTunnelId = (mirrorId: string, direction: MirrorDirection) => `${mirrorId}/${direction}`;
+
+/** One direction of a tap mirror as a tunnel sink: the tunnel id is the key, session or VNI of its mirror_type. */
+function mirrorSink(mirror: TapMirror, id: string, tunnelId: number, netns: { netns?: string }): SinkPlan {
+  const remoteIp = mirror.remote_ip;
+  switch (mirror.mirror_type) {
+    case 'gre': return { id, kind: 'gre', remoteIp, key: tunnelId, ...netns };
+    case 'erspanv1': return { id, kind: 'erspan', remoteIp, session: tunnelId, ...netns };
+    // A BOTH mirror keeps each frame's direction in the D bit of its one session.
+    case 'erspanv2': return { id, kind: 'erspan3', remoteIp, session: tunnelId, ...netns };
+    case 'vxlan': return { id, kind: 'vxlan', remoteIp, vni: tunnelId, port: mirror.udp_port ?? VXLAN_DEFAULT_PORT, ...netns };
+  }
+}
 
 /** This host's part of the desired state, as a plan: ports on other hosts are not this agent's. */
 export function buildPlan(desired: DesiredState, host: string): Plan {
@@ -54,13 +67,11 @@ export function buildPlan(desired: DesiredState, host: string): Plan {
     const port = ports.get(mirror.port_id)!;
     // The tunnel leaves from the port's own namespace: the host side of the workload routes it.
     const netns = port.netns === null ? {} : { netns: port.netns };
-    for (const direction of ['IN', 'OUT'] as const) {
+    for (const direction of MIRROR_DIRECTIONS) {
       const tunnelId = mirror.directions[direction];
       if (tunnelId === undefined) continue;
       const id = mirrorTunnelId(mirror.id, direction);
-      sinks.push(mirror.mirror_type === 'gre'
-        ? { id, kind: 'gre', remoteIp: mirror.remote_ip, key: tunnelId, ...netns }
-        : { id, kind: 'erspan', remoteIp: mirror.remote_ip, session: tunnelId, ...netns });
+      sinks.push(mirrorSink(mirror, id, tunnelId, netns));
       rules.push({ id, sourceId: port.id, sinkId: id, direction });
     }
   }
@@ -190,7 +201,7 @@ export class Observer {
         () => this.flow(flow));
     }
     for (const mirror of desired.tapMirrors) {
-      const tunnels = (['IN', 'OUT'] as const).map((direction) => mirrorTunnelId(mirror.id, direction));
+      const tunnels = MIRROR_DIRECTIONS.map((direction) => mirrorTunnelId(mirror.id, direction));
       watch([`sources/${mirror.port_id}`, ...tunnels.flatMap((id) => [`sinks/${id}`, `rules/${id}`])], () => this.mirror(mirror));
     }
   }
@@ -353,7 +364,7 @@ export class Observer {
     if (!this.local(mirror.port_id)) return undefined;
     let issue = this.problem(`source ${portLabel(this.ports.get(mirror.port_id))}`, this.entries.sources.get(mirror.port_id));
     const parts: Record<string, Counters> = {};
-    for (const direction of ['IN', 'OUT'] as const) {
+    for (const direction of MIRROR_DIRECTIONS) {
       if (mirror.directions[direction] === undefined) continue;
       const id = mirrorTunnelId(mirror.id, direction);
       issue ??= this.problem(`${direction} tunnel to ${mirror.remote_ip}`, this.entries.sinks.get(id));

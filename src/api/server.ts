@@ -70,6 +70,9 @@ export const EXTENSIONS = [
   { alias: 'taas', name: 'Neutron Tap as a Service', description: 'Neutron Tap as a Service Extension.', updated: '2015-01-14T10:00:00-00:00' },
   { alias: 'taas-vlan-filter', name: 'VLAN filtering for Neutron Tap as a Service', description: 'Neutron Tap as a Service Extension for filtering VLANs.', updated: '2019-01-14T00:00:00-00:00' },
   { alias: 'tap-mirror', name: 'Tap as a Service GRE or ERSPAN mirror', description: 'Neutron Tap as a Service extension for GRE or ERSPAN mirroring.', updated: '2023-05-05T11:45:00-00:00' },
+  // Upstream TaaS's name for directions {"BOTH": N} on tap mirrors (neutron-lib's tap_mirror_both_direction).
+  { alias: 'tap-mirror-both-direction', name: 'Tap as a Service mirror with BOTH direction support', description: 'Neutron Tap as a Service extension mirroring with support for BOTH direction.', updated: '2025-12-15T11:45:00-00:00' },
+  { alias: 'tapas-mirror-types', name: 'ERSPAN type III and VXLAN tap mirrors', description: 'Tap mirrors of mirror_type erspanv2 (ERSPAN type III, direction bit per frame) and vxlan (VNI = the tunnel id, udp_port).', updated: '2026-12-04T00:00:00-00:00' },
   { alias: 'quotas', name: 'Quota management support', description: 'Expose functions for quotas management per project', updated: '2012-07-29T10:00:00-00:00' },
   { alias: 'agent', name: 'agent', description: 'The agent management extension.', updated: '2013-02-03T10:00:00-00:00' },
   { alias: 'binding', name: 'Port Binding', description: 'Expose port bindings of a virtual port to external application', updated: '2014-02-03T10:00:00-00:00' },

@@ -8,8 +8,8 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Command, Option } from 'commander';
 
 import {
-  Engine, WORKER_PRIORITIES, type EngineStats, type Plan, type Direction, type GreSinkPlan, type ErspanSinkPlan, type RingSettings,
-  type WorkerPriority,
+  Engine, WORKER_PRIORITIES, type EngineStats, type Plan, type Direction, type GreSinkPlan, type ErspanSinkPlan, type Erspan3SinkPlan,
+  type VxlanSinkPlan, type RingSettings, type WorkerPriority,
 } from '../engine/engine.js';
 import { DIRECTIONS } from '../engine/plan.js';
 import { parseVlanFilter, VlanFilterError } from '../model/vlan-filter.js';
@@ -28,8 +28,13 @@ interface MirrorOptions {
   gre?: string;
   key?: number;
   erspan?: string;
+  erspan3?: string;
   session?: number;
   index?: number;
+  hwId?: number;
+  vxlan?: string;
+  vni?: number;
+  udpPort?: number;
   truncate?: boolean;
   duration?: number;
   format: 'table' | 'json';
@@ -57,8 +62,8 @@ export function parseInterfaceRef(text: string): InterfaceRef {
 
 const label = (ref: InterfaceRef) => (ref.netns ? `${ref.ifname}@${ref.netns}` : ref.ifname);
 
-/** A tunnel toward a remote collector, sent from NETNS's routing (--gre/--erspan IP[@NETNS]). */
-export type TunnelDestination = Omit<GreSinkPlan, 'id'> | Omit<ErspanSinkPlan, 'id'>;
+/** A tunnel toward a remote collector, sent from NETNS's routing (--gre/--erspan/--erspan3/--vxlan IP[@NETNS]). */
+export type TunnelDestination = Omit<GreSinkPlan, 'id'> | Omit<ErspanSinkPlan, 'id'> | Omit<Erspan3SinkPlan, 'id'> | Omit<VxlanSinkPlan, 'id'>;
 
 function parseRemote(text: string, option: string): { remoteIp: string; netns?: string } {
   const at = text.lastIndexOf('@');
@@ -77,14 +82,22 @@ function integerIn(name: string, max: number) {
   };
 }
 
-/** Exactly one of --to, --gre (with --key) or --erspan (with --session). */
+/** Exactly one of --to, --gre (with --key), --erspan or --erspan3 (with --session), or --vxlan (with --vni). */
 function parseDestination(options: MirrorOptions): InterfaceRef | TunnelDestination {
-  const given = [options.to, options.gre, options.erspan].filter((value) => value !== undefined).length;
-  if (given !== 1) throw new UsageError('give exactly one destination: --to IF, --gre IP --key K or --erspan IP --session S');
+  const given = [options.to, options.gre, options.erspan, options.erspan3, options.vxlan].filter((value) => value !== undefined).length;
+  if (given !== 1) {
+    throw new UsageError('give exactly one destination: --to IF, --gre IP --key K, --erspan IP --session S, '
+      + '--erspan3 IP --session S or --vxlan IP --vni N');
+  }
   if (options.key !== undefined && options.gre === undefined) throw new UsageError('--key goes with --gre');
-  if (options.truncate && options.gre === undefined) throw new UsageError('--truncate goes with --gre (ERSPAN always truncates)');
-  if ((options.session !== undefined || options.index !== undefined) && options.erspan === undefined) {
-    throw new UsageError('--session and --index go with --erspan');
+  if (options.truncate && options.gre === undefined) throw new UsageError('--truncate goes with --gre (ERSPAN and VXLAN always truncate)');
+  if (options.session !== undefined && options.erspan === undefined && options.erspan3 === undefined) {
+    throw new UsageError('--session goes with --erspan or --erspan3');
+  }
+  if (options.index !== undefined && options.erspan === undefined) throw new UsageError('--index goes with --erspan (type III has none)');
+  if (options.hwId !== undefined && options.erspan3 === undefined) throw new UsageError('--hw-id goes with --erspan3');
+  if ((options.vni !== undefined || options.udpPort !== undefined) && options.vxlan === undefined) {
+    throw new UsageError('--vni and --udp-port go with --vxlan');
   }
   if (options.gre !== undefined) {
     if (options.key === undefined) throw new UsageError('--gre needs --key K (the tunnel id)');
@@ -97,15 +110,40 @@ function parseDestination(options: MirrorOptions): InterfaceRef | TunnelDestinat
       ...(options.index !== undefined ? { index: options.index } : {}),
     };
   }
+  if (options.erspan3 !== undefined) {
+    if (options.session === undefined) throw new UsageError('--erspan3 needs --session S (the tunnel id, 0-1023)');
+    return {
+      kind: 'erspan3', ...parseRemote(options.erspan3, '--erspan3'), session: options.session,
+      ...(options.hwId !== undefined ? { hwid: options.hwId } : {}),
+    };
+  }
+  if (options.vxlan !== undefined) {
+    if (options.vni === undefined) throw new UsageError('--vxlan needs --vni N (the tunnel id, 0-16777215)');
+    return {
+      kind: 'vxlan', ...parseRemote(options.vxlan, '--vxlan'), vni: options.vni,
+      ...(options.udpPort !== undefined ? { port: options.udpPort } : {}),
+    };
+  }
   return parseInterfaceRef(options.to!);
 }
 
 function destinationLabel(destination: InterfaceRef | TunnelDestination): string {
   if (!('kind' in destination)) return label(destination);
-  const via = destination.netns ? `@${destination.netns}` : '';
-  return destination.kind === 'gre'
-    ? `GRE key ${destination.key} to ${destination.remoteIp}${via}`
-    : `ERSPAN session ${destination.session} to ${destination.remoteIp}${via}`;
+  const to = `to ${destination.remoteIp}${destination.netns ? `@${destination.netns}` : ''}`;
+  switch (destination.kind) {
+    case 'gre': return `GRE key ${destination.key} ${to}`;
+    case 'erspan': return `ERSPAN session ${destination.session} ${to}`;
+    case 'erspan3': return `ERSPAN III session ${destination.session} ${to}`;
+    case 'vxlan': return `VXLAN VNI ${destination.vni} ${to} port ${destination.port ?? 4789}`;
+  }
+}
+
+function portNumber(name: string) {
+  return (text: string) => {
+    const value = Number(text);
+    if (!/^\d+$/.test(text) || value < 1 || value > 65535) throw new UsageError(`${name} must be a port from 1 to 65535, not '${text}'`);
+    return value;
+  };
 }
 
 function positiveInteger(name: string) {
@@ -291,7 +329,7 @@ async function runMirror(options: MirrorOptions): Promise<void> {
 export function registerMirror(program: Command): void {
   program
     .command('mirror')
-    .summary('mirror interfaces to a local port or a GRE/ERSPAN tunnel, without a daemon')
+    .summary('mirror interfaces to a local port or a GRE/ERSPAN/VXLAN tunnel, without a daemon')
     .description(
       'Mirror the traffic of one or more source interfaces to a destination interface until ' +
         'interrupted (Ctrl-C, SIGTERM) or --duration has passed, then print the counters.\n\n' +
@@ -307,9 +345,15 @@ export function registerMirror(program: Command): void {
     .option('--key <K>', 'GRE key: the tunnel id', integerIn('--key', 0xffffffff))
     .option('--truncate', 'GRE: cut frames above the path MTU instead of letting the kernel fragment them')
     .option('--erspan <IP[@NETNS]>', 'or: send the copies in ERSPAN type II to this collector')
+    .option('--erspan3 <IP[@NETNS]>', 'or: in ERSPAN type III (TaaS erspanv2): timestamp, hardware id, and the direction bit ' +
+      'per frame (D=0 for IN, 1 for OUT), so -d BOTH keeps both directions apart in one session')
     .option('--session <S>', 'ERSPAN session id: the tunnel id, 0-1023', integerIn('--session', 1023))
-    .option('--index <N>', 'ERSPAN index (default: the session id read as hex digits, 102 -> 0x102, as OpenStack does)',
+    .option('--index <N>', 'ERSPAN II index (default: the session id read as hex digits, 102 -> 0x102, as OpenStack does)',
       integerIn('--index', 0xfffff))
+    .option('--hw-id <N>', 'ERSPAN III hardware id, 0-63 (default 0)', integerIn('--hw-id', 63))
+    .option('--vxlan <IP[@NETNS]>', 'or: send the copies in VXLAN (UDP) to this collector')
+    .option('--vni <N>', 'VXLAN network identifier: the tunnel id, 0-16777215', integerIn('--vni', 0xffffff))
+    .option('--udp-port <P>', 'VXLAN: the collector\'s UDP port (default 4789)', portNumber('--udp-port'))
     .option('--duration <SECONDS>', 'stop after this many seconds', positiveInteger('--duration'))
     .addOption(new Option('-f, --format <FORMAT>', 'output of the final counters').choices(['table', 'json']).default('table'))
     .option('--workers <N>', 'capture threads (more than one uses PACKET_FANOUT_HASH)', positiveInteger('--workers'), 1)
@@ -332,9 +376,13 @@ Examples:
   tapas mirror -s vmh@host -d BOTH -t monh@host --datapath bpf      # copied in the kernel
   tapas mirror -s tap-vm1 -d OUT --gre 192.0.2.10 --key 102
   tapas mirror -s tap-vm1 -d IN --erspan 192.0.2.10 --session 101      # index 0x101
+  tapas mirror -s tap-vm1 -d BOTH --erspan3 192.0.2.10 --session 7     # D=0 IN, D=1 OUT
+  tapas mirror -s tap-vm1 -d BOTH --vxlan 192.0.2.10@host --vni 5000 --udp-port 4790
 
-Tunnels are sent from a raw IP socket: the kernel adds the outer header and routes it. ERSPAN cuts
-frames above the path MTU and sets the T bit; GRE leaves them to IP fragmentation unless --truncate.
+GRE and ERSPAN are sent from a raw IP socket, VXLAN from a UDP socket: the kernel adds the outer
+headers and routes them. ERSPAN cuts frames above the path MTU and sets the T bit; VXLAN cuts them
+too (it has no T bit: counted as truncated); GRE leaves them to IP fragmentation unless --truncate.
+VXLAN carries no direction: with -d BOTH, IN and OUT share the VNI indistinguishably.
 
 Needs CAP_NET_RAW (and CAP_SYS_ADMIN to enter network namespaces): run as root.`)
     .action(runMirror);

@@ -157,6 +157,14 @@ function commanderOption(spec: CreateOption, label: string): Option {
       if (key in previous) throw new UsageError(`${flag} gives ${key} twice`);
       return { ...previous, [key]: Number(match[2]) };
     });
+  } else if (Array.isArray(schema.type) ? schema.type.includes('integer') : schema.type === 'integer') {
+    // An integer attribute (udp_port): sent as a number, checked by its format first.
+    option.argParser((text: string) => {
+      if (!/^\d{1,10}$/.test(text)) throw new UsageError(`${flag} must be an integer, not '${text}'`);
+      const value = Number(text);
+      if (schema.format !== undefined) checkFormat(schema.format, value, spec.attribute, spec.key === undefined ? [] : [spec.key]);
+      return value;
+    });
   } else if (schema.format !== undefined && cli.refersTo === undefined) {
     const format = schema.format;
     option.argParser((text: string) => {
@@ -320,7 +328,7 @@ export function registerResources(program: Command): void {
 
   const tap = program.command('tap').configureHelp({ ...program.configureHelp(), showGlobalOptions: true }).summary('tap services, tap flows and tap mirrors (OpenStack TaaS)')
     .description('Tap-as-a-Service resources: a tap service receives copies, a tap flow sends a port\'s traffic to a tap service, '
-      + 'a tap mirror sends a port\'s traffic to a remote collector in GRE or ERSPAN.')
+      + 'a tap mirror sends a port\'s traffic to a remote collector in GRE, ERSPAN (type II or III) or VXLAN.')
     .addHelpText('after', `
 Examples:
   tapas tap service create --name ts_0 --port monitor-port
@@ -347,7 +355,9 @@ Examples:
 
   registerNoun(tap, 'mirror', TAP_MIRROR, {
     create: '  tapas tap mirror create --name tm_0 --port vm1-port --directions IN=101 --directions OUT=102 \\\n'
-      + '      --remote-ip 192.0.2.10 --mirror-type erspanv1',
+      + '      --remote-ip 192.0.2.10 --mirror-type erspanv1\n'
+      + '  tapas tap mirror create --port vm1-port --directions BOTH=7 --remote-ip 192.0.2.10 --mirror-type erspanv2\n'
+      + '  tapas tap mirror create --port vm1-port --directions BOTH=5000 --remote-ip 192.0.2.10 --mirror-type vxlan --udp-port 4790',
     list: '  tapas tap mirror list',
     show: '  tapas tap mirror show tm_0 -f json',
     update: '  tapas tap mirror update tm_0 --name to-ids',

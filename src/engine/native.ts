@@ -196,15 +196,31 @@ export interface NativeEngine {
 /** What identifies a tunnel in its headers; index defaults to the OpenStack rule (see erspanIndexFor). */
 export type TunnelHeaderOptions =
   | { kind: 'gre'; key: number }
-  | { kind: 'erspan'; session: number; index?: number };
+  | { kind: 'erspan'; session: number; index?: number }
+  | { kind: 'erspan3'; session: number; hwid?: number }
+  | { kind: 'vxlan'; vni: number };
+
+/** ERSPAN type III's header as decoded (docs/tunnels.md). */
+export interface DecodedErspanIII {
+  vlan: number; cos: number; bso: number; truncated: boolean; session: number;
+  /** 32 bits; units of 100 us when gra is 0. */
+  timestamp: number;
+  sgt: number; p: boolean; ft: number; hwid: number;
+  /** The D bit: 0 (ingress) is TaaS IN, 1 (egress) OUT. */
+  direction: 'IN' | 'OUT';
+  gra: number; optionalSubheader: boolean; platformId?: number;
+}
 
 export interface DecodedTunnelPacket {
-  kind: 'gre' | 'erspan';
-  /** GRE protocol: 0x6558 or 0x88be. */
-  protocol: number;
+  kind: 'gre' | 'erspan' | 'erspan3' | 'vxlan';
+  /** GRE protocol: 0x6558, 0x88be or 0x22eb (absent for VXLAN). */
+  protocol?: number;
   key?: number;
   sequence?: number;
   erspan?: { vlan: number; cos: number; encap: number; truncated: boolean; session: number; index: number };
+  erspan3?: DecodedErspanIII;
+  /** VXLAN's 24-bit VNI. */
+  vni?: number;
   /** The inner Ethernet frame. */
   frame: Buffer;
 }
@@ -216,8 +232,12 @@ export interface CollectorOptions {
   listenIp?: string;
   /** Accept GRE with this key. */
   key?: number;
-  /** Accept ERSPAN with this session id. Neither key nor session: accept every tunnel. */
+  /** Accept ERSPAN (II or III) with this session id. */
   session?: number;
+  /** Accept VXLAN with this VNI. None of key, session, vni: accept every tunnel. */
+  vni?: number;
+  /** VXLAN's UDP port (default 4789); the UDP socket is opened with vni, udpPort, or no selection. */
+  udpPort?: number;
   /** Write inner frames to this pcap file ... */
   pcapPath?: string;
   /** ... or send them out of this interface (in toNetns, default netns). */
@@ -235,6 +255,9 @@ export interface CollectorStats {
   malformed: number;
   /** Malformed packets by the parser's verdict (short, greVersion, greFlags, erspanVersion, ...). */
   malformedBy: Record<string, number>;
+  /** Malformed packets by tunnel type, as far as the parser got (gre, erspanII, erspanIII, vxlan). */
+  malformedByType: Record<'gre' | 'erspanII' | 'erspanIII' | 'vxlan', number>;
+  acceptedByType: Record<'gre' | 'erspanII' | 'erspanIII' | 'vxlan', number>;
   /** Accepted ERSPAN frames marked truncated by the sender. */
   truncated: number;
   /** Frames written to the pcap file or sent out of the interface. */
@@ -289,9 +312,10 @@ export interface NativeAddon {
   /** Opens its raw sockets at once (throws a readable reason) and receives on a native thread. */
   NativeCollector: new (options: CollectorOptions) => NativeCollector;
   /** The IP payload a tunnel sink sends for frame; maxInner cuts the frame (and sets ERSPAN's T bit). */
-  encapsulate(options: TunnelHeaderOptions & { sequence?: number; maxInner?: number }, frame: Buffer): Buffer;
-  /** Decodes a GRE packet (ipv4: an IPv4 packet carrying one); never throws on bad input. */
-  parseTunnelPacket(packet: Buffer, options?: { ipv4?: boolean }): DecodedTunnelPacket | { error: string };
+  encapsulate(options: TunnelHeaderOptions & { sequence?: number; maxInner?: number; direction?: 'IN' | 'OUT'; timestamp?: number },
+    frame: Buffer): Buffer;
+  /** Decodes a GRE packet (ipv4: an IPv4 packet carrying one; vxlan: a UDP payload); never throws on bad input. */
+  parseTunnelPacket(packet: Buffer, options?: { ipv4?: boolean; vxlan?: boolean }): DecodedTunnelPacket | { error: string };
   /** OpenStack's ERSPAN index for a tunnel id: its decimal digits read as hex (102 -> 0x102). */
   erspanIndexFor(tunnelId: number): number;
 }

@@ -68,7 +68,42 @@ export interface ErspanSinkPlan {
   netns?: string;
 }
 
-export type TunnelSinkPlan = GreSinkPlan | ErspanSinkPlan;
+/**
+ * An ERSPAN type III tunnel (TaaS mirror_type `erspanv2`): GRE with sequence
+ * numbers, protocol 0x22EB, and the 12-byte type III header with a timestamp
+ * (100 us units), the hardware id and, per frame, the direction bit D
+ * (0 = ingress = TaaS IN, 1 = egress = OUT), so that one session can carry
+ * both directions. Frames above the path MTU are truncated with T set.
+ */
+export interface Erspan3SinkPlan {
+  id: string;
+  kind: 'erspan3';
+  remoteIp: string;
+  /** Session id, 0-1023: the direction's tunnel id. */
+  session: number;
+  /** Hardware id, 0-63 (default 0). */
+  hwid?: number;
+  netns?: string;
+}
+
+/**
+ * A VXLAN tunnel (TaaS mirror_type `vxlan`, the AWS/Azure collectors'
+ * format): the frame behind an 8-byte VXLAN header (flag I, VNI), in UDP to
+ * `port` (default 4789), sent from a UDP socket in `netns`. VXLAN has no T
+ * bit: frames above the path MTU are cut and counted as truncated.
+ */
+export interface VxlanSinkPlan {
+  id: string;
+  kind: 'vxlan';
+  remoteIp: string;
+  /** 24-bit VNI: the direction's tunnel id. */
+  vni: number;
+  /** The collector's UDP port, 1-65535 (default 4789). */
+  port?: number;
+  netns?: string;
+}
+
+export type TunnelSinkPlan = GreSinkPlan | ErspanSinkPlan | Erspan3SinkPlan | VxlanSinkPlan;
 
 /**
  * A tap service whose port is on another host: copies travel there through
@@ -102,7 +137,7 @@ export interface TerminationPlan {
 
 export type SinkPlan = PortSinkPlan | TunnelSinkPlan | HostSinkPlan;
 
-/** Frames of one source, in one direction, optionally of some VLANs, to one sink. */
+/** Frames of one source, in one direction (BOTH: either), optionally of some VLANs, to one sink. */
 export interface RulePlan {
   id: string;
   sourceId: string;
@@ -152,7 +187,8 @@ export interface InterfacePlan {
  *
  * Only a plan that cannot be read is refused as a whole, with a TypeError:
  * wrong types, numbers that are not integers in their range (keys 0 to
- * 2^32-1, ERSPAN session 0-1023 and index 0 to 2^20-1, VLAN ids 1-4094), or
+ * 2^32-1, ERSPAN session 0-1023, index 0 to 2^20-1 and hwid 0-63, VXLAN vni
+ * 0 to 2^24-1 and port 1-65535, VLAN ids 1-4094), or
  * interface names the kernel would not accept (1-15 bytes, no NUL, '/', ':'
  * or whitespace).
  */

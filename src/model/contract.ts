@@ -21,8 +21,16 @@ import type { FormatName } from './formats.js';
 export type ResourceKind = 'port' | 'tap_service' | 'tap_flow' | 'tap_mirror';
 export const RESOURCE_KINDS: readonly ResourceKind[] = ['port', 'tap_service', 'tap_flow', 'tap_mirror'];
 
-export type MirrorType = 'gre' | 'erspanv1';
-export const MIRROR_TYPES: readonly MirrorType[] = ['gre', 'erspanv1'];
+/** TaaS's gre and erspanv1 (ERSPAN type II); tapas's erspanv2 (ERSPAN type III) and vxlan. */
+export type MirrorType = 'gre' | 'erspanv1' | 'erspanv2' | 'vxlan';
+export const MIRROR_TYPES: readonly MirrorType[] = ['gre', 'erspanv1', 'erspanv2', 'vxlan'];
+
+/** The keys of a tap mirror's directions: BOTH is upstream TaaS's tap-mirror-both-direction (IN and OUT in one tunnel). */
+export const MIRROR_DIRECTIONS = ['IN', 'OUT', 'BOTH'] as const;
+export type MirrorDirection = (typeof MIRROR_DIRECTIONS)[number];
+
+/** VXLAN's IANA port, a vxlan tap mirror's udp_port when none is given. */
+export const VXLAN_DEFAULT_PORT = 4789;
 
 export const STATUSES = ['DOWN', 'ACTIVE', 'ERROR', 'PENDING_DELETE'] as const;
 
@@ -36,6 +44,9 @@ const NullableString = (options: { maxLength?: number; format?: FormatName } = {
   Type.Unsafe<string | null>({ type: ['string', 'null'], ...options });
 
 const Uuid = () => Type.String({ format: 'uuid', maxLength: 64 });
+
+/** An integer that may also be null (the format applies to the integer). */
+const NullableInteger = (options: { format?: FormatName } = {}) => Type.Unsafe<number | null>({ type: ['integer', 'null'], ...options });
 
 // ---- what an attribute declares ----
 
@@ -246,15 +257,23 @@ export const CONTRACT = {
         schema: Uuid(), post: 'required', store: { column: 'port_id' },
         cli: { heading: 'Port', list: 4, option: { flag: '--port <PORT>', help: 'name or ID of the port whose traffic is mirrored', refersTo: 'port' } },
       }),
-      /** A tunnel id per direction: a GRE key or an ERSPAN session id. */
+      /**
+       * A tunnel id per direction: a GRE key, an ERSPAN session id or a VXLAN
+       * VNI. BOTH (tap-mirror-both-direction) sends IN and OUT in one tunnel
+       * and excludes them (the service refuses BOTH with IN or OUT).
+       */
       directions: attribute({
-        schema: Type.Object({ IN: TUNNEL_ID, OUT: TUNNEL_ID }, { additionalProperties: false, minProperties: 1 }),
+        schema: Type.Object({ IN: TUNNEL_ID, OUT: TUNNEL_ID, BOTH: TUNNEL_ID }, { additionalProperties: false, minProperties: 1 }),
         post: 'required', store: { table: 'tap_mirror_tunnels' },
-        formatBy: { attribute: 'mirror_type', formats: { gre: 'gre-key', erspanv1: 'erspan-session-id' } },
+        formatBy: {
+          attribute: 'mirror_type',
+          formats: { gre: 'gre-key', erspanv1: 'erspan-session-id', erspanv2: 'erspan-session-id', vxlan: 'vxlan-vni' },
+        },
         cli: {
           heading: 'Directions', list: 5,
           option: {
-            flag: '--directions <DIRECTION=TUNNEL_ID>', help: 'a direction (IN or OUT) and its tunnel id: GRE key or ERSPAN session id; repeatable',
+            flag: '--directions <DIRECTION=TUNNEL_ID>',
+            help: 'a direction (IN, OUT, or BOTH: both in one tunnel) and its tunnel id: GRE key, ERSPAN session id or VXLAN VNI; repeatable',
             entries: { example: 'IN=101' },
           },
         },
@@ -265,7 +284,15 @@ export const CONTRACT = {
       }),
       mirror_type: attribute({
         schema: StringEnum(MIRROR_TYPES), post: 'required', store: { column: 'mirror_type' },
-        cli: { heading: 'Mirror Type', list: 7, option: { flag: '--mirror-type <TYPE>', help: 'tunnel: gre or erspanv1 (ERSPAN type II)' } },
+        cli: {
+          heading: 'Mirror Type', list: 7,
+          option: { flag: '--mirror-type <TYPE>', help: 'tunnel: gre, erspanv1 (ERSPAN type II), erspanv2 (ERSPAN type III) or vxlan' },
+        },
+      }),
+      /** vxlan only: the collector's UDP port (4789 when not given; null for the other types). */
+      udp_port: attribute({
+        schema: NullableInteger({ format: 'udp-port' }), post: 'optional', default: null, store: { column: 'udp_port' },
+        cli: { heading: 'UDP Port', option: { flag: '--udp-port <PORT>', help: 'vxlan only: the collector\'s UDP port (default 4789)' } },
       }),
     },
   },

@@ -63,6 +63,8 @@ function parserReason(parse: (text: string) => unknown, refusal: new (...args: n
 
 /** ERSPAN type II carries a 10-bit session id. */
 export const ERSPAN_MAX_SESSION_ID = 1023;
+/** A VXLAN network identifier is 24 bits. */
+export const VXLAN_MAX_VNI = 0xff_ffff;
 /** A GRE key is 32 bits. */
 export const GRE_MAX_KEY = 0xffff_ffff;
 
@@ -85,6 +87,8 @@ export const FORMATS = {
   'vlan-filter': stringFormat(parserReason(parseVlanFilter, VlanFilterError)),
   'gre-key': numberFormat(tunnelIdReason('a GRE key', GRE_MAX_KEY)),
   'erspan-session-id': numberFormat(tunnelIdReason('an ERSPAN session id', ERSPAN_MAX_SESSION_ID)),
+  'vxlan-vni': numberFormat(tunnelIdReason('a VXLAN VNI', VXLAN_MAX_VNI)),
+  'udp-port': numberFormat((port) => (Number.isInteger(port) && port >= 1 && port <= 65535 ? undefined : `${port} is not a UDP port (1 to 65535)`)),
 } satisfies Record<string, Format>;
 
 export type FormatName = keyof typeof FORMATS;

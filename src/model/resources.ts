@@ -8,7 +8,7 @@ import type { RecordOf, ResourceKind, STATUSES } from './contract.js';
 
 export type { Direction };
 export { MIRROR_TYPES, RESOURCE_KINDS, type MirrorType, type ResourceKind } from './contract.js';
-export { ERSPAN_MAX_SESSION_ID, GRE_MAX_KEY } from './formats.js';
+export { ERSPAN_MAX_SESSION_ID, GRE_MAX_KEY, VXLAN_MAX_VNI } from './formats.js';
 
 /**
  * The TaaS status lifecycle: created DOWN, ACTIVE once the data path runs it,
@@ -17,10 +17,11 @@ export { ERSPAN_MAX_SESSION_ID, GRE_MAX_KEY } from './formats.js';
  */
 export type Status = (typeof STATUSES)[number];
 
-/** Tunnel id per direction of a tap mirror (a GRE key or an ERSPAN session id). */
+/** Tunnel id per direction of a tap mirror (a GRE key, an ERSPAN session id or a VXLAN VNI); BOTH excludes IN and OUT. */
 export interface MirrorDirections {
   IN?: number;
   OUT?: number;
+  BOTH?: number;
 }
 
 /**

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 
 import { canonicalIpAddress, remoteAddressReason } from '../model/ip-address.js';
-import { recordFields, type CreateInput, type RecordOf } from '../model/contract.js';
+import { recordFields, VXLAN_DEFAULT_PORT, type CreateInput, type MirrorType, type RecordOf } from '../model/contract.js';
 import { isUuid } from '../model/formats.js';
 import { canonicalNetns } from '../model/netns.js';
 import {
@@ -235,7 +235,10 @@ export class TaasService {
     if (unusable !== undefined) throw invalidInput('remote_ip', unusable);
     const remoteIp = canonical.address;
     const directions = distinctTunnelIds(input.directions);
-    const mirror: TapMirror = { ...this.newRecord('tap_mirror', projectId, input), port_id: portId, directions, remote_ip: remoteIp };
+    const udpPort = mirrorUdpPort(input.mirror_type, input.udp_port);
+    const mirror: TapMirror = {
+      ...this.newRecord('tap_mirror', projectId, input), port_id: portId, directions, remote_ip: remoteIp, udp_port: udpPort,
+    };
     return this.insert('tap_mirror', mirror, () => {
       this.usablePort(context, portId, 'InvalidSourcePort', 'Source Port');
       this.ensureNotDestination(portId, 'the port of a tap mirror');
@@ -542,12 +545,30 @@ function requireQuotaProject(projectId: string): void {
   if (projectId === '') throw invalidInput('project_id', 'the project id must not be empty (/v2.0/quotas/PROJECT)');
 }
 
-/** A tap mirror's directions, refused when both use one tunnel id (the schema checked each id's range). */
+/**
+ * A tap mirror's directions, refused when both use one tunnel id (the schema
+ * checked each id's range), or when BOTH comes with IN or OUT: BOTH already
+ * sends each of them, so a frame would go out twice.
+ */
 function distinctTunnelIds(directions: MirrorDirections): MirrorDirections {
+  if (directions.BOTH !== undefined && (directions.IN !== undefined || directions.OUT !== undefined)) {
+    const with_ = [directions.IN === undefined ? '' : 'IN', directions.OUT === undefined ? '' : 'OUT'].filter(Boolean).join(' and ');
+    throw invalidInput('directions', `BOTH sends IN and OUT in one tunnel and cannot be combined with ${with_}: `
+      + 'give either BOTH, or IN and/or OUT');
+  }
   if (directions.IN !== undefined && directions.IN === directions.OUT) {
     throw invalidInput('directions', `IN and OUT both use tunnel id ${directions.IN}: each direction needs its own`);
   }
   return directions;
+}
+
+/** A vxlan mirror's UDP port (4789 when not given); the other types have none, and refuse one. */
+function mirrorUdpPort(mirrorType: MirrorType, udpPort: number | null | undefined): number | null {
+  if (mirrorType === 'vxlan') return udpPort ?? VXLAN_DEFAULT_PORT;
+  if (udpPort !== undefined && udpPort !== null) {
+    throw invalidInput('udp_port', `only a vxlan tap mirror has a UDP port, not mirror_type ${mirrorType}`);
+  }
+  return null;
 }
 
 function describeInterface(port: Pick<Port, 'interface' | 'netns'>): string {

@@ -112,4 +112,42 @@ export const MIGRATIONS: readonly string[] = [
   DROP INDEX ports_by_interface;
   CREATE UNIQUE INDEX ports_by_interface ON ports (host_id, interface, ifnull(netns, ''));
   `,
+  // 3: tap mirrors of type erspanv2 (ERSPAN III) and vxlan, a vxlan mirror's
+  // UDP port, and the BOTH direction (tap-mirror-both-direction). SQLite
+  // cannot change a CHECK in place: both tables are built anew and copied.
+  // The tunnels go into a table that refers to the new mirrors table before
+  // the old ones are dropped (dropping tap_mirrors first would cascade into
+  // its tunnels); the renames carry the reference along.
+  `
+  CREATE TABLE tap_mirrors_new (
+    id            TEXT PRIMARY KEY,
+    project_id    TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    description   TEXT NOT NULL,
+    port_id       TEXT NOT NULL REFERENCES ports (id) ON DELETE CASCADE,
+    remote_ip     TEXT NOT NULL,
+    mirror_type   TEXT NOT NULL CHECK (mirror_type IN ('gre', 'erspanv1', 'erspanv2', 'vxlan')),
+    udp_port      INTEGER CHECK (udp_port BETWEEN 1 AND 65535),
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL,
+    deleting      INTEGER NOT NULL DEFAULT 0
+  );
+  INSERT INTO tap_mirrors_new (id, project_id, name, description, port_id, remote_ip, mirror_type, udp_port, created_at, updated_at, deleting)
+    SELECT id, project_id, name, description, port_id, remote_ip, mirror_type, NULL, created_at, updated_at, deleting FROM tap_mirrors;
+  CREATE TABLE tap_mirror_tunnels_new (
+    tap_mirror_id TEXT NOT NULL REFERENCES tap_mirrors_new (id) ON DELETE CASCADE,
+    direction     TEXT NOT NULL CHECK (direction IN ('IN', 'OUT', 'BOTH')),
+    tunnel_id     INTEGER NOT NULL,
+    remote_ip     TEXT NOT NULL,
+    PRIMARY KEY (tap_mirror_id, direction),
+    UNIQUE (remote_ip, tunnel_id)
+  );
+  INSERT INTO tap_mirror_tunnels_new (tap_mirror_id, direction, tunnel_id, remote_ip)
+    SELECT tap_mirror_id, direction, tunnel_id, remote_ip FROM tap_mirror_tunnels;
+  DROP TABLE tap_mirror_tunnels;
+  DROP TABLE tap_mirrors;
+  ALTER TABLE tap_mirrors_new RENAME TO tap_mirrors;
+  ALTER TABLE tap_mirror_tunnels_new RENAME TO tap_mirror_tunnels;
+  CREATE INDEX tap_mirrors_by_port ON tap_mirrors (port_id);
+  `,
 ];

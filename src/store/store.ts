@@ -286,16 +286,17 @@ export class Store {
     const tunnels = (all
       ? this.db.prepare('SELECT tap_mirror_id, direction, tunnel_id FROM tap_mirror_tunnels').all()
       : this.db.prepare(`SELECT tap_mirror_id, direction, tunnel_id FROM tap_mirror_tunnels WHERE tap_mirror_id IN (${rows.map(() => '?').join(', ')})`)
-        .all(...rows.map((row) => row.id))) as Array<{ tap_mirror_id: string; direction: 'IN' | 'OUT'; tunnel_id: number }>;
+        .all(...rows.map((row) => row.id))) as Array<{ tap_mirror_id: string; direction: 'IN' | 'OUT' | 'BOTH'; tunnel_id: number }>;
     const directions = new Map<string, MirrorDirections>();
     for (const tunnel of tunnels) {
       const of = directions.get(tunnel.tap_mirror_id) ?? {};
       of[tunnel.direction] = tunnel.tunnel_id;
       directions.set(tunnel.tap_mirror_id, of);
     }
-    // IN before OUT, whatever order the rows came in.
+    // IN before OUT (BOTH last), whatever order the rows came in.
     const ordered = (of: MirrorDirections | undefined): MirrorDirections => ({
       ...(of?.IN === undefined ? {} : { IN: of.IN }), ...(of?.OUT === undefined ? {} : { OUT: of.OUT }),
+      ...(of?.BOTH === undefined ? {} : { BOTH: of.BOTH }),
     });
     return records.map((record) => ({ ...record, directions: ordered(directions.get(String(record.id))) })) as unknown as Array<ResourceOf[K]>;
   }

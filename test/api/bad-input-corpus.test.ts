@@ -264,6 +264,34 @@ function resourceCases(kind: ResourceKind): Case[] {
   return cases;
 }
 
+/**
+ * Tap mirrors whose tunnel ids fit one mirror_type's format but not the one
+ * given (formatBy: each type's maximum + 1), BOTH with IN or OUT, and udp_port
+ * where it does not belong or out of range: each a 400.
+ */
+function mirrorTypeCases(): Case[] {
+  const path = CONTRACT.tap_mirror.paths[0];
+  const valid = VALID_CREATE.tap_mirror;
+  const formats = (CONTRACT.tap_mirror.attributes.directions as Attribute).formatBy!.formats;
+  const maxOf: Record<string, number> = { 'gre-key': 2 ** 32 - 1, 'erspan-session-id': 1023, 'vxlan-vni': 2 ** 24 - 1 };
+  const cases: Case[] = [];
+  for (const [type, format] of Object.entries(formats)) {
+    for (const direction of ['IN', 'OUT', 'BOTH']) {
+      const id = maxOf[format]! + 1;
+      cases.push(jsonCase(`create, ${type} with ${direction} = ${id}`, 'POST', path,
+        { tap_mirror: { ...valid, mirror_type: type, directions: { [direction]: id } } }));
+    }
+    cases.push(jsonCase(`create, ${type} with BOTH and IN`, 'POST', path, { tap_mirror: { ...valid, mirror_type: type, directions: { BOTH: 1, IN: 2 } } }));
+    cases.push(jsonCase(`create, ${type} with BOTH and OUT`, 'POST', path, { tap_mirror: { ...valid, mirror_type: type, directions: { OUT: 2, BOTH: 1 } } }));
+    if (type !== 'vxlan') cases.push(jsonCase(`create, ${type} with a udp_port`, 'POST', path, { tap_mirror: { ...valid, mirror_type: type, udp_port: 4789 } }));
+  }
+  for (const port of [0, 65536, -1, 4789.5, '4789', true]) {
+    cases.push(jsonCase(`create, vxlan with udp_port = ${short(port)}`, 'POST', path, { tap_mirror: { ...valid, mirror_type: 'vxlan', udp_port: port } }));
+  }
+  cases.push(jsonCase('update, udp_port (not updatable)', 'PUT', `${path}/${EXISTING.tap_mirror}`, { tap_mirror: { udp_port: 4790 } }));
+  return cases;
+}
+
 function quotaCases(): Case[] {
   const cases: Case[] = [];
   const member = '/v2.0/quotas/q1';
@@ -365,7 +393,7 @@ function framingCases(): Case[] {
   return frames.map(([what, raw]) => ({ what: `framing: ${what}`, method: raw.split(' ')[0]!, path: '(raw)', raw }));
 }
 
-const CASES: Case[] = [...KINDS.flatMap(resourceCases), ...quotaCases(), ...otherRouteCases(), ...framingCases()];
+const CASES: Case[] = [...KINDS.flatMap(resourceCases), ...mirrorTypeCases(), ...quotaCases(), ...otherRouteCases(), ...framingCases()];
 const WRITES = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 // ---- running them ----

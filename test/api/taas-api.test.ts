@@ -240,12 +240,64 @@ describe('TaaS API', () => {
     expect((await mirror({ directions: { UP: 3 }, remote_ip: '192.0.2.14' })).status).toBe(400);
     expect((await mirror({ directions: { IN: '3' }, remote_ip: '192.0.2.14' })).status).toBe(400);
     expect((await mirror({ remote_ip: '300.1.2.3' })).status).toBe(400);
-    expect((await mirror({ mirror_type: 'vxlan', remote_ip: '192.0.2.15' })).status).toBe(400);
+    expect((await mirror({ mirror_type: 'geneve', remote_ip: '192.0.2.15' })).status).toBe(400);
 
     // Two spellings of one IPv6 address are one remote.
     expect((await mirror({ remote_ip: '2001:db8::1', directions: { IN: 5 } })).status).toBe(201);
     const sameRemote = await mirror({ remote_ip: '2001:DB8:0:0::1', directions: { OUT: 5 } });
     expect(sameRemote.status).toBe(409);
+  });
+
+  it('accepts mirror_type erspanv2 and vxlan with their tunnel id ranges, udp_port for vxlan only, and BOTH alone', async () => {
+    const port = await newPort();
+    const mirror = (body: Record<string, unknown>) =>
+      api.post(TM, { tap_mirror: { port_id: port.id, remote_ip: '192.0.2.40', mirror_type: 'erspanv2', directions: { BOTH: 1023 }, ...body } });
+    const reason = (reply: { body: { NeutronError: { message: string } } }) => reply.body.NeutronError.message;
+
+    const erspan3 = await mirror({});
+    expect(erspan3.status).toBe(201);
+    expect(erspan3.body.tap_mirror).toMatchObject({ mirror_type: 'erspanv2', directions: { BOTH: 1023 }, udp_port: null });
+    const tooBig = await mirror({ directions: { IN: 1024 }, remote_ip: '192.0.2.41' });
+    expect(tooBig.status).toBe(400);
+    expect(reason(tooBig)).toContain('directions (IN)');
+    expect(reason(tooBig)).toContain('tunnel id 1024 is not an ERSPAN session id (0 to 1023)');
+
+    const vxlan = await mirror({ mirror_type: 'vxlan', directions: { IN: 2 ** 24 - 1, OUT: 0 }, remote_ip: '192.0.2.42' });
+    expect(vxlan.status).toBe(201);
+    expect(vxlan.body.tap_mirror).toMatchObject({ mirror_type: 'vxlan', directions: { IN: 16777215, OUT: 0 }, udp_port: 4789 });
+    const shown = await api.get(`${TM}/${vxlan.body.tap_mirror.id}`);
+    expect(shown.body.tap_mirror).toMatchObject({ udp_port: 4789, directions: { IN: 16777215, OUT: 0 } });
+    expect((await api.get(`${TM}?mirror_type=vxlan`)).body.tap_mirrors.map((m: { id: string }) => m.id)).toContain(vxlan.body.tap_mirror.id);
+    const vni = await mirror({ mirror_type: 'vxlan', directions: { BOTH: 2 ** 24 }, remote_ip: '192.0.2.43' });
+    expect(vni.status).toBe(400);
+    expect(reason(vni)).toContain('tunnel id 16777216 is not a VXLAN VNI (0 to 16777215)');
+    const port4790 = await mirror({ mirror_type: 'vxlan', directions: { BOTH: 5000 }, remote_ip: '192.0.2.43', udp_port: 4790 });
+    expect(port4790.status).toBe(201);
+    expect(port4790.body.tap_mirror.udp_port).toBe(4790);
+    for (const bad of [0, 65536, 1.5, '4789']) {
+      expect((await mirror({ mirror_type: 'vxlan', directions: { BOTH: 5001 }, remote_ip: '192.0.2.44', udp_port: bad })).status).toBe(400);
+    }
+    const notVxlan = await mirror({ mirror_type: 'gre', directions: { BOTH: 5 }, remote_ip: '192.0.2.44', udp_port: 4789 });
+    expect(notVxlan.status).toBe(400);
+    expect(reason(notVxlan)).toContain('only a vxlan tap mirror has a UDP port');
+
+    // BOTH excludes IN and OUT.
+    for (const directions of [{ BOTH: 7, IN: 8 }, { BOTH: 7, OUT: 8 }, { BOTH: 7, IN: 8, OUT: 9 }]) {
+      const both = await mirror({ directions, remote_ip: '192.0.2.45' });
+      expect(both.status).toBe(400);
+      expect(reason(both)).toMatch(/^Invalid input for directions\. Reason: /);
+      expect(reason(both)).toContain('BOTH sends IN and OUT in one tunnel and cannot be combined with');
+    }
+    // BOTH's tunnel id is taken toward its remote like any direction's.
+    const taken = await mirror({ mirror_type: 'gre', directions: { OUT: 1023 } });
+    expect(taken.status).toBe(409);
+    expect(reason(taken)).toContain(`tap mirror ${erspan3.body.tap_mirror.id} (BOTH)`);
+    const takenByBoth = await mirror({ mirror_type: 'gre', directions: { BOTH: 16777215 }, remote_ip: '192.0.2.42' });
+    expect(takenByBoth.status).toBe(409);
+
+    const extension = await api.get('/v2.0/extensions/tap-mirror-both-direction');
+    expect(extension.status).toBe(200);
+    expect(extension.body.extension).toMatchObject({ alias: 'tap-mirror-both-direction', name: 'Tap as a Service mirror with BOTH direction support' });
   });
 
   it('cascades deletes: a service takes its flows, a port takes services, flows and mirrors', async () => {

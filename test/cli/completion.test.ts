@@ -71,7 +71,7 @@ describe('tapas completion bash', () => {
 
   it('completes the choices of an option', async () => {
     expect(await complete('tap', 'flow', 'create', '--direction', '')).toEqual(['BOTH', 'IN', 'OUT']);
-    expect(await complete('tap', 'mirror', 'create', '--mirror-type', '')).toEqual(['erspanv1', 'gre']);
+    expect(await complete('tap', 'mirror', 'create', '--mirror-type', '')).toEqual(['erspanv1', 'erspanv2', 'gre', 'vxlan']);
     expect(await complete('port', 'list', '-f', 'j')).toEqual(['json']);
   });
 

@@ -187,6 +187,31 @@ describe('tapas port / tap service / tap flow / tap mirror against a running dae
     expect((await tapas('tap', 'mirror', 'delete', 'tm_gre')).code).toBe(0);
   });
 
+  it('tap mirror create --mirror-type erspanv2 / vxlan with --directions BOTH=N and --udp-port', async () => {
+    const erspan3 = await json('tap', 'mirror', 'create', '--name', 'tm_e3', '--port', 'vm-a', '--directions', 'both=9',
+      '--remote-ip', '198.51.100.9', '--mirror-type', 'erspanv2');
+    expect(erspan3).toMatchObject({ Directions: { BOTH: 9 }, 'Mirror Type': 'erspanv2', 'UDP Port': null });
+    const vxlan = await json('tap', 'mirror', 'create', '--name', 'tm_vx', '--port', 'vm-a', '--directions', 'BOTH=16777215',
+      '--remote-ip', '198.51.100.9', '--mirror-type', 'vxlan', '--udp-port', '4790');
+    expect(vxlan).toMatchObject({ Directions: { BOTH: 16777215 }, 'Mirror Type': 'vxlan', 'UDP Port': 4790 });
+    expect((await api.get(`/v2.0/taas/tap_mirrors/${vxlan.ID}`)).body.tap_mirror).toMatchObject({ udp_port: 4790, directions: { BOTH: 16777215 } });
+    for (const [args, message] of [
+      [['--directions', 'BOTH=16777216', '--mirror-type', 'vxlan'], /Invalid input for directions \(BOTH\)\. Reason: tunnel id 16777216 is not a VXLAN VNI \(0 to 16777215\)\./],
+      [['--directions', 'BOTH=1', '--mirror-type', 'vxlan', '--udp-port', '70000'], /Invalid input for udp_port\. Reason: 70000 is not a UDP port \(1 to 65535\)\./],
+      [['--directions', 'BOTH=1', '--mirror-type', 'vxlan', '--udp-port', 'x'], /--udp-port must be an integer, not 'x'/],
+    ] as const) {
+      const result = await tapas('tap', 'mirror', 'create', '--port', 'vm-a', '--remote-ip', '198.51.100.10', ...args);
+      expect(result.code, args.join(' ')).toBe(2);
+      expect(result.stderr).toMatch(message);
+    }
+    // BOTH with IN: the daemon's 400, exit 1.
+    const both = await tapas('tap', 'mirror', 'create', '--port', 'vm-a', '--remote-ip', '198.51.100.10', '--mirror-type', 'gre',
+      '--directions', 'BOTH=1', '--directions', 'IN=2');
+    expect(both.code).toBe(1);
+    expect(both.stderr).toContain('BOTH sends IN and OUT in one tunnel and cannot be combined with IN');
+    for (const name of ['tm_e3', 'tm_vx']) expect((await tapas('tap', 'mirror', 'delete', name)).code).toBe(0);
+  });
+
   it('update renames and re-describes; the new name resolves and the old one no longer does', async () => {
     const updated = await json('tap', 'service', 'update', 'ts_1', '--name', 'ids-feed', '--description', 'to the IDS');
     expect(updated).toMatchObject({ ID: ids.ts1, Name: 'ids-feed', description: 'to the IDS' });
@@ -306,9 +331,9 @@ describe('tapas port / tap service / tap flow / tap mirror against a running dae
       [['tap', 'flow', 'create', '--port', 'vm-a', '--tap-service', 'ts_0'], /required option '--direction <DIRECTION>' not specified/],
       [['tap', 'service', 'create', '--name', 'x'], /required option '--port <PORT>' not specified/],
       [['tap', 'mirror', 'create', '--port', 'vm-a', '--directions', 'IN101', '--remote-ip', '198.51.100.1', '--mirror-type', 'gre'], /--directions must be IN=TUNNEL_ID or OUT=TUNNEL_ID/],
-      [['tap', 'mirror', 'create', '--port', 'vm-a', '--directions', 'BOTH=1', '--remote-ip', '198.51.100.1', '--mirror-type', 'gre'], /--directions must be IN=TUNNEL_ID/],
+      [['tap', 'mirror', 'create', '--port', 'vm-a', '--directions', 'UP=1', '--remote-ip', '198.51.100.1', '--mirror-type', 'gre'], /--directions must be IN=TUNNEL_ID or OUT=TUNNEL_ID or BOTH=TUNNEL_ID/],
       [['tap', 'mirror', 'create', '--port', 'vm-a', '--directions', 'IN=1', '--directions', 'in=2', '--remote-ip', '198.51.100.1', '--mirror-type', 'gre'], /--directions gives IN twice/],
-      [['tap', 'mirror', 'create', '--port', 'vm-a', '--directions', 'IN=1', '--remote-ip', '198.51.100.1', '--mirror-type', 'vxlan'], /argument 'vxlan' is invalid.*gre, erspanv1/],
+      [['tap', 'mirror', 'create', '--port', 'vm-a', '--directions', 'IN=1', '--remote-ip', '198.51.100.1', '--mirror-type', 'geneve'], /argument 'geneve' is invalid.*gre, erspanv1, erspanv2, vxlan/],
       [['tap', 'mirror', 'create', '--port', 'vm-a', '--directions', 'IN=1', '--mirror-type', 'gre'], /required option '--remote-ip <IP>'/],
       [['port', 'create', '--interface', 'x0'], /missing required argument 'name'/],
       [['port', 'create', 'p'], /required option '--interface <IF>'/],

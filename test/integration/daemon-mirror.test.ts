@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { DaemonProcess, until, type ApiClient } from '../api/daemon-process.js';
 import { makeFrame, parseTestFrame } from '../helpers/frames.js';
-import { Lab, netnsAvailable, netnsSkipReason } from '../helpers/netns.js';
+import { Lab, netnsAvailable, netnsSkipReason, sleep } from '../helpers/netns.js';
+import { tunnelPackets, vxlanPackets } from './tunnel-decode.js';
 
 const VM_MAC = '02:00:00:00:30:01';
 const HOST_MAC = '02:00:00:00:30:02';
@@ -117,6 +118,52 @@ describe.skipIf(!netnsAvailable)(`tap mirrors through the daemon (${netnsSkipRea
       expect(packet.erspan).toEqual({ version: 1, session: 102, index: 0x102 });
     }
     expect(packets[1]!.sequence).toBe(packets[0]!.sequence! + 1);
+    expect((await api.delete(`${TM}/${mirror.id}`)).status).toBe(204);
+  });
+
+  /** Frames to and from the VM, and every Ethernet frame the collector's link saw meanwhile. */
+  async function wire(stream: string): Promise<{ toVm: Buffer[]; fromVm: Buffer[]; frames: Buffer[] }> {
+    const capture = await lab.capture(collector, 'col0');
+    const toVm = [1, 2, 3].map((sequence) => makeFrame({ dst: VM_MAC, src: HOST_MAC, stream: `${stream}i`, sequence, length: 100 }));
+    const fromVm = [1, 2].map((sequence) => makeFrame({ dst: HOST_MAC, src: VM_MAC, stream: `${stream}o`, sequence, length: 200 }));
+    await lab.sendFrames(host, 'vmh', toVm);
+    await lab.sendFrames(vm, 'vm0', fromVm);
+    return { toVm, fromVm, frames: await capture.stop() };
+  }
+  const hex = (frames: Buffer[]) => frames.map((frame) => frame.toString('hex'));
+
+  it('an erspanv2 mirror with directions BOTH: one ERSPAN III session, D=0 for IN and D=1 for OUT; stats under BOTH', async () => {
+    const mirror = await api.create(TM, {
+      tap_mirror: { name: 'e3-both', port_id: vmPort.id, remote_ip: COLLECTOR_IP, mirror_type: 'erspanv2', directions: { BOTH: 300 } },
+    });
+    await until(api, `${TM}/${mirror.id}`, (body) => body.tap_mirror.status === 'ACTIVE');
+    const { toVm, fromVm, frames } = await wire('e3');
+    const packets = tunnelPackets(frames).filter((p) => parseTestFrame(p.inner) !== undefined);
+    expect(packets.map((p) => p.erspan3?.session)).toEqual(Array(5).fill(300));
+    expect(hex(packets.filter((p) => p.erspan3!.d === 0).map((p) => p.inner))).toEqual(hex(toVm));
+    expect(hex(packets.filter((p) => p.erspan3!.d === 1).map((p) => p.inner))).toEqual(hex(fromVm));
+    // The agent reports counters once a second: bounded polling of the stats report.
+    let entry: { directions: Record<string, { tunnel_id: number; packets: number | null }> } | undefined;
+    for (let attempt = 0; attempt < 50 && entry?.directions.BOTH?.packets !== 5; attempt += 1) {
+      if (attempt > 0) await sleep(100);
+      const report = (await api.get('/v2.0/taas/stats')).body.stats;
+      entry = report.tap_mirrors.find((m: { id: string }) => m.id === mirror.id);
+    }
+    expect(entry?.directions).toEqual({ BOTH: expect.objectContaining({ tunnel_id: 300, packets: 5 }) });
+    expect((await api.delete(`${TM}/${mirror.id}`)).status).toBe(204);
+  });
+
+  it('a vxlan mirror on udp_port 4790: VNI = the tunnel id, the original frames inside UDP', async () => {
+    const mirror = await api.create(TM, {
+      tap_mirror: { name: 'vx', port_id: vmPort.id, remote_ip: COLLECTOR_IP, mirror_type: 'vxlan', directions: { IN: 70000, OUT: 70001 }, udp_port: 4790 },
+    });
+    expect(mirror.udp_port).toBe(4790);
+    await until(api, `${TM}/${mirror.id}`, (body) => body.tap_mirror.status === 'ACTIVE');
+    const { toVm, fromVm, frames } = await wire('vx');
+    const packets = vxlanPackets(frames, 4790);
+    expect(hex(packets.filter((p) => p.vni === 70000).map((p) => p.inner))).toEqual(hex(toVm));
+    expect(hex(packets.filter((p) => p.vni === 70001).map((p) => p.inner))).toEqual(hex(fromVm));
+    expect(packets).toHaveLength(5);
     expect((await api.delete(`${TM}/${mirror.id}`)).status).toBe(204);
   });
 

@@ -81,7 +81,7 @@ describe.skipIf(!netnsAvailable)(`plans run in part (${netnsSkipReason})`, () =>
       ],
       sinks: [
         { id: 'monitor', kind: 'port', ifname: 'monh', netns: host },
-        { id: 'future', kind: 'vxlan', remoteIp: '192.0.2.1' },
+        { id: 'future', kind: 'geneve', remoteIp: '192.0.2.1' },
         { id: 'nowhere', kind: 'gre', remoteIp: '', key: 1 },
       ],
       rules: [
@@ -99,11 +99,11 @@ describe.skipIf(!netnsAvailable)(`plans run in part (${netnsSkipReason})`, () =>
     const stats = await engine.apply(plan);
     expect(byId(stats.sources, 'twice')).toMatchObject({ ok: false, reason: "duplicate source id 'twice'" });
     expect(byId(stats.sources, 'twice').packet).toBeUndefined();
-    expect(byId(stats.sinks, 'future')).toMatchObject({ ok: false, reason: "unknown sink kind 'vxlan'" });
+    expect(byId(stats.sinks, 'future')).toMatchObject({ ok: false, reason: "unknown sink kind 'geneve'" });
     expect(byId(stats.sinks, 'nowhere')).toMatchObject({ ok: false, reason: "tunnel sink 'nowhere' names no remote IP" });
     expect(Object.fromEntries(stats.rules.map((rule) => [rule.id, rule.reason ?? 'ok']))).toEqual({
       good: 'ok',
-      'to-future': "unknown sink kind 'vxlan'",
+      'to-future': "unknown sink kind 'geneve'",
       'from-nothing': "rule 'from-nothing' names unknown source 'ghost'",
       'to-nothing': "rule 'to-nothing' names unknown sink 'ghost'",
       'from-twice': "duplicate source id 'twice'",

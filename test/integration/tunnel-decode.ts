@@ -1,8 +1,9 @@
 /**
- * A decoder of tunnel packets for tests, written from design.md §4 and sharing
- * no code with the engine: Ethernet -> IPv4/IPv6 (fragments reassembled) ->
- * GRE -> optional ERSPAN II -> inner frame. tshark checks the header fields;
- * this gives the inner bytes to compare with the originals.
+ * A decoder of tunnel packets for tests, written from design.md §4 and
+ * docs/tunnels.md and sharing no code with the engine: Ethernet -> IPv4/IPv6
+ * (fragments reassembled) -> GRE -> optional ERSPAN II or III -> inner frame,
+ * or -> UDP -> VXLAN -> inner frame. tshark checks the header fields; this
+ * gives the inner bytes to compare with the originals.
  */
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -14,6 +15,16 @@ export interface TunnelPacket {
   key?: number;
   sequence?: number;
   erspan?: { version: number; vlan: number; cos: number; en: number; truncated: boolean; session: number; index: number };
+  /** ERSPAN type III (protocol 0x22eb): the fields of its words 1 and 2. */
+  erspan3?: { version: number; vlan: number; truncated: boolean; session: number; timestamp: number; hwid: number; d: number; gra: number; o: number };
+  inner: Buffer;
+}
+
+export interface VxlanPacket {
+  sourcePort: number;
+  destinationPort: number;
+  flags: number;
+  vni: number;
   inner: Buffer;
 }
 
@@ -77,6 +88,14 @@ export function decodeGre(packet: Buffer): TunnelPacket {
       truncated: ((w0 >>> 10) & 1) === 1, session: w0 & 0x3ff, index: w1 & 0xfffff,
     };
     offset += 8;
+  } else if (protocol === 0x22eb) {
+    const w0 = packet.readUInt32BE(offset);
+    const w2 = packet.readUInt32BE(offset + 8);
+    result.erspan3 = {
+      version: w0 >>> 28, vlan: (w0 >>> 16) & 0xfff, truncated: ((w0 >>> 10) & 1) === 1, session: w0 & 0x3ff,
+      timestamp: packet.readUInt32BE(offset + 4), hwid: (w2 >>> 4) & 0x3f, d: (w2 >>> 3) & 1, gra: (w2 >>> 1) & 3, o: w2 & 1,
+    };
+    offset += 12 + (w2 & 1 ? 8 : 0);
   } else if (protocol !== 0x6558) {
     throw new Error(`GRE protocol 0x${protocol.toString(16)} is not a tunnel of ours`);
   }
@@ -86,6 +105,17 @@ export function decodeGre(packet: Buffer): TunnelPacket {
 /** Every GRE packet in a capture of the underlay, decoded. */
 export function tunnelPackets(frames: Buffer[]): TunnelPacket[] {
   return ipDatagrams(frames).filter((d) => d.protocol === 47).map((d) => decodeGre(d.payload));
+}
+
+/** Every UDP datagram in a capture of the underlay read as VXLAN (RFC 7348). */
+export function vxlanPackets(frames: Buffer[], port = 4789): VxlanPacket[] {
+  return ipDatagrams(frames).filter((d) => d.protocol === 17 && d.payload.readUInt16BE(2) === port).map(({ payload }) => ({
+    sourcePort: payload.readUInt16BE(0),
+    destinationPort: payload.readUInt16BE(2),
+    flags: payload[8]!,
+    vni: payload.readUIntBE(12, 3),
+    inner: Buffer.from(payload.subarray(16)),
+  }));
 }
 
 /** tshark's reading of each GRE packet in a pcap: one record of the named fields per packet. */

@@ -246,6 +246,23 @@ describe.skipIf(!runBrowserTests)(`the web page in headless Chromium (${netnsSki
     const mirror = (await until(api, `${TM}?name=tm-form`, (body) => body.tap_mirrors.length === 1)).tap_mirrors[0];
     expect(mirror).toMatchObject({ port_id: ids.vmPort, remote_ip: COLLECTOR_IP, mirror_type: 'gre', directions: { OUT: 4242 } });
 
+    // A VXLAN mirror of both directions, to a UDP port of its own; a VNI over 24 bits is refused in the form.
+    await page.click('[data-action="create-tap_mirror"]');
+    const vxlanForm = dialog('create-tap_mirror');
+    await vxlanForm.locator('input[name="name"]').fill('tm-vxlan');
+    await vxlanForm.locator('select[name="port_id"]').selectOption(ids.vmPort);
+    await vxlanForm.locator('input[name="remote_ip"]').fill(COLLECTOR_IP);
+    await vxlanForm.locator('select[name="mirror_type"]').selectOption('vxlan');
+    await vxlanForm.locator('input[name="directions.BOTH"]').fill(String(2 ** 24));
+    await vxlanForm.locator('input[name="udp_port"]').fill('4790');
+    await vxlanForm.locator('[data-action="submit"]').click();
+    await expect.poll(() => vxlanForm.textContent()).toContain('is not a VXLAN VNI (0 to 16777215)');
+    await vxlanForm.locator('input[name="directions.BOTH"]').fill('4243');
+    await vxlanForm.locator('[data-action="submit"]').click();
+    const vxlan = (await until(api, `${TM}?name=tm-vxlan`, (body) => body.tap_mirrors.length === 1)).tap_mirrors[0];
+    expect(vxlan).toMatchObject({ mirror_type: 'vxlan', directions: { BOTH: 4243 }, udp_port: 4790 });
+    expect((await api.delete(`${TM}/${vxlan.id}`)).status).toBe(204);
+
     // Delete asks first: cancelling keeps it, confirming removes it.
     await node(`tap_mirror:${mirror.id}`).click();
     await page.click('[data-action="delete"]');

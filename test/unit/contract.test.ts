@@ -56,7 +56,7 @@ describe('the contract', () => {
       port: [...common, 'mac_address', 'admin_state_up', 'binding:host_id', 'binding:profile'],
       tap_service: [...common, 'port_id'],
       tap_flow: [...common, 'tap_service_id', 'source_port', 'direction', 'vlan_filter'],
-      tap_mirror: [...common, 'port_id', 'directions', 'remote_ip', 'mirror_type'],
+      tap_mirror: [...common, 'port_id', 'directions', 'remote_ip', 'mirror_type', 'udp_port'],
     });
   });
 
@@ -74,6 +74,12 @@ describe('the contract', () => {
     expect(validate(mirror({ directions: { IN: 5000 } }))).toBe(true);
     expect(validate(mirror({ mirror_type: 'erspanv1', directions: { IN: 5000 } }))).toBe(false);
     expect(validate.errors?.[0]).toMatchObject({ keyword: 'format', instancePath: '/tap_mirror/directions/IN', params: { format: 'erspan-session-id' } });
+    expect(validate(mirror({ mirror_type: 'erspanv2', directions: { BOTH: 1024 } }))).toBe(false);
+    expect(validate.errors?.[0]).toMatchObject({ keyword: 'format', instancePath: '/tap_mirror/directions/BOTH', params: { format: 'erspan-session-id' } });
+    expect(validate(mirror({ mirror_type: 'vxlan', directions: { OUT: 2 ** 24 - 1 }, udp_port: 4790 }))).toBe(true);
+    expect(validate(mirror({ mirror_type: 'vxlan', directions: { OUT: 2 ** 24 } }))).toBe(false);
+    expect(validate.errors?.[0]).toMatchObject({ keyword: 'format', params: { format: 'vxlan-vni' } });
+    expect(validate(mirror({ mirror_type: 'vxlan', udp_port: 65536 }))).toBe(false);
     expect(validate(mirror({ status: 'ACTIVE' }))).toBe(false);
     expect(validate(mirror({ remote_ip: 'collector' }))).toBe(false);
     expect(validate({ tap_mirror: { port_id: port } })).toBe(false);

@@ -91,6 +91,55 @@ describe('ERSPAN type II (mirror_type erspanv1)', () => {
   });
 });
 
+describe('ERSPAN type III (mirror_type erspanv2)', () => {
+  it('is flags S, protocol 0x22EB, and three header words: version 2, timestamp, hw id and D', () => {
+    const packet = addon.encapsulate({ kind: 'erspan3', session: 101, hwid: 7, sequence: 5, direction: 'OUT', timestamp: 0x01020304 }, frame);
+    // w0 = 2<<28 | session 101; w1 = timestamp; w2 = P<<15 | hwid 7<<4 | D<<3 (gra 0, O 0)
+    expect(packet.subarray(0, 20).toString('hex')).toBe('100022eb00000005' + '20000065' + '01020304' + '00008078');
+    expect(packet.subarray(20).equals(frame)).toBe(true);
+    const into = addon.encapsulate({ kind: 'erspan3', session: 101, direction: 'IN' }, frame);
+    expect(into.readUInt32BE(16) & 0x8).toBe(0);
+  });
+
+  it('reads in tshark as version 2 with spanid, hardware id, direction, granularity, T and VLAN', () => {
+    const tagged = Buffer.concat([frame.subarray(0, 12), Buffer.from('8100000a0800', 'hex'),
+      Buffer.from('45b8002e000000004000fd000a0000010a000002', 'hex'), Buffer.alloc(26)]);
+    const packets = [
+      addon.encapsulate({ kind: 'erspan3', session: 5, hwid: 63, sequence: 1, direction: 'IN', timestamp: 12345 }, frame),
+      addon.encapsulate({ kind: 'erspan3', session: 1023, sequence: 2, direction: 'OUT', maxInner: 40 }, tagged),
+    ];
+    expect(tshark(packets, ['gre.sequence_number', 'erspan.version', 'erspan.spanid', 'erspan.hw', 'erspan.direction',
+      'erspan.gra', 'erspan.timestamp', 'erspan.vlan', 'erspan.cos', 'erspan.truncated'])).toEqual([
+      ['1', '2', '5', '63', '0', '0', '12345', '0', '0', '0'],
+      ['2', '2', '1023', '0', '1', '0', '0', '10', '5', '1'],
+    ]);
+  });
+
+  it('parses back, the optional subheader skipped', () => {
+    const packet = addon.encapsulate({ kind: 'erspan3', session: 44, hwid: 9, sequence: 3, direction: 'OUT', timestamp: 99 }, frame);
+    expect(addon.parseTunnelPacket(packet)).toMatchObject({
+      kind: 'erspan3', protocol: 0x22eb, sequence: 3,
+      erspan3: { session: 44, hwid: 9, direction: 'OUT', timestamp: 99, gra: 0, p: true, ft: 0, truncated: false, optionalSubheader: false },
+    });
+    const withSubheader = Buffer.concat([packet.subarray(0, 20), Buffer.from('0400000000000000', 'hex'), frame]);
+    withSubheader[19] |= 1;
+    const parsed = addon.parseTunnelPacket(withSubheader);
+    expect(parsed).toMatchObject({ kind: 'erspan3', erspan3: { optionalSubheader: true, platformId: 1 } });
+    expect('frame' in parsed && parsed.frame.equals(frame)).toBe(true);
+  });
+});
+
+describe('VXLAN (mirror_type vxlan)', () => {
+  it('is flag I and the 24-bit VNI in 8 bytes, then the frame; parses back', () => {
+    const packet = addon.encapsulate({ kind: 'vxlan', vni: 0x123456 }, frame);
+    expect(packet.subarray(0, 8).toString('hex')).toBe('0800000012345600');
+    expect(packet.subarray(8).equals(frame)).toBe(true);
+    expect(addon.parseTunnelPacket(packet, { vxlan: true })).toMatchObject({ kind: 'vxlan', vni: 0x123456 });
+    expect(addon.parseTunnelPacket(Buffer.concat([Buffer.from('0000000000000100', 'hex'), frame]), { vxlan: true })).toEqual({ error: 'vxlanFlags' });
+    expect(() => addon.encapsulate({ kind: 'vxlan', vni: 2 ** 24 }, frame)).toThrow(/field 'vni' .* must be an integer from 0 to 16777215/);
+  });
+});
+
 describe('the parser', () => {
   it('returns what the builder wrote', () => {
     const gre = addon.parseTunnelPacket(addon.encapsulate({ kind: 'gre', key: 9 }, frame));

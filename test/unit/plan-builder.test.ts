@@ -44,6 +44,33 @@ describe('buildPlan', () => {
     expect(plan.sinks.filter((sink) => sink.kind === 'gre')).toEqual([{ id: 'g/OUT', kind: 'gre', remoteIp: '2001:db8::1', key: 7, netns: 'hostns' }]);
   });
 
+  it('makes erspanv2 mirrors ERSPAN III sinks and vxlan mirrors VXLAN sinks to their UDP port; BOTH is one tunnel and one BOTH rule', () => {
+    const mirrors: TapMirror[] = [
+      { ...base, id: 'e3', port_id: 'vm', directions: { BOTH: 9 }, remote_ip: '192.0.2.5', mirror_type: 'erspanv2', udp_port: null },
+      { ...base, id: 'vx', port_id: 'vm', directions: { IN: 70000, OUT: 70001 }, remote_ip: '192.0.2.6', mirror_type: 'vxlan', udp_port: 4790 },
+    ];
+    const plan = buildPlan(snapshot({ tapMirrors: mirrors, tapFlows: [] }), 'h');
+    expect(plan.sinks.filter((sink) => sink.kind !== 'port')).toEqual([
+      { id: 'e3/BOTH', kind: 'erspan3', remoteIp: '192.0.2.5', session: 9, netns: 'hostns' },
+      { id: 'vx/IN', kind: 'vxlan', remoteIp: '192.0.2.6', vni: 70000, port: 4790, netns: 'hostns' },
+      { id: 'vx/OUT', kind: 'vxlan', remoteIp: '192.0.2.6', vni: 70001, port: 4790, netns: 'hostns' },
+    ]);
+    expect(plan.rules).toEqual([
+      { id: 'e3/BOTH', sourceId: 'vm', sinkId: 'e3/BOTH', direction: 'BOTH' },
+      { id: 'vx/IN', sourceId: 'vm', sinkId: 'vx/IN', direction: 'IN' },
+      { id: 'vx/OUT', sourceId: 'vm', sinkId: 'vx/OUT', direction: 'OUT' },
+    ]);
+    // The BOTH tunnel's counters are the mirror's BOTH part.
+    const stats: DataPathStats = {
+      sources: [{ id: 'vm', ok: true, packets: 5, bytes: 500, captureDrops: 0 }],
+      sinks: plan.sinks.map((sink) => ({ id: sink.id, ok: true, packets: 3, bytes: 300, errors: 0 })),
+      rules: plan.rules.map((rule) => ({ id: rule.id, ok: true, packets: 3, bytes: 300, oversize: 0, unavailable: 0 })),
+      interfaces: [],
+    };
+    const seen = observe(snapshot({ tapMirrors: mirrors, tapFlows: [] }), 'h', stats).find((o) => o.id === 'e3');
+    expect(seen).toMatchObject({ status: 'ACTIVE', parts: { BOTH: { packets: 3, bytes: 300 } } });
+  });
+
   it('omits netns for ports in the daemon\'s own namespace', () => {
     const plan = buildPlan(snapshot({ ports: [port('mon', 'monh', null), port('vm', 'vmh', null)], tapMirrors: [] }), 'h');
     expect(plan.sources).toEqual([{ id: 'vm', ifname: 'vmh' }]);

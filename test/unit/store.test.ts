@@ -146,6 +146,41 @@ describe('Store (SQLite file)', () => {
       ['created_at', 'deleting', 'description', 'host_id', 'id', 'interface', 'name', 'netns', 'project_id', 'updated_at']);
   });
 
+  it('takes a version 2 store\'s tap mirrors and tunnels to version 3 whole, then accepts erspanv2, vxlan and BOTH', () => {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir);
+    const db = new Database(join(dir, STORE_FILE));
+    db.pragma('foreign_keys = ON');
+    db.exec(MIGRATIONS[0]!);
+    db.exec(MIGRATIONS[1]!);
+    db.pragma('user_version = 2');
+    db.prepare(`INSERT INTO ports (id, project_id, name, description, interface, netns, host_id, created_at, updated_at)
+      VALUES ('vm', 'p', '', '', 'eth0', NULL, 'h', 't', 't')`).run();
+    db.prepare(`INSERT INTO tap_mirrors (id, project_id, name, description, port_id, remote_ip, mirror_type, created_at, updated_at, deleting)
+      VALUES ('m', 'p', 'old', '', 'vm', '192.0.2.1', 'erspanv1', 't', 't', 1)`).run();
+    db.prepare(`INSERT INTO tap_mirror_tunnels VALUES ('m', 'IN', 101, '192.0.2.1'), ('m', 'OUT', 102, '192.0.2.1')`).run();
+    db.close();
+    store = new Store(dir);
+    expect(store.schemaVersion).toBe(MIGRATIONS.length);
+    expect(store.get('tap_mirror', 'm')).toMatchObject({
+      name: 'old', mirror_type: 'erspanv1', udp_port: null, deleting: true, directions: { IN: 101, OUT: 102 },
+    });
+    const mirror = (id: string, fields: Partial<TapMirror>): TapMirror => ({
+      ...base, id, port_id: 'vm', remote_ip: '192.0.2.1', mirror_type: 'gre', udp_port: null, directions: {}, ...fields,
+    });
+    store.insert('tap_mirror', mirror('e3', { mirror_type: 'erspanv2', directions: { BOTH: 7 } }));
+    store.insert('tap_mirror', mirror('vx', { mirror_type: 'vxlan', udp_port: 4790, directions: { IN: 70000 } }));
+    expect(store.get('tap_mirror', 'e3')!.directions).toEqual({ BOTH: 7 });
+    expect(store.get('tap_mirror', 'vx')).toMatchObject({ udp_port: 4790, directions: { IN: 70000 } });
+    // The tunnels still refer to their mirror (cascade) and are still unique per remote.
+    expect(() => store.insert('tap_mirror', mirror('dup', { directions: { OUT: 101 } }))).toThrow(UniqueViolation);
+    expect(store.tunnelOwner('192.0.2.1', 7)).toEqual({ tap_mirror_id: 'e3', direction: 'BOTH' });
+    // m was being deleted before the upgrade: purging it takes its tunnels along.
+    expect(store.purge('tap_mirror', ['m'])).toBe(1);
+    expect(store.tunnelOwner('192.0.2.1', 101)).toBeUndefined();
+  });
+
   it('counts toward quotas everything but rows being deleted', () => {
     store.insert('port', port('a', 'eth0'));
     store.insert('port', port('b', 'eth1'));

@@ -108,6 +108,8 @@ export function CreateForm({ kind, api, inventory, onClose, onCreated }: {
   const [remoteIp, setRemoteIp] = useState('');
   const [inId, setInId] = useState('');
   const [outId, setOutId] = useState('');
+  const [bothId, setBothId] = useState('');
+  const [udpPort, setUdpPort] = useState('');
   const { error, busy, submit } = useSubmit(api, kind, onCreated);
 
   const onSubmit = (event: Event) => {
@@ -115,7 +117,10 @@ export function CreateForm({ kind, api, inventory, onClose, onCreated }: {
     const common = { name, description };
     void submit(kind === 'tap_service' ? checkTapService({ ...common, port_id: port })
       : kind === 'tap_flow' ? checkTapFlow({ ...common, source_port: port, tap_service_id: service, direction, vlan_filter: vlanFilter })
-        : checkTapMirror({ ...common, port_id: port, mirror_type: mirrorType, remote_ip: remoteIp, in_id: inId, out_id: outId }));
+        : checkTapMirror({
+          ...common, port_id: port, mirror_type: mirrorType, remote_ip: remoteIp, in_id: inId, out_id: outId, both_id: bothId,
+          udp_port: mirrorType === 'vxlan' ? udpPort : '',
+        }));
   };
 
   return (
@@ -150,12 +155,18 @@ export function CreateForm({ kind, api, inventory, onClose, onCreated }: {
               <select name="mirror_type" value={mirrorType} onChange={text(setMirrorType)}>
                 <option value="erspanv1">ERSPAN type II (session id 0–1023)</option>
                 <option value="gre">GRE (32-bit key)</option>
+                <option value="erspanv2">ERSPAN type III (session id 0–1023, direction bit)</option>
+                <option value="vxlan">VXLAN (24-bit VNI, UDP)</option>
               </select>
             </label>
             <div class="pair">
               <label>IN tunnel id<input name="directions.IN" value={inId} onInput={text(setInId)} inputMode="numeric" autocomplete="off" /></label>
               <label>OUT tunnel id<input name="directions.OUT" value={outId} onInput={text(setOutId)} inputMode="numeric" autocomplete="off" /></label>
             </div>
+            <label>or BOTH directions in one tunnel: its id<input name="directions.BOTH" value={bothId} onInput={text(setBothId)} inputMode="numeric" autocomplete="off" /></label>
+            {mirrorType === 'vxlan' && (
+              <label>UDP port (default 4789)<input name="udp_port" value={udpPort} onInput={text(setUdpPort)} inputMode="numeric" autocomplete="off" placeholder="4789" /></label>
+            )}
           </>
         )}
         <Footer error={error} busy={busy} onClose={onClose} submitText={`Create ${KIND_LABEL[kind]}`} />

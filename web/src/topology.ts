@@ -42,7 +42,7 @@ export interface Topology {
 }
 
 const DIRECTION_TEXT: Record<string, string> = { IN: 'IN (to the workload)', OUT: 'OUT (from the workload)', BOTH: 'BOTH directions' };
-const MIRROR_TEXT: Record<string, string> = { gre: 'GRE', erspanv1: 'ERSPAN II' };
+const MIRROR_TEXT: Record<string, string> = { gre: 'GRE', erspanv1: 'ERSPAN II', erspanv2: 'ERSPAN III', vxlan: 'VXLAN' };
 
 export function tunnelText(mirror: { mirror_type: string; directions: { IN?: number; OUT?: number } }): string {
   const ids = Object.entries(mirror.directions).map(([direction, id]) => `${direction}=${id}`).join(' ');

@@ -33,9 +33,10 @@ export interface TapFlow extends Common {
 
 export interface TapMirror extends Common {
   port_id: string;
-  directions: { IN?: number; OUT?: number };
+  directions: { IN?: number; OUT?: number; BOTH?: number };
   remote_ip: string;
-  mirror_type: 'gre' | 'erspanv1';
+  mirror_type: 'gre' | 'erspanv1' | 'erspanv2' | 'vxlan';
+  udp_port: number | null;
 }
 
 export interface Agent {

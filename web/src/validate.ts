@@ -73,12 +73,17 @@ export function checkTapFlow(values: CommonValues & { source_port: string; tap_s
   return check('tap_flow', { ...values, vlan_filter: values.vlan_filter.trim() === '' ? '' : values.vlan_filter });
 }
 
-export function checkTapMirror(values: CommonValues & { port_id: string; mirror_type: string; remote_ip: string; in_id: string; out_id: string }): Checked {
-  const { in_id: inId, out_id: outId, ...rest } = values;
+export function checkTapMirror(values: CommonValues & {
+  port_id: string; mirror_type: string; remote_ip: string; in_id: string; out_id: string; both_id?: string; udp_port?: string;
+}): Checked {
+  const { in_id: inId, out_id: outId, both_id: bothId = '', udp_port: udpPortText = '', ...rest } = values;
   const directions: Record<string, number | string> = {};
-  for (const [direction, text] of [['IN', inId.trim()], ['OUT', outId.trim()]] as const) {
+  for (const [direction, text] of [['IN', inId.trim()], ['OUT', outId.trim()], ['BOTH', bothId.trim()]] as const) {
     if (text !== '') directions[direction] = /^-?\d+$/.test(text) ? Number(text) : text;
   }
+  // Only a vxlan mirror has a UDP port; an empty field is the default (4789).
+  const udpPortGiven = udpPortText.trim();
+  const udpPort = udpPortGiven === '' ? {} : { udp_port: /^\d+$/.test(udpPortGiven) ? Number(udpPortGiven) : udpPortGiven };
   const formats = CONTRACT.tap_mirror.attributes.directions.formatBy.formats as Record<string, string>;
   const directionsProblem = () => {
     if (Object.keys(directions).length === 0) return invalidInputMessage('directions', 'must not be empty');
@@ -88,7 +93,13 @@ export function checkTapMirror(values: CommonValues & { port_id: string; mirror_
       const reason = formatReason(formats[values.mirror_type] ?? '', id);
       if (reason !== undefined) return invalidInputMessage(where, reason);
     }
+    if ('udp_port' in udpPort) {
+      const port = udpPort.udp_port;
+      if (typeof port !== 'number') return invalidInputMessage('udp_port', `${showValue(port)} is not a valid number`);
+      const reason = formatReason('udp-port', port);
+      if (reason !== undefined) return invalidInputMessage('udp_port', reason);
+    }
     return undefined;
   };
-  return check('tap_mirror', { ...rest, remote_ip: values.remote_ip.trim() }, { directions }, directionsProblem);
+  return check('tap_mirror', { ...rest, remote_ip: values.remote_ip.trim() }, { directions, ...udpPort }, directionsProblem);
 }
