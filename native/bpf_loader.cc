@@ -4,7 +4,6 @@
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <net/if.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
