@@ -33,7 +33,7 @@ export interface TapasReport {
 export interface TapasInstall {
   root: string;
   /** Options `tapas mirror --help` offers beyond --to (they land separately). */
-  options: { gre: boolean; erspan: boolean; lowLatency: boolean; filter: boolean; sampleRate: boolean };
+  options: { gre: boolean; erspan: boolean; lowLatency: boolean; filter: boolean; sampleRate: boolean; bpf: boolean };
 }
 
 export async function inspectTapas(root: string): Promise<TapasInstall> {
@@ -42,7 +42,7 @@ export async function inspectTapas(root: string): Promise<TapasInstall> {
     root,
     options: {
       gre: /--gre\b/.test(help), erspan: /--erspan\b/.test(help), lowLatency: /--low-latency\b/.test(help),
-      filter: /--filter\b/.test(help), sampleRate: /--sample-rate\b/.test(help),
+      filter: /--filter\b/.test(help), sampleRate: /--sample-rate\b/.test(help), bpf: /--datapath\b/.test(help),
     },
   };
 }
@@ -59,8 +59,8 @@ export interface Running {
   stop(): Promise<TapasReport | undefined>;
 }
 
-export type ContenderId = 'none' | 'tapas' | 'tapas-low-latency' | 'tc' | 'nft' | 'daemonlogger' | 'netsniff-ng' | 'tapas-gre' | 'tapas-erspan'
-  | 'tapas-filter' | 'tapas-sample100';
+export type ContenderId = 'none' | 'tapas' | 'tapas-low-latency' | 'tapas-bpf' | 'tc' | 'nft' | 'daemonlogger' | 'netsniff-ng' | 'tapas-gre'
+  | 'tapas-erspan' | 'tapas-filter' | 'tapas-sample100';
 
 export interface Contender {
   id: ContenderId;
@@ -101,7 +101,7 @@ export async function stopProcess(child: Child, signal: NodeJS.Signals, what: st
   return result.stdout;
 }
 
-function tapasContender(id: ContenderId, label: string, sinkArgs: string[], needs?: 'gre' | 'erspan' | 'lowLatency' | 'filter' | 'sampleRate',
+function tapasContender(id: ContenderId, label: string, sinkArgs: string[], needs?: 'gre' | 'erspan' | 'lowLatency' | 'filter' | 'sampleRate' | 'bpf',
   represents?: number): Contender {
   return {
     id,
@@ -147,6 +147,8 @@ export const CONTENDERS: Contender[] = [
   // the filter's cost), and sampling 1 in 100 (each copy stands for 100 frames).
   tapasContender('tapas-filter', 'tapas, 3-term filter', ['--to', 'd0', '--filter', 'udp and dst port 2000 and not vlan'], 'filter'),
   tapasContender('tapas-sample100', 'tapas, sampling 1:100', ['--to', 'd0', '--sample-rate', '100'], 'sampleRate', 100),
+  // The kernel data path: tc programs clone each frame (bpf_clone_redirect); the process only loads them and reads counters.
+  tapasContender('tapas-bpf', 'tapas --datapath bpf', ['--to', 'd0', '--datapath', 'bpf'], 'bpf'),
   {
     id: 'tc',
     label: 'tc mirred',

@@ -49,6 +49,7 @@ export function targets(results: Results): Target[] {
   const dl = lossFreeRate(results, 'daemonlogger', size).median;
   const erspan = lossFreeRate(results, 'tapas-erspan', size).median;
   const cpu = (id: string) => over(point(sizeOf(byId(results, id), size), REFERENCE_RATE), perPacketNs).median;
+  const pathCpu = (id: string) => over(point(sizeOf(byId(results, id), size), REFERENCE_RATE), (t) => pathAboveBaselineNs(results, size, t)).median;
   const p99 = (id: string) => spread(sizeOf(byId(results, id), size)?.latency?.map((r) => r.p99) ?? []).median;
   const lowLatency = Number.isFinite(p99('tapas-low-latency'));
   const latency = lowLatency ? p99('tapas-low-latency') : p99('tapas');
@@ -74,6 +75,11 @@ export function targets(results: Results): Target[] {
     ratioTarget(`CPU per packet, ${lastN} sources ÷ 1 source`, scaleCpu(last) / scaleCpu(first), undefined, 1.1,
       `${fixed(scaleCpu(last), 0)} vs ${fixed(scaleCpu(first), 0)} ns`),
     ratioTarget(`apply of ${lastN} sources ÷ 2 s`, apply / 2, undefined, 1, `${fixed(apply, 3)} s`),
+    // Issue 12: the kernel data path, by the whole path's marginal CPU (its copies are made in softirq, outside the process).
+    ratioTarget(`whole-path CPU per mirrored packet at ${kpps(REFERENCE_RATE)} kpps, tapas --datapath bpf ÷ tc mirred`,
+      pathCpu('tapas-bpf') / pathCpu('tc'), undefined, 1.2, `${fixed(pathCpu('tapas-bpf'), 0)} vs ${fixed(pathCpu('tc'), 0)} ns`),
+    ratioTarget(`whole-path CPU per mirrored packet at ${kpps(REFERENCE_RATE)} kpps, tapas --datapath bpf ÷ tapas`,
+      pathCpu('tapas-bpf') / pathCpu('tapas'), undefined, 0.6, `${fixed(pathCpu('tapas-bpf'), 0)} vs ${fixed(pathCpu('tapas'), 0)} ns`),
   ];
 }
 

@@ -48,6 +48,7 @@ interface MirrorOptions {
   ringTimeoutMs?: number;
   lowLatency?: boolean;
   priority: WorkerPriority;
+  datapath: 'packet' | 'bpf' | 'auto';
 }
 
 export function parseInterfaceRef(text: string): InterfaceRef {
@@ -208,6 +209,7 @@ function summary(report: Report, names: Map<string, string>): string {
   ];
   for (const source of stats.sources) {
     lines.push(`  source ${names.get(source.id)}: ${source.packets} packets seen, ${source.captureDrops} capture drops` +
+      (source.bpf ? ` (bpf data path, attached with ${source.bpf.attach || 'nothing'})` : '') +
       (source.truncated ? `, ${source.truncated} truncated` : '') + (source.ok ? '' : ` — FAILED: ${source.reason}`));
   }
   for (const sink of stats.sinks) {
@@ -233,6 +235,12 @@ function summary(report: Report, names: Map<string, string>): string {
 async function runMirror(options: MirrorOptions): Promise<void> {
   const sources = options.source.map(parseInterfaceRef);
   const destination = parseDestination(options);
+  if (options.datapath !== 'packet' && 'kind' in destination) {
+    if (options.datapath === 'bpf') {
+      throw new UsageError(`--datapath bpf sends only to a local port (--to) so far: ${destination.kind.toUpperCase()} tunnels need --datapath packet`);
+    }
+    options.datapath = 'packet';  // auto: tunnels are the packet path's
+  }
   for (const source of sources) {
     if (!('kind' in destination) && source.ifname === destination.ifname && (source.netns ?? '') === (destination.netns ?? '')) {
       throw new UsageError(`destination ${label(destination)} is also a source: its copies would be mirrored again`);
@@ -260,7 +268,7 @@ async function runMirror(options: MirrorOptions): Promise<void> {
 
   let engine: Engine;
   try {
-    engine = new Engine({ workers: options.workers, priority: options.priority, ring });
+    engine = new Engine({ workers: options.workers, priority: options.priority, ring, datapath: options.datapath });
   } catch (error) {
     // The ring options' combinations the kernel refuses (a V3 block under 64 KiB, sizes not powers of two).
     if (error instanceof TypeError) throw new UsageError(error.message);
@@ -280,6 +288,11 @@ async function runMirror(options: MirrorOptions): Promise<void> {
     // The engine opened every interface in parallel; its reasons name what is wrong.
     if (failed) throw new Error(`${failed.id === 'destination' ? 'destination' : 'source'} ${names.get(failed.id)}: ${failed.reason}`);
     throw new Error(`cannot mirror: ${refused!.reason}`);
+  }
+  if (engine.datapathFallback) process.stderr.write(`tapas: using the packet data path: ${engine.datapathFallback}\n`);
+  // Rules the kernel path cannot serve (a destination in another namespace than the source) run on AF_PACKET.
+  for (const rule of initial.rules) {
+    if (rule.datapath === 'packet') process.stderr.write(`tapas: ${rule.id} runs on the packet data path: ${rule.datapathReason}\n`);
   }
   lag.enable();
   process.stderr.write(`tapas: mirroring ${sources.map(label).join(', ')} (${options.direction}) to ${destinationLabel(destination)}` +
@@ -392,6 +405,10 @@ export function registerMirror(program: Command): void {
       'and 1 ms more per 32 sources up to 100: every ring has a block timer)', positiveInteger('--ring-timeout-ms'))
     .addOption(new Option('--priority <LEVEL>', 'scheduling of the capture threads: nice 0, nice -10, or SCHED_FIFO')
       .choices([...WORKER_PRIORITIES]).default('high'))
+    .addOption(new Option('--datapath <PATH>', 'packet: AF_PACKET rings and worker threads; bpf: tc programs copy frames ' +
+      'in the kernel (a --to port in the sources\' namespace; Linux 6.6+ attaches tcx links, older kernels cls_bpf); ' +
+      'auto: bpf where it can run, else packet')
+      .choices(['packet', 'bpf', 'auto']).default('packet'))
     .option('--low-latency', 'hand each frame over at once (TPACKET_V2) instead of in blocks: sub-millisecond ' +
       'added latency, more CPU at low rates, frames over ~1.9 KiB truncated')
     .addHelpText('after', `
@@ -399,6 +416,7 @@ Examples:
   tapas mirror --source tap-vm1 --direction BOTH --to tap-ids
   tapas mirror -s veth-a@ns1 -s veth-b@ns1 -d IN --vlan-filter 10-20,30 -t mon0@ns1 --duration 60 -f json
   tapas mirror -s tap-vm1 -d BOTH --filter 'tcp port 443' --snaplen 128 --sample-rate 10 -t tap-ids
+  tapas mirror -s vmh@host -d BOTH -t monh@host --datapath bpf      # copied in the kernel
   tapas mirror -s tap-vm1 -d OUT --gre 192.0.2.10 --key 102
   tapas mirror -s tap-vm1 -d IN --erspan 192.0.2.10 --session 101      # index 0x101
   tapas mirror -s tap-vm1 -d BOTH --erspan3 192.0.2.10 --session 7     # D=0 IN, D=1 OUT
