@@ -4,9 +4,11 @@
       "target_name": "tapas",
       "sources": [
         "native/addon.cc",
+        "native/bpf_loader.cc",
         "native/collector.cc",
         "native/encap.cc",
         "native/encap_vxlan.cc",
+        "native/filter.cc",
         "native/engine.cc",
         "native/frame.cc",
         "native/iface.cc",
@@ -31,7 +33,17 @@
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
       "cflags_cc": ["-std=c++20", "-fexceptions", "-O2", "-Wall", "-Wextra"],
-      "cflags": ["-fexceptions"]
+      "cflags": ["-fexceptions"],
+      "libraries": ["-lpcap", "-lbpf", "-lelf", "-lz"],
+      "actions": [
+        {
+          "action_name": "mirror_bpf",
+          "message": "clang -target bpf: native/bpf/mirror.bpf.c",
+          "inputs": ["native/bpf/build.sh", "native/bpf/mirror.bpf.c", "native/bpf/mirror.h"],
+          "outputs": ["<(PRODUCT_DIR)/mirror.bpf.o"],
+          "action": ["sh", "native/bpf/build.sh", "<(PRODUCT_DIR)/mirror.bpf.o"]
+        }
+      ]
     }
   ]
 }

@@ -33,12 +33,18 @@ export interface TapasReport {
 export interface TapasInstall {
   root: string;
   /** Options `tapas mirror --help` offers beyond --to (they land separately). */
-  options: { gre: boolean; erspan: boolean; lowLatency: boolean };
+  options: { gre: boolean; erspan: boolean; lowLatency: boolean; filter: boolean; sampleRate: boolean; bpf: boolean };
 }
 
 export async function inspectTapas(root: string): Promise<TapasInstall> {
   const help = await run(join(root, 'bin/tapas'), ['mirror', '--help']);
-  return { root, options: { gre: /--gre\b/.test(help), erspan: /--erspan\b/.test(help), lowLatency: /--low-latency\b/.test(help) } };
+  return {
+    root,
+    options: {
+      gre: /--gre\b/.test(help), erspan: /--erspan\b/.test(help), lowLatency: /--low-latency\b/.test(help),
+      filter: /--filter\b/.test(help), sampleRate: /--sample-rate\b/.test(help), bpf: /--datapath\b/.test(help),
+    },
+  };
 }
 
 /** Frames a source's capture lost, from a report of this or an older build. */
@@ -53,7 +59,8 @@ export interface Running {
   stop(): Promise<TapasReport | undefined>;
 }
 
-export type ContenderId = 'none' | 'tapas' | 'tapas-low-latency' | 'tc' | 'nft' | 'daemonlogger' | 'netsniff-ng' | 'tapas-gre' | 'tapas-erspan';
+export type ContenderId = 'none' | 'tapas' | 'tapas-low-latency' | 'tapas-bpf' | 'tc' | 'nft' | 'daemonlogger' | 'netsniff-ng' | 'tapas-gre'
+  | 'tapas-erspan' | 'tapas-filter' | 'tapas-sample100';
 
 export interface Contender {
   id: ContenderId;
@@ -61,6 +68,12 @@ export interface Contender {
   kind: 'baseline' | 'tapas' | 'kernel' | 'userspace';
   /** Where the copies are counted: the monitor port, or the tunnel collector. */
   sink: 'port' | 'collector' | 'none';
+  /**
+   * Offered frames each copy stands for (sampling 1 in N: N; default 1). The
+   * session counts copies × this as mirrored, so that loss and CPU per frame
+   * read per offered frame, comparable with the contenders that copy all.
+   */
+  represents?: number;
   /** Why it cannot run here, or undefined when it can. */
   unavailable(tapas: TapasInstall): Promise<string | undefined>;
   start(topology: MainTopology, tapas: TapasInstall, dir: string, maxSeconds: number): Promise<Running>;
@@ -88,14 +101,16 @@ export async function stopProcess(child: Child, signal: NodeJS.Signals, what: st
   return result.stdout;
 }
 
-function tapasContender(id: ContenderId, label: string, sinkArgs: string[], needs?: 'gre' | 'erspan' | 'lowLatency'): Contender {
+function tapasContender(id: ContenderId, label: string, sinkArgs: string[], needs?: 'gre' | 'erspan' | 'lowLatency' | 'filter' | 'sampleRate' | 'bpf',
+  represents?: number): Contender {
   return {
     id,
     label,
     kind: 'tapas',
+    ...(represents === undefined ? {} : { represents }),
     sink: needs === 'gre' || needs === 'erspan' ? 'collector' : 'port',
     async unavailable(tapas) {
-      if (needs && !tapas.options[needs]) return `\`tapas mirror --help\` offers no ${sinkArgs.find((a) => a.startsWith('--') && a !== '--to')} in this build`;
+      if (needs && !tapas.options[needs]) return `\`tapas mirror --help\` offers no ${sinkArgs.find((a) => a.startsWith('--') && a !== '--to' && a !== '-d')} in this build`;
       return undefined;
     },
     async start(topology, tapas, _dir, maxSeconds) {
@@ -127,6 +142,13 @@ export const CONTENDERS: Contender[] = [
   },
   tapasContender('tapas', 'tapas', ['--to', 'd0']),
   tapasContender('tapas-low-latency', 'tapas --low-latency', ['--to', 'd0', '--low-latency'], 'lowLatency'),
+  // The AF_PACKET path with a rule's stages: a 3-term filter every generated
+  // frame passes (so the copies are those of `tapas`, and the difference is
+  // the filter's cost), and sampling 1 in 100 (each copy stands for 100 frames).
+  tapasContender('tapas-filter', 'tapas, 3-term filter', ['--to', 'd0', '--filter', 'udp and dst port 2000 and not vlan'], 'filter'),
+  tapasContender('tapas-sample100', 'tapas, sampling 1:100', ['--to', 'd0', '--sample-rate', '100'], 'sampleRate', 100),
+  // The kernel data path: tc programs clone each frame (bpf_clone_redirect); the process only loads them and reads counters.
+  tapasContender('tapas-bpf', 'tapas --datapath bpf', ['--to', 'd0', '--datapath', 'bpf'], 'bpf'),
   {
     id: 'tc',
     label: 'tc mirred',

@@ -49,6 +49,7 @@ export function targets(results: Results): Target[] {
   const dl = lossFreeRate(results, 'daemonlogger', size).median;
   const erspan = lossFreeRate(results, 'tapas-erspan', size).median;
   const cpu = (id: string) => over(point(sizeOf(byId(results, id), size), REFERENCE_RATE), perPacketNs).median;
+  const pathCpu = (id: string) => over(point(sizeOf(byId(results, id), size), REFERENCE_RATE), (t) => pathAboveBaselineNs(results, size, t)).median;
   const p99 = (id: string) => spread(sizeOf(byId(results, id), size)?.latency?.map((r) => r.p99) ?? []).median;
   const lowLatency = Number.isFinite(p99('tapas-low-latency'));
   const latency = lowLatency ? p99('tapas-low-latency') : p99('tapas');
@@ -68,9 +69,17 @@ export function targets(results: Results): Target[] {
     ratioTarget(`added latency p99 at ${kpps(results.settings.latencyRate)} kpps, tapas${lowLatency ? ' --low-latency' : ''} ÷ 1 ms`,
       latency / 1000, undefined, 1, `${fixed(latency, 0)} µs${lowLatency ? ` (default blocks: ${fixed(p99('tapas'), 0)} µs)` : ''}`),
     ratioTarget('64 B loss-free rate, ERSPAN ÷ local port', erspan / tapas, 0.8, undefined, `${kpps(erspan)} vs ${kpps(tapas)} kpps`),
+    // A rule's filter stage: a 3-term pcap filter every frame passes, against no filter (issue 14).
+    ratioTarget(`CPU per mirrored packet at ${kpps(REFERENCE_RATE)} kpps, 3-term filter ÷ no filter`, cpu('tapas-filter') / cpu('tapas'),
+      undefined, 1.2, `${fixed(cpu('tapas-filter'), 0)} vs ${fixed(cpu('tapas'), 0)} ns`),
     ratioTarget(`CPU per packet, ${lastN} sources ÷ 1 source`, scaleCpu(last) / scaleCpu(first), undefined, 1.1,
       `${fixed(scaleCpu(last), 0)} vs ${fixed(scaleCpu(first), 0)} ns`),
     ratioTarget(`apply of ${lastN} sources ÷ 2 s`, apply / 2, undefined, 1, `${fixed(apply, 3)} s`),
+    // Issue 12: the kernel data path, by the whole path's marginal CPU (its copies are made in softirq, outside the process).
+    ratioTarget(`whole-path CPU per mirrored packet at ${kpps(REFERENCE_RATE)} kpps, tapas --datapath bpf ÷ tc mirred`,
+      pathCpu('tapas-bpf') / pathCpu('tc'), undefined, 1.2, `${fixed(pathCpu('tapas-bpf'), 0)} vs ${fixed(pathCpu('tc'), 0)} ns`),
+    ratioTarget(`whole-path CPU per mirrored packet at ${kpps(REFERENCE_RATE)} kpps, tapas --datapath bpf ÷ tapas`,
+      pathCpu('tapas-bpf') / pathCpu('tapas'), undefined, 0.6, `${fixed(pathCpu('tapas-bpf'), 0)} vs ${fixed(pathCpu('tapas'), 0)} ns`),
   ];
 }
 

@@ -91,7 +91,8 @@ export class Session {
     const after = await this.snapshot();
     if (record) this.onTrial();
     const offered = after.offered - before.offered;
-    const mirrored = this.contender.sink === 'none' ? 0 : after.mirrored - before.mirrored;
+    // A sampling contender's copies each stand for `represents` offered frames.
+    const mirrored = this.contender.sink === 'none' ? 0 : (after.mirrored - before.mirrored) * (this.contender.represents ?? 1);
     return {
       target,
       offered,

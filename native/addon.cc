@@ -9,9 +9,11 @@
 #include <optional>
 #include <stdexcept>
 
+#include "bpf_loader.h"
 #include "collector.h"
 #include "encap.h"
 #include "engine.h"
+#include "filter.h"
 #include "iface.h"
 
 namespace {
@@ -232,6 +234,10 @@ Plan to_plan(const Napi::Object& object) {
       rule.vlans.push_back({static_cast<uint16_t>(item.integer_value(pair.Get(0u), name + "[0]", 1, 4094)),
                             static_cast<uint16_t>(item.integer_value(pair.Get(1u), name + "[1]", 1, 4094))});
     }
+    rule.filter = item.string("filter", false);
+    if (rule.filter.find('\0') != std::string::npos) throw item.error("filter", "must not contain a NUL byte");
+    rule.snaplen = item.has("snaplen") ? item.integer("snaplen", kMinSnaplen, kMaxSnaplen) : 0;
+    rule.sample_rate = item.integer("sampleRate", 1, 0xffffffffu, 1);
     plan.rules.push_back(std::move(rule));
   });
   for_each_entry(fields, "interfaces", [&](const Fields& item) {
@@ -297,6 +303,9 @@ void fill(Napi::Env env, Napi::Object& o, const RuleStat& r) {
   o.Set("bytes", number(env, r.bytes));
   o.Set("oversize", number(env, r.oversize));
   o.Set("unavailable", number(env, r.unavailable));
+  o.Set("filtered", number(env, r.filtered));
+  o.Set("sampledOut", number(env, r.sampled_out));
+  o.Set("truncated", number(env, r.truncated));
 }
 
 void fill(Napi::Env env, Napi::Object& o, const InterfaceStat& i) {
@@ -681,9 +690,161 @@ class NativeCollector : public Napi::ObjectWrap<NativeCollector> {
   Collector collector_;
 };
 
+// compileFilter(expression): null when libpcap compiles it, else libpcap's message.
+Napi::Value CompileFilter(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "compileFilter(expression: string)");
+  return guarded(env, "cannot compile the filter", [&]() -> Napi::Value {
+    const std::string expression = info[0].As<Napi::String>().Utf8Value();
+    if (expression.find('\0') != std::string::npos) return Napi::String::New(env, "the expression contains a NUL byte");
+    CompiledFilter compiled = compile_filter(expression);
+    if (compiled.filter) return env.Null();
+    return Napi::String::New(env, compiled.error);
+  });
+}
+// The kernel data path's loader (native/bpf_loader.h); only conversions here.
+class BpfApplyWork : public Napi::AsyncWorker {
+ public:
+  BpfApplyWork(Napi::Env env, std::shared_ptr<bpf::Loader> loader, std::vector<bpf::SourceSpec> sources,
+               std::vector<bpf::RuleSpec> rules)
+      : Napi::AsyncWorker(env), loader_(std::move(loader)), sources_(std::move(sources)), rules_(std::move(rules)),
+        deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  // On a thread of libuv's pool (it enters namespaces): nothing may escape it.
+  void Execute() override {
+    try {
+      loader_->apply(sources_, rules_);
+    } catch (const std::exception& error) {
+      SetError(std::string("cannot apply the bpf plan: ") + error.what());
+    } catch (...) {
+      SetError("cannot apply the bpf plan: an unknown C++ exception");
+    }
+  }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+
+ private:
+  std::shared_ptr<bpf::Loader> loader_;
+  std::vector<bpf::SourceSpec> sources_;
+  std::vector<bpf::RuleSpec> rules_;
+  Napi::Promise::Deferred deferred_;
+};
+
+class NativeBpf : public Napi::ObjectWrap<NativeBpf> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeBpf",
+                       {InstanceMethod("apply", &NativeBpf::Apply), InstanceMethod("stats", &NativeBpf::Stats),
+                        InstanceMethod("close", &NativeBpf::Close)});
+  }
+
+  // Loads the programs at once: throws why BPF cannot be used here.
+  explicit NativeBpf(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeBpf>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "new NativeBpf(options)");
+    const Fields options(info[0].As<Napi::Object>(), "the bpf options");
+    const std::string object_path = options.string("objectPath");
+    const std::string attach = options.string("attach", false);
+    bpf::AttachMode mode = bpf::AttachMode::Auto;
+    if (attach == "tcx") mode = bpf::AttachMode::Tcx;
+    else if (attach == "tc") mode = bpf::AttachMode::Tc;
+    else if (!attach.empty() && attach != "auto") throw options.error("attach", "must be auto, tcx or tc, not '" + attach + "'");
+    guarded(env, "cannot start the bpf data path", [&] {
+      loader_ = std::make_shared<bpf::Loader>();
+      std::string error = loader_->open(object_path, mode);
+      if (!error.empty()) throw Napi::Error::New(env, error);
+    });
+  }
+
+ private:
+  Napi::Value Apply(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "apply({sources, rules})");
+    const Fields plan(info[0].As<Napi::Object>(), "the bpf plan");
+    std::vector<bpf::SourceSpec> sources;
+    std::vector<bpf::RuleSpec> rules;
+    for_each_entry(plan, "sources", [&](const Fields& item) {
+      sources.push_back({item.string("id"), item.interface_name("ifname"), item.netns("netns")});
+    });
+    for_each_entry(plan, "rules", [&](const Fields& item) {
+      bpf::RuleSpec rule;
+      rule.id = item.string("id");
+      rule.source_id = item.string("sourceId");
+      rule.sink_ifname = item.interface_name("sinkIfname");
+      rule.sink_netns = item.netns("sinkNetns");
+      const Direction direction = to_direction(item);
+      rule.in = direction != Direction::Out;
+      rule.out = direction != Direction::In;
+      Napi::Array vlans = item.array("vlans");
+      for (uint32_t i = 0; i < vlans.Length(); ++i) {
+        Napi::Value range = vlans.Get(i);
+        if (!range.IsArray() || range.As<Napi::Array>().Length() != 2) throw item.error("vlans", "must be [low, high] pairs");
+        const uint32_t low = item.integer_value(range.As<Napi::Array>().Get(uint32_t{0}), "vlans", 1, 4094);
+        const uint32_t high = item.integer_value(range.As<Napi::Array>().Get(uint32_t{1}), "vlans", low, 4094);
+        rule.vlans.emplace_back(static_cast<uint16_t>(low), static_cast<uint16_t>(high));
+      }
+      rules.push_back(std::move(rule));
+    });
+    return guarded(env, "cannot apply the bpf plan", [&] {
+      auto* work = new BpfApplyWork(env, loader_, std::move(sources), std::move(rules));
+      Napi::Promise promise = work->promise();
+      work->Queue();
+      return promise;
+    });
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    return guarded(env, "cannot read the bpf data path's stats", [&] {
+      std::vector<bpf::SourceState> sources;
+      std::vector<bpf::RuleState> rules;
+      loader_->stats(sources, rules);
+      auto number = [&](uint64_t value) { return Napi::Number::New(env, static_cast<double>(value)); };
+      Napi::Array source_list = Napi::Array::New(env, sources.size());
+      for (size_t i = 0; i < sources.size(); ++i) {
+        Napi::Object entry = Napi::Object::New(env);
+        entry.Set("id", sources[i].id);
+        entry.Set("ok", sources[i].ok);
+        if (!sources[i].reason.empty()) entry.Set("reason", sources[i].reason);
+        if (!sources[i].attach.empty()) entry.Set("attach", sources[i].attach);
+        entry.Set("packets", number(sources[i].packets));
+        entry.Set("bytes", number(sources[i].bytes));
+        source_list.Set(static_cast<uint32_t>(i), entry);
+      }
+      Napi::Array rule_list = Napi::Array::New(env, rules.size());
+      for (size_t i = 0; i < rules.size(); ++i) {
+        Napi::Object entry = Napi::Object::New(env);
+        entry.Set("id", rules[i].id);
+        entry.Set("ok", rules[i].ok);
+        if (!rules[i].reason.empty()) entry.Set("reason", rules[i].reason);
+        entry.Set("packets", number(rules[i].packets));
+        entry.Set("bytes", number(rules[i].bytes));
+        entry.Set("errors", number(rules[i].errors));
+        entry.Set("oversize", number(rules[i].oversize));
+        rule_list.Set(static_cast<uint32_t>(i), entry);
+      }
+      Napi::Object result = Napi::Object::New(env);
+      result.Set("sources", source_list);
+      result.Set("rules", rule_list);
+      return result;
+    });
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    guarded(info.Env(), "cannot close the bpf data path", [&] { loader_->close(); });
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<bpf::Loader> loader_;
+};
+
 Napi::Object define_exports(Napi::Env env, Napi::Object exports) {
+  exports.Set("compileFilter", Napi::Function::New(env, CompileFilter));
   exports.Set("NativeEngine", NativeEngine::Define(env));
   exports.Set("NativeCollector", NativeCollector::Define(env));
+  exports.Set("NativeBpf", NativeBpf::Define(env));
   exports.Set("encapsulate", Napi::Function::New(env, Encapsulate));
   exports.Set("parseTunnelPacket", Napi::Function::New(env, ParseTunnelPacket));
   exports.Set("erspanIndexFor", Napi::Function::New(env, ErspanIndexFor));

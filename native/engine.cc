@@ -375,8 +375,10 @@ void Engine::run_plan() {
     if (!slot->refused.empty()) continue;  // in no source's list: the workers never see it
     SourceSlot* source = source_by_id.at(spec.source_id);
     SinkSlot* sink = sink_by_id.at(spec.sink_id);
+    // The plan check compiled it (a rule whose filter does not compile is refused): from the cache.
+    std::shared_ptr<const PacketFilter> filter = spec.filter.empty() ? nullptr : compile_filter(spec.filter).filter;
     for (size_t w = 0; w < workers_.size(); ++w) {
-      updates[w].rules.push_back({slot->lanes[w].get(), spec, sink->lanes[w].get()});
+      updates[w].rules.push_back({slot->lanes[w].get(), spec, sink->lanes[w].get(), filter});
       rule_lists[source][w].push_back(slot->lanes[w].get());
     }
   }
@@ -690,6 +692,9 @@ void Engine::collect(EngineStats& stats) const {
       stat.bytes += lane->counters.bytes.get();
       stat.oversize += lane->counters.oversize.get();
       stat.unavailable += lane->counters.unavailable.get();
+      stat.filtered += lane->counters.filtered.get();
+      stat.sampled_out += lane->counters.sampled_out.get();
+      stat.truncated += lane->counters.truncated.get();
     }
   }
 }

@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "filter.h"
 #include "plan.h"
 #include "ring_rx.h"
 #include "sink.h"
@@ -17,9 +18,14 @@ namespace tapas {
 struct SinkLane {
   std::unique_ptr<Sink> sink;  // null while the sink is failed
   SinkCounters counters;
-  // Worker-only scratch: a frame goes to a sink once even if several rules match,
-  // and a sink is flushed once per block.
+  // Worker-only scratch: a frame goes to a sink once even if several rules
+  // match, and a sink is flushed once per block. Rules that cut the frame to
+  // different lengths (snaplen) make different copies: the lengths already
+  // queued for last_frame are kept, and a copy of another length is sent too.
   uint64_t last_frame = 0;
+  static constexpr int kCopyLengths = 4;
+  uint32_t copy_lengths[kCopyLengths] = {};
+  int copies = 0;
   bool dirty = false;
 };
 
@@ -27,6 +33,10 @@ struct RuleLane {
   RuleSpec spec;
   SinkLane* sink = nullptr;
   RuleCounters counters;
+  // spec.filter compiled (null: no filter); shared with other rules of the same expression.
+  std::shared_ptr<const PacketFilter> filter;
+  // Worker-only: frames that passed the filter since the last one sent (sampling).
+  uint32_t since_sampled = 0;
 };
 
 struct SourceLane {

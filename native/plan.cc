@@ -7,6 +7,7 @@
 #include <set>
 
 #include "encap.h"
+#include "filter.h"
 #include "netns.h"
 
 namespace tapas {
@@ -179,6 +180,10 @@ PlanVerdict check_plan(const Plan& plan, const PlanIdentities& identities) {
         reason = "rule '" + rule.id + "' has an invalid VLAN range " + std::to_string(range.low) + "-" +
                  std::to_string(range.high) + " (VLAN ids are 1-4094, low to high)";
       }
+    }
+    if (reason.empty() && !rule.filter.empty()) {
+      CompiledFilter compiled = compile_filter(rule.filter);
+      if (!compiled.filter) reason = "rule '" + rule.id + "' has a filter that does not compile: " + compiled.error;
     }
     if (!reason.empty()) verdict.rules.emplace(rule.id, reason);
   }

@@ -59,12 +59,24 @@ struct SinkSpec {
   bool operator==(const SinkSpec&) const = default;
 };
 
+// A rule's snaplen: at least the headers of a frame; at most what an
+// AF_PACKET frame can hold (libpcap's MAXIMUM_SNAPLEN).
+constexpr uint32_t kMinSnaplen = 64;
+constexpr uint32_t kMaxSnaplen = 262144;
+
 struct RuleSpec {
   std::string id;
   std::string source_id;
   std::string sink_id;
   Direction direction = Direction::Both;
   std::vector<VlanRange> vlans;  // empty: every frame, tagged or not
+  // The stages a frame that matched direction and VLANs goes through, in
+  // this order (worker.cc): the pcap-filter expression (empty: every frame),
+  // one in sample_rate (1: every frame), then only the first snaplen bytes
+  // are sent (0: the whole frame).
+  std::string filter;
+  uint32_t sample_rate = 1;
+  uint32_t snaplen = 0;
   bool operator==(const RuleSpec&) const = default;
 };
 
@@ -101,7 +113,8 @@ struct Plan {
 //    or the same path as an earlier file sink ("the same file as sink 'ID'":
 //    two writers would tear each other's records);
 //  - a rule names a source or sink that is not in the plan or is refused, or
-//    has a VLAN range outside 1-4094 or with low > high.
+//    has a VLAN range outside 1-4094 or with low > high, or a filter that
+//    libpcap does not compile (the reason quotes libpcap's message).
 //
 // ONE INTERFACE, ONE ENTRY. An interface is what it is, not how it is
 // spelled (InterfaceIdentity, iface.h): its network namespace, where

@@ -46,6 +46,7 @@ struct SinkStat : EndpointHealth {
 // stats say what is wrong) and counts what it could not send as unavailable.
 struct RuleStat : EndpointHealth {
   uint64_t packets = 0, bytes = 0, oversize = 0, unavailable = 0;
+  uint64_t filtered = 0, sampled_out = 0, truncated = 0;
   bool operator==(const RuleStat&) const = default;
 };
 

@@ -67,6 +67,10 @@ struct RuleCounters {
   Counter packets, bytes;  // frames matched and handed to the sink
   Counter oversize;        // larger than the sink can carry: dropped, counted
   Counter unavailable;     // matched while the sink was failed
+  // What the rule's own stages took out (worker.cc): never drops.
+  Counter filtered;        // matched direction and VLANs, not the filter expression
+  Counter sampled_out;     // passed the filter, not one of the 1 in sample_rate
+  Counter truncated;       // sent cut to snaplen
 };
 
 }  // namespace tapas

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <stdexcept>
 #include <system_error>
 
@@ -195,8 +196,10 @@ void Worker::apply_update(WorkerUpdate& update) {
   coalesce_wakeups_ = sources_.size() > 1 && per_frame_rings_ == 0;
   for (auto& [lane, sink] : update.sinks) std::swap(lane->sink, sink);
   for (RuleAssignment& rule : update.rules) {
+    if (!(rule.lane->spec == rule.spec)) rule.lane->since_sampled = 0;
     rule.lane->spec = std::move(rule.spec);
     rule.lane->sink = rule.sink;
+    rule.lane->filter = std::move(rule.filter);
   }
   for (auto& [lane, rules] : update.rule_lists) lane->rules = std::move(rules);
 }
@@ -227,36 +230,99 @@ size_t Worker::drain(std::vector<SourceLane*>& ready) {
   return frames;
 }
 
+const uint8_t* Worker::wire_bytes(const Frame& frame) {
+  if (!frame.has_stripped_tag || frame.captured_length < kMacAddressesLength) return frame.data;
+  // The kernel moved the tag into ring metadata; filters such as `vlan 10`
+  // look for it where it was on the wire, after the MAC addresses.
+  scratch_.resize(frame.captured_length + kVlanTagLength);
+  uint8_t* out = scratch_.data();
+  std::memcpy(out, frame.data, kMacAddressesLength);
+  out[12] = static_cast<uint8_t>(frame.stripped_tpid >> 8);
+  out[13] = static_cast<uint8_t>(frame.stripped_tpid);
+  out[14] = static_cast<uint8_t>(frame.stripped_tci >> 8);
+  out[15] = static_cast<uint8_t>(frame.stripped_tci);
+  std::memcpy(out + kMacAddressesLength + kVlanTagLength, frame.data + kMacAddressesLength,
+              frame.captured_length - kMacAddressesLength);
+  return out;
+}
+
 void Worker::dispatch(SourceLane& source, const Frame& frame) {
   source.counters.packets.add(1);
   source.counters.bytes.add(frame.wire_length + (frame.has_stripped_tag ? kVlanTagLength : 0));
   if (frame.captured_length < frame.wire_length) source.counters.truncated.add(1);
   ++frame_sequence_;
   int vlan_id = -2;  // computed once, and only if a rule filters on it
+  const uint8_t* wire = nullptr;  // the frame with its tag, made once, and only if a rule has a filter
+  // Rules of one expression share its program: it runs once per frame.
+  const PacketFilter* last_filter = nullptr;
+  bool last_verdict = false;
   for (RuleLane* rule : source.rules) {
     if (!direction_matches(rule->spec.direction, frame.outgoing)) continue;
     if (!rule->spec.vlans.empty()) {
       if (vlan_id == -2) vlan_id = frame.vlan_id();
       if (!vlan_matches(rule->spec.vlans, vlan_id)) continue;
     }
+    // The rule's stages: filter, then sample, then snaplen (docs/engine.md).
+    if (const PacketFilter* filter = rule->filter.get()) {
+      if (filter != last_filter) {
+        if (wire == nullptr) wire = wire_bytes(frame);
+        const uint32_t tag = frame.has_stripped_tag && frame.captured_length >= kMacAddressesLength ? kVlanTagLength : 0;
+        last_verdict = filter->matches(wire, frame.captured_length + tag, frame.wire_length + tag);
+        last_filter = filter;
+      }
+      if (!last_verdict) {
+        rule->counters.filtered.add(1);
+        continue;
+      }
+    }
+    if (rule->spec.sample_rate > 1) {
+      // Deterministic: the first frame of every sample_rate that reach this
+      // stage, counted per rule (and per worker), independent of other rules.
+      const bool take = rule->since_sampled == 0;
+      if (++rule->since_sampled >= rule->spec.sample_rate) rule->since_sampled = 0;
+      if (!take) {
+        rule->counters.sampled_out.add(1);
+        continue;
+      }
+    }
+    Frame copy = frame;
+    bool cut = false;
+    if (rule->spec.snaplen != 0 && frame.original_length() > rule->spec.snaplen) {
+      // The copy is the first snaplen bytes of the frame as on the wire (tag
+      // included); its wire length stays, so a tunnel knows it was cut (ERSPAN T).
+      const uint32_t tag = frame.original_length() - frame.captured_length;
+      copy.captured_length = rule->spec.snaplen - tag;
+      cut = true;
+    }
     SinkLane& sink = *rule->sink;
     if (!sink.sink) {
       rule->counters.unavailable.add(1);
       continue;
     }
+    // One copy per distinct length per sink: rules that select the frame
+    // identically (same frame, same bytes kept) into one sink send it once.
+    const uint32_t length = copy.original_length();
     if (sink.last_frame != frame_sequence_) {
-      if (sink.sink->enqueue(frame) == Enqueued::Oversize) {
+      sink.last_frame = frame_sequence_;
+      sink.copies = 0;
+    }
+    bool queued = false;
+    for (int i = 0; i < sink.copies; ++i) queued = queued || sink.copy_lengths[i] == length;
+    if (!queued) {
+      if (sink.sink->enqueue(copy) == Enqueued::Oversize) {
         rule->counters.oversize.add(1);
         continue;
       }
-      sink.last_frame = frame_sequence_;
+      // More distinct lengths than remembered are each sent: a copy too many, never one too few.
+      if (sink.copies < SinkLane::kCopyLengths) sink.copy_lengths[sink.copies++] = length;
       if (!sink.dirty) {
         sink.dirty = true;
         dirty_sinks_.push_back(&sink);
       }
     }
+    if (cut) rule->counters.truncated.add(1);
     rule->counters.packets.add(1);
-    rule->counters.bytes.add(frame.original_length());
+    rule->counters.bytes.add(length);
   }
 }
 

@@ -20,6 +20,7 @@ struct RuleAssignment {
   RuleLane* lane;
   RuleSpec spec;
   SinkLane* sink;
+  std::shared_ptr<const PacketFilter> filter;
 };
 
 // What changes in one worker. On return from install(), the rings and sinks
@@ -64,6 +65,8 @@ class Worker {
   size_t drain(std::vector<SourceLane*>& ready);
   void dispatch(SourceLane& source, const Frame& frame);
   void flush_dirty_sinks();
+  // The frame as it was on the wire, tag re-inserted, for the filters (scratch_).
+  const uint8_t* wire_bytes(const Frame& frame);
 
   WorkerPriority priority_;
   int epoll_fd_ = -1;
@@ -75,6 +78,7 @@ class Worker {
   std::vector<SourceLane*> sources_;  // the lanes that have a ring
   int per_frame_rings_ = 0;
   uint64_t frame_sequence_ = 0;
+  std::vector<uint8_t> scratch_;
 
   std::mutex mailbox_mu_;
   std::condition_variable mailbox_cv_;

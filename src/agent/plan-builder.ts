@@ -12,7 +12,7 @@
  * termination (id = the tap service).
  */
 import type { Plan, RulePlan, SinkPlan, TerminationPlan } from '../engine/plan.js';
-import type { Counters, DesiredState, Observation, ObservedStatus } from '../model/observation.js';
+import { addSelection, type Counters, type DesiredState, type Observation, type ObservedStatus } from '../model/observation.js';
 import type { Port, ResourceKind, TapFlow, TapMirror, TapService } from '../model/resources.js';
 import { MIRROR_DIRECTIONS, VXLAN_DEFAULT_PORT, type MirrorDirection } from '../model/contract.js';
 import { parseVlanFilter } from '../model/vlan-filter.js';
@@ -60,6 +60,7 @@ export function buildPlan(desired: DesiredState, host: string): Plan {
       sinkId: service.id,
       direction: flow.direction,
       ...(flow.vlan_filter === null ? {} : { vlans: parseVlanFilter(flow.vlan_filter) }),
+      ...selectionOf(flow),
     });
   }
   for (const mirror of desired.tapMirrors) {
@@ -72,7 +73,7 @@ export function buildPlan(desired: DesiredState, host: string): Plan {
       if (tunnelId === undefined) continue;
       const id = mirrorTunnelId(mirror.id, direction);
       sinks.push(mirrorSink(mirror, id, tunnelId, netns));
-      rules.push({ id, sourceId: port.id, sinkId: id, direction });
+      rules.push({ id, sourceId: port.id, sinkId: id, direction, ...selectionOf(mirror) });
     }
   }
 
@@ -97,6 +98,15 @@ export function buildPlan(desired: DesiredState, host: string): Plan {
   };
 }
 
+/** A tap flow's or tap mirror's filter, sample_rate and snaplen as rule fields (null: left out, every frame whole). */
+function selectionOf(resource: TapFlow | TapMirror): Pick<RulePlan, 'filter' | 'sampleRate' | 'snaplen'> {
+  return {
+    ...(resource.packet_filter === null || resource.packet_filter === undefined || resource.packet_filter === '' ? {} : { filter: resource.packet_filter }),
+    ...(resource.sample_rate === null || resource.sample_rate === undefined || resource.sample_rate === 1 ? {} : { sampleRate: resource.sample_rate }),
+    ...(resource.snaplen === null || resource.snaplen === undefined ? {} : { snaplen: resource.snaplen }),
+  };
+}
+
 function interfaceOf(id: string, port: Port) {
   return port.netns === null ? { id, ifname: port.interface } : { id, ifname: port.interface, netns: port.netns };
 }
@@ -111,7 +121,11 @@ interface Health {
 export interface DataPathStats {
   sources: Array<Health & { packets: number; bytes: number; captureDrops: number }>;
   sinks: Array<Health & { packets: number; bytes: number; errors: number }>;
-  rules: Array<{ id: string; ok?: boolean; reason?: string; packets: number; bytes: number; oversize: number; unavailable: number }>;
+  rules: Array<{
+    id: string; ok?: boolean; reason?: string; packets: number; bytes: number; oversize: number; unavailable: number;
+    /** What the rule's own stages took out or cut (absent: a data path without them). */
+    filtered?: number; sampledOut?: number; truncated?: number;
+  }>;
   /** Tunnels from other hosts' agents into local tap services (cluster mode), by tap service id. */
   terminations?: Array<Health & { packets: number; bytes?: number; errors: number }>;
   interfaces?: Array<{ id: string; present: boolean; up: boolean; running: boolean; mac: string; mtu: number; reason?: string; sameAs?: string }>;
@@ -125,6 +139,9 @@ function portLabel(port: Port | undefined): string {
 
 const ruleCounters = (rule: DataPathStats['rules'][number]): Counters => ({
   packets: rule.packets, bytes: rule.bytes, drops: { oversize: rule.oversize, unavailable: rule.unavailable },
+  ...(rule.filtered || rule.sampledOut || rule.truncated
+    ? { selection: { filtered: rule.filtered ?? 0, sampled_out: rule.sampledOut ?? 0, truncated: rule.truncated ?? 0 } }
+    : {}),
 });
 
 function sum(parts: readonly Counters[]): Counters {
@@ -133,9 +150,11 @@ function sum(parts: readonly Counters[]): Counters {
     total.packets += part.packets;
     total.bytes += part.bytes;
     for (const [cause, count] of Object.entries(part.drops)) total.drops[cause] = (total.drops[cause] ?? 0) + count;
+    if (part.selection) total.selection = addSelection(total.selection, part.selection);
   }
   return total;
 }
+
 
 /**
  * What this host observes of every resource of its desired state, from the

@@ -74,6 +74,14 @@ export class Metrics {
       'Frames a tap flow matched but could not deliver (larger than the destination MTU, or destination unavailable)',
       flowLabels, eachFlow(dropped));
 
+    // What a tap flow's filter, sample_rate and snaplen took out or cut: not drops.
+    observedCounter(registry, 'tapas_tap_flow_filtered_total', 'Frames of a tap flow\'s port and direction its filter expression took out',
+      flowLabels, eachFlow((counters) => counters.selection?.filtered ?? 0));
+    observedCounter(registry, 'tapas_tap_flow_sampled_out_total', 'Frames a tap flow\'s sample_rate left out (one in N is sent)',
+      flowLabels, eachFlow((counters) => counters.selection?.sampled_out ?? 0));
+    observedCounter(registry, 'tapas_tap_flow_truncated_total', 'Frames a tap flow sent cut to its snaplen',
+      flowLabels, eachFlow((counters) => counters.selection?.truncated ?? 0));
+
     const mirrorLabels = ['tap_mirror_id', 'direction', 'remote_ip', 'mirror_type', 'project_id', 'name', 'host'] as const;
     const eachMirror = (read: (counters: Counters) => number) =>
       (set: (labels: Record<(typeof mirrorLabels)[number], string>, value: number) => void) => {
@@ -92,6 +100,13 @@ export class Metrics {
       mirrorLabels, eachMirror((counters) => counters.bytes));
     observedCounter(registry, 'tapas_tap_mirror_dropped_total', 'Frames a tap mirror matched but could not send',
       mirrorLabels, eachMirror(dropped));
+
+    observedCounter(registry, 'tapas_tap_mirror_filtered_total', 'Frames of a tap mirror direction its filter expression took out',
+      mirrorLabels, eachMirror((counters) => counters.selection?.filtered ?? 0));
+    observedCounter(registry, 'tapas_tap_mirror_sampled_out_total', 'Frames a tap mirror\'s sample_rate left out, per direction',
+      mirrorLabels, eachMirror((counters) => counters.selection?.sampled_out ?? 0));
+    observedCounter(registry, 'tapas_tap_mirror_truncated_total', 'Frames a tap mirror sent cut to its snaplen, per direction',
+      mirrorLabels, eachMirror((counters) => counters.selection?.truncated ?? 0));
 
     const portLabels = ['port_id', 'interface', 'host'] as const;
     const eachSource = (read: (counters: Counters) => number) =>

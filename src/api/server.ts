@@ -13,6 +13,8 @@ import type { Logger } from 'pino';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import ajvFormats from 'ajv-formats';
 
+import { compileFilter } from '../engine/engine.js';
+import { useFilterCompiler } from '../model/formats.js';
 import { CONTRACT, inputFromBody, RESOURCE_KINDS, type ResourceKind } from '../model/contract.js';
 import type { RequestContext } from '../service/context.js';
 import type { AgentRecord } from '../service/observations.js';
@@ -73,6 +75,10 @@ export const EXTENSIONS = [
   // Upstream TaaS's name for directions {"BOTH": N} on tap mirrors (neutron-lib's tap_mirror_both_direction).
   { alias: 'tap-mirror-both-direction', name: 'Tap as a Service mirror with BOTH direction support', description: 'Neutron Tap as a Service extension mirroring with support for BOTH direction.', updated: '2025-12-15T11:45:00-00:00' },
   { alias: 'tapas-mirror-types', name: 'ERSPAN type III and VXLAN tap mirrors', description: 'Tap mirrors of mirror_type erspanv2 (ERSPAN type III, direction bit per frame) and vxlan (VNI = the tunnel id, udp_port).', updated: '2026-12-04T00:00:00-00:00' },
+  // tapas's selection of what is sent, on tap flows and tap mirrors (a TaaS client ignores them).
+  { alias: 'tapas-filter', name: 'Packet filters', description: 'Tap flows and tap mirrors take filter: a pcap-filter expression (tcpdump syntax), compiled by libpcap; a bad one is refused with libpcap\'s message.', updated: '2026-12-04T00:00:00-00:00' },
+  { alias: 'tapas-snaplen', name: 'Truncation', description: 'Tap flows and tap mirrors take snaplen: only the first N bytes (64 or more) of each frame are sent; ERSPAN sets its T bit.', updated: '2026-12-04T00:00:00-00:00' },
+  { alias: 'tapas-sampling', name: 'Sampling', description: 'Tap flows and tap mirrors take sample_rate: one frame in N is sent, per tap flow or mirror; the rest are counted as sampled out.', updated: '2026-12-04T00:00:00-00:00' },
   { alias: 'quotas', name: 'Quota management support', description: 'Expose functions for quotas management per project', updated: '2012-07-29T10:00:00-00:00' },
   { alias: 'agent', name: 'agent', description: 'The agent management extension.', updated: '2013-02-03T10:00:00-00:00' },
   { alias: 'binding', name: 'Port Binding', description: 'Expose port bindings of a virtual port to external application', updated: '2014-02-03T10:00:00-00:00' },
@@ -86,6 +92,8 @@ const LIST_BODIES = new WeakMap<object, Buffer>();
 
 export function buildApi(options: ApiOptions): FastifyInstance {
   const { service, metrics } = options;
+  // A tap flow's or tap mirror's filter is compiled by libpcap, as the engine will, before it is stored.
+  useFilterCompiler(compileFilter);
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
     // One structured line per request comes from the onResponse hook instead.
@@ -212,11 +220,13 @@ export function buildApi(options: ApiOptions): FastifyInstance {
         return { [kind]: fields.length > 0 ? selectFields(view, fields) : view };
       });
 
-      app.put<{ Params: { id: string }; Body: Record<string, { name?: string; description?: string }> }>(`${path}/:id`, {
+      app.put<{ Params: { id: string }; Body: Record<string, Record<string, unknown>> }>(`${path}/:id`, {
         config: { ...authenticated, kind, action: 'update' },
         schema: { body: updateBodySchema(kind), response: { 200: itemReplySchema(kind), ...replyErrors } },
       }, async (request) => {
-        const updated = service.update(kind, request.context, request.params.id, request.body[kind]!);
+        // Attribute names to record fields (a tap flow's filter is stored as packet_filter).
+        const changes = inputFromBody(kind, request.body[kind]!) as Record<string, unknown>;
+        const updated = service.update(kind, request.context, request.params.id, changes);
         return { [kind]: toView(kind, updated) };
       });
 

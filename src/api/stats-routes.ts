@@ -16,6 +16,11 @@ const rated = {
   packets: count,
   bytes: count,
   drops: { type: 'object', additionalProperties: { type: 'integer' } },
+  // Present when a filter, sample_rate or snaplen took something: not drops.
+  selection: {
+    type: 'object',
+    properties: { filtered: { type: 'integer' }, sampled_out: { type: 'integer' }, truncated: { type: 'integer' } },
+  },
   packets_per_second: rate,
   bits_per_second: rate,
 };

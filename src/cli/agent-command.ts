@@ -14,6 +14,7 @@ export interface AgentFlags extends EtcdFlags {
   underlayIp?: string;
   workers: string;
   priority: WorkerPriority;
+  datapath: 'packet' | 'bpf' | 'auto';
   interval: string;
   leaseTtl: string;
   logLevel: string;
@@ -43,6 +44,9 @@ See docs/cluster.md for the keys, etcd roles and failure handling.`)
     .option('--workers <n>', 'engine worker threads', '1')
     .addOption(new Option('--priority <level>', 'scheduling of the engine\'s workers: nice 0, nice -10, or SCHED_FIFO')
       .choices([...WORKER_PRIORITIES]).default('high'))
+    .addOption(new Option('--datapath <path>', 'packet: AF_PACKET rings and worker threads; bpf: tc programs copy to local tap service ports '
+      + 'in the kernel, other rules run on packet (docs/engine.md); auto: bpf where it can run, else packet')
+      .choices(['packet', 'bpf', 'auto']).default('packet'))
     .option('--interval <ms>', 'how often the agent re-checks interfaces and engine health, and reports counters', '1000')
     .option('--lease-ttl <seconds>', 'how long the agent\'s keys outlive it when it dies or loses etcd', '10')
     .option('--log-level <level>', 'pino log level', 'info');

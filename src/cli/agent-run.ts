@@ -38,9 +38,10 @@ export async function runAgent(flags: AgentFlags): Promise<void> {
   const observations = new EtcdObservations(client, keys, {
     ttlSeconds: ttl, heartbeatMs: Math.min(10_000, (ttl * 1000) / 2), logger: logger.child({ component: 'report' }),
   });
-  const engine = new Engine({ workers, priority: flags.priority });
+  const engine = new Engine({ workers, priority: flags.priority, datapath: flags.datapath });
+  if (engine.datapathFallback) logger.warn({ reason: engine.datapathFallback }, 'using the packet data path: bpf cannot run here');
   const agent = new Agent({
-    host: flags.host, desired, observations, dataPath: engine, datapathName: 'packet', underlayIp: flags.underlayIp,
+    host: flags.host, desired, observations, dataPath: engine, datapathName: engine.datapath, underlayIp: flags.underlayIp,
     logger: logger.child({ component: 'agent' }), intervalMs: interval,
   });
 

@@ -5,6 +5,8 @@
  */
 import { Command, CommanderError } from 'commander';
 
+import { compileFilter } from '../engine/engine.js';
+import { useFilterCompiler } from '../model/formats.js';
 import { registerAgent } from './agent-command.js';
 import { addClientOptions } from './client.js';
 import { registerCollect } from './collect.js';
@@ -21,6 +23,17 @@ const program = new Command('tapas')
   .version('0.1.0')
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
+
+// --filter is compiled by libpcap here too, so that a bad expression exits 2
+// before anything is sent; loaded only when a filter is given, and left to
+// the server when this process cannot load the addon.
+useFilterCompiler((expression) => {
+  try {
+    return compileFilter(expression);
+  } catch {
+    return null;
+  }
+});
 
 registerMirror(program);
 registerCollect(program);

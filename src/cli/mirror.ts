@@ -13,6 +13,7 @@ import {
 } from '../engine/engine.js';
 import type { FileSinkPlan } from '../engine/plan.js';
 import { DIRECTIONS } from '../engine/plan.js';
+import { formatReason, invalidInputMessage, type FormatName } from '../model/formats.js';
 import { parseVlanFilter, VlanFilterError } from '../model/vlan-filter.js';
 import { UsageError } from './errors.js';
 import { addPcapOptions, filesSummary, PCAP_HELP, pcapRotation, type PcapCliOptions } from './pcap-options.js';
@@ -26,6 +27,9 @@ interface MirrorOptions extends PcapCliOptions {
   source: string[];
   direction: Direction;
   vlanFilter?: string;
+  filter?: string;
+  snaplen?: number;
+  sampleRate?: number;
   to?: string;
   gre?: string;
   key?: number;
@@ -46,6 +50,7 @@ interface MirrorOptions extends PcapCliOptions {
   ringTimeoutMs?: number;
   lowLatency?: boolean;
   priority: WorkerPriority;
+  datapath: 'packet' | 'bpf' | 'auto';
 }
 
 export function parseInterfaceRef(text: string): InterfaceRef {
@@ -174,16 +179,41 @@ function positiveInteger(name: string) {
   };
 }
 
+/** What of the selected frames is sent: --filter, --sample-rate, --snaplen (a rule's stages, in that order). */
+export interface Selection {
+  filter?: string;
+  sampleRate?: number;
+  snaplen?: number;
+}
+
 export function buildMirrorPlan(sources: InterfaceRef[], destination: Destination, direction: Direction,
-  vlans: Array<[number, number]> | undefined): Plan {
+  vlans: Array<[number, number]> | undefined, selection: Selection = {}): Plan {
   return {
     sources: sources.map((source, index) => ({ id: `source-${index}`, ...source })),
     sinks: ['kind' in destination ? { id: 'destination', ...destination } : { id: 'destination', kind: 'port', ...destination }],
     rules: sources.map((_, index) => ({
       id: `rule-${index}`, sourceId: `source-${index}`, sinkId: 'destination', direction, ...(vlans ? { vlans } : {}),
+      ...(selection.filter !== undefined ? { filter: selection.filter } : {}),
+      ...(selection.sampleRate !== undefined ? { sampleRate: selection.sampleRate } : {}),
+      ...(selection.snaplen !== undefined ? { snaplen: selection.snaplen } : {}),
     })),
   };
 }
+
+/** A value the contract's format refuses, in the API's words: a usage error before anything runs. */
+function checked<T>(format: FormatName, attribute: string, parse: (text: string) => T) {
+  return (text: string): T => {
+    const value = parse(text);
+    const reason = formatReason(format, value);
+    if (reason !== undefined) throw new UsageError(invalidInputMessage(attribute, reason));
+    return value;
+  };
+}
+
+const wholeNumber = (flag: string) => (text: string): number => {
+  if (!/^\d{1,10}$/.test(text)) throw new UsageError(`${flag} must be an integer, not '${text}'`);
+  return Number(text);
+};
 
 interface Report {
   elapsedSeconds: number;
@@ -200,6 +230,7 @@ function summary(report: Report, names: Map<string, string>): string {
   ];
   for (const source of stats.sources) {
     lines.push(`  source ${names.get(source.id)}: ${source.packets} packets seen, ${source.captureDrops} capture drops` +
+      (source.bpf ? ` (bpf data path, attached with ${source.bpf.attach || 'nothing'})` : '') +
       (source.truncated ? `, ${source.truncated} truncated` : '') + (source.ok ? '' : ` — FAILED: ${source.reason}`));
   }
   for (const sink of stats.sinks) {
@@ -209,6 +240,12 @@ function summary(report: Report, names: Map<string, string>): string {
       (sink.truncated ? `, ${sink.truncated} truncated to the path MTU` : '') +
       (sink.fragmented ? `, ${sink.fragmented} fragmented` : '') +
       (sink.ok ? '' : ` — FAILED: ${sink.reason}`));
+  }
+  const filtered = stats.rules.reduce((n, r) => n + r.filtered, 0);
+  const sampledOut = stats.rules.reduce((n, r) => n + r.sampledOut, 0);
+  const truncated = stats.rules.reduce((n, r) => n + r.truncated, 0);
+  if (filtered || sampledOut || truncated) {
+    lines.push(`  selection: ${filtered} filtered out, ${sampledOut} sampled out, ${truncated} cut to the snaplen`);
   }
   const oversize = stats.rules.reduce((n, r) => n + r.oversize, 0);
   const unavailable = stats.rules.reduce((n, r) => n + r.unavailable, 0);
@@ -221,6 +258,12 @@ function summary(report: Report, names: Map<string, string>): string {
 async function runMirror(options: MirrorOptions): Promise<void> {
   const sources = options.source.map(parseInterfaceRef);
   const destination = parseDestination(options);
+  if (options.datapath !== 'packet' && 'kind' in destination) {
+    if (options.datapath === 'bpf') {
+      throw new UsageError(`--datapath bpf sends only to a local port (--to) so far: ${destination.kind.toUpperCase()} tunnels need --datapath packet`);
+    }
+    options.datapath = 'packet';  // auto: tunnels are the packet path's
+  }
   for (const source of sources) {
     if (!('kind' in destination) && source.ifname === destination.ifname && (source.netns ?? '') === (destination.netns ?? '')) {
       throw new UsageError(`destination ${label(destination)} is also a source: its copies would be mirrored again`);
@@ -239,7 +282,8 @@ async function runMirror(options: MirrorOptions): Promise<void> {
     ...(options.ringTimeoutMs === undefined ? {} : { blockTimeoutMs: options.ringTimeoutMs }),
     ...(options.lowLatency ? { version: 2 as const } : {}),
   };
-  const plan = buildMirrorPlan(sources, destination, options.direction, vlans);
+  const plan = buildMirrorPlan(sources, destination, options.direction, vlans,
+    { filter: options.filter, sampleRate: options.sampleRate, snaplen: options.snaplen });
   const names = new Map<string, string>([
     ...sources.map((source, index) => [`source-${index}`, label(source)] as [string, string]),
     ['destination', destinationLabel(destination)],
@@ -247,7 +291,7 @@ async function runMirror(options: MirrorOptions): Promise<void> {
 
   let engine: Engine;
   try {
-    engine = new Engine({ workers: options.workers, priority: options.priority, ring });
+    engine = new Engine({ workers: options.workers, priority: options.priority, ring, datapath: options.datapath });
   } catch (error) {
     // The ring options' combinations the kernel refuses (a V3 block under 64 KiB, sizes not powers of two).
     if (error instanceof TypeError) throw new UsageError(error.message);
@@ -267,6 +311,11 @@ async function runMirror(options: MirrorOptions): Promise<void> {
     // The engine opened every interface in parallel; its reasons name what is wrong.
     if (failed) throw new Error(`${failed.id === 'destination' ? 'destination' : 'source'} ${names.get(failed.id)}: ${failed.reason}`);
     throw new Error(`cannot mirror: ${refused!.reason}`);
+  }
+  if (engine.datapathFallback) process.stderr.write(`tapas: using the packet data path: ${engine.datapathFallback}\n`);
+  // Rules the kernel path cannot serve (a destination in another namespace than the source) run on AF_PACKET.
+  for (const rule of initial.rules) {
+    if (rule.datapath === 'packet') process.stderr.write(`tapas: ${rule.id} runs on the packet data path: ${rule.datapathReason}\n`);
   }
   lag.enable();
   process.stderr.write(`tapas: mirroring ${sources.map(label).join(', ')} (${options.direction}) to ${destinationLabel(destination)}` +
@@ -350,6 +399,12 @@ export function registerMirror(program: Command): void {
       (value: string, previous: string[] = []) => [...previous, value])
     .addOption(new Option('-d, --direction <DIR>', 'which traffic to mirror').choices([...DIRECTIONS]).makeOptionMandatory())
     .option('--vlan-filter <LIST>', 'only frames of these VLAN ids, e.g. 1-5,9 (untagged frames never match)')
+    .option('--filter <EXPRESSION>', 'only frames this pcap-filter expression (tcpdump syntax) matches, VLAN tag included, ' +
+      'e.g. \'udp port 53 or vlan 10\'', checked('pcap-filter', 'filter', (text) => text))
+    .option('--sample-rate <N>', 'send one frame in N (the first of every N the filter passes; the rest are counted as sampled out)',
+      checked('sample-rate', 'sample_rate', wholeNumber('--sample-rate')))
+    .option('--snaplen <BYTES>', 'send only the first BYTES (64 or more) of each frame; ERSPAN sets its T bit',
+      checked('snaplen', 'snaplen', wholeNumber('--snaplen')))
     .option('-t, --to <IF[@NETNS]>', 'destination interface that receives the copies')
     .option('--gre <IP[@NETNS]>', 'or: send the copies in GRE to this collector (routed in NETNS)')
     .option('--key <K>', 'GRE key: the tunnel id', integerIn('--key', 0xffffffff))
@@ -374,12 +429,18 @@ export function registerMirror(program: Command): void {
       'and 1 ms more per 32 sources up to 100: every ring has a block timer)', positiveInteger('--ring-timeout-ms'))
     .addOption(new Option('--priority <LEVEL>', 'scheduling of the capture threads: nice 0, nice -10, or SCHED_FIFO')
       .choices([...WORKER_PRIORITIES]).default('high'))
+    .addOption(new Option('--datapath <PATH>', 'packet: AF_PACKET rings and worker threads; bpf: tc programs copy frames ' +
+      'in the kernel (a --to port in the sources\' namespace; Linux 6.6+ attaches tcx links, older kernels cls_bpf); ' +
+      'auto: bpf where it can run, else packet')
+      .choices(['packet', 'bpf', 'auto']).default('packet'))
     .option('--low-latency', 'hand each frame over at once (TPACKET_V2) instead of in blocks: sub-millisecond ' +
       'added latency, more CPU at low rates, frames over ~1.9 KiB truncated')
     .addHelpText('after', `
 Examples:
   tapas mirror --source tap-vm1 --direction BOTH --to tap-ids
   tapas mirror -s veth-a@ns1 -s veth-b@ns1 -d IN --vlan-filter 10-20,30 -t mon0@ns1 --duration 60 -f json
+  tapas mirror -s tap-vm1 -d BOTH --filter 'tcp port 443' --snaplen 128 --sample-rate 10 -t tap-ids
+  tapas mirror -s vmh@host -d BOTH -t monh@host --datapath bpf      # copied in the kernel
   tapas mirror -s tap-vm1 -d OUT --gre 192.0.2.10 --key 102
   tapas mirror -s tap-vm1 -d IN --erspan 192.0.2.10 --session 101      # index 0x101
   tapas mirror -s tap-vm1 -d BOTH --erspan3 192.0.2.10 --session 7     # D=0 IN, D=1 OUT

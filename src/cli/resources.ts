@@ -265,10 +265,18 @@ function registerNoun(parent: Command, word: string, noun: Noun, examples: Examp
     });
 
   // The attributes an update may change (allow_put), each under its create option's flag.
-  const updatable = attributesOf(noun.kind).flatMap(([name, attribute]) => (attribute.put && attribute.cli?.option
-    ? [{ attribute: name, option: new Option(attribute.cli.option.flag, `new ${name}`) }] : []));
+  // Checked as create checks them (an integer is sent as a number, a filter compiled first).
+  const putAttributes = new Set(attributesOf(noun.kind).filter(([, attribute]) => attribute.put).map(([name]) => name));
+  const updatable = createOptions(noun.kind).filter((spec) => spec.key === undefined && putAttributes.has(spec.attribute)).map((spec) => {
+    const option = commanderOption({ ...spec, required: false }, noun.label);
+    option.description = `new ${spec.attribute}`;
+    return { attribute: spec.attribute, option };
+  });
+  const selects = putAttributes.has('filter');
   const update = command.command('update')
-    .description(`rename a ${noun.label} or change its description (nothing else can change)`)
+    .description(selects
+      ? `rename a ${noun.label}, change its description, filter, snaplen or sample_rate (nothing else can change)`
+      : `rename a ${noun.label} or change its description (nothing else can change)`)
     .argument(`<${noun.kind}>`, `name or ID of the ${noun.label}`);
   for (const { option } of updatable) update.addOption(option);
   addOutputOptions(update)

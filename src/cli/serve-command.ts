@@ -16,6 +16,7 @@ import { addEtcdOptions, type EtcdFlags } from './etcd-options.js';
 
 export interface ServeFlags extends EtcdFlags {
   priority: WorkerPriority;
+  datapath: 'packet' | 'bpf' | 'auto';
   listen: string;
   stateDir: string;
   auth?: AuthMode;
@@ -64,6 +65,9 @@ an agent stays DOWN, "no agent on host NAME". See docs/cluster.md.`)
     .option('--workers <n>', 'engine worker threads', '1')
     .addOption(new Option('--priority <level>', 'scheduling of the engine\'s workers: nice 0, nice -10, or SCHED_FIFO')
       .choices([...WORKER_PRIORITIES]).default('high'))
+    .addOption(new Option('--datapath <path>', 'packet: AF_PACKET rings and worker threads; bpf: tc programs copy to local tap service ports '
+      + 'in the kernel, other rules run on packet (docs/engine.md); auto: bpf where it can run, else packet')
+      .choices(['packet', 'bpf', 'auto']).default('packet'))
     .option('--agent-interval <ms>', 'how often the agent re-checks interfaces and engine health', '1000')
     .option('--log-level <level>', 'pino log level', 'info');
   addEtcdOptions(serve, 'cluster mode: the etcd endpoints through which agents on every host are fed (no local data path)')

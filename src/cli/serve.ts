@@ -39,6 +39,8 @@ export interface DaemonOptions {
   quotas: QuotaLimits;
   workers: number;
   priority?: WorkerPriority;
+  /** The data path of the embedded agent's engine (EngineOptions.datapath); default packet. */
+  datapath?: 'packet' | 'bpf' | 'auto';
   /** How often the agent looks at interfaces and engine health unasked. */
   agentIntervalMs: number;
   /** Cluster mode: agents on every host, fed through this etcd; no data path in this process. */
@@ -96,9 +98,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     // In cluster mode a port must name its host: there is no "this host".
     ...(cluster ? {} : { hostId: options.hostId }), quotas: options.quotas, desired: cluster?.publisher ?? local!, observations,
   });
-  const engine = local && new Engine({ workers: options.workers, ...(options.priority ? { priority: options.priority } : {}) });
+  const engine = local && new Engine({
+    workers: options.workers, ...(options.priority ? { priority: options.priority } : {}), ...(options.datapath ? { datapath: options.datapath } : {}),
+  });
+  if (engine && engine.datapathFallback) logger.warn({ reason: engine.datapathFallback }, 'using the packet data path: bpf cannot run here');
   const agent = local && engine && new Agent({
-    host: options.hostId, desired: local, observations, dataPath: engine,
+    host: options.hostId, desired: local, observations, dataPath: engine, datapathName: engine.datapath,
     logger: logger.child({ component: 'agent' }), intervalMs: options.agentIntervalMs,
   });
   const metrics = new Metrics({
@@ -157,6 +162,7 @@ export async function runServe(flags: ServeFlags): Promise<void> {
       quotas: { ...DEFAULT_QUOTAS, ...flags.quota },
       workers,
       priority: flags.priority,
+      datapath: flags.datapath,
       agentIntervalMs: interval,
       ...(etcd ? { etcd } : {}),
       logger,

@@ -9,6 +9,7 @@
  */
 import { Command, Option } from 'commander';
 
+import type { Selection } from '../model/observation.js';
 import type { ResourceStats, StatsReport } from '../service/stats.js';
 import { clientFor, type ApiClient } from './client.js';
 import { UsageError } from './errors.js';
@@ -18,6 +19,8 @@ export interface Counters {
   packets: number;
   bytes: number;
   drops: number;
+  /** With a filter, sample_rate or snaplen: what those stages took out or cut (not drops). */
+  selection?: Selection;
 }
 
 export interface StatsEntry {
@@ -57,7 +60,10 @@ export function sampleOf(report: StatsReport, at = Date.now()): Sample {
     name: resource.name,
     status: resource.status,
     status_reason: resource.status_reason,
-    counters: resource.packets === null ? null : { packets: resource.packets, bytes: resource.bytes ?? 0, drops: dropped(resource.drops) },
+    counters: resource.packets === null ? null : {
+      packets: resource.packets, bytes: resource.bytes ?? 0, drops: dropped(resource.drops),
+      ...(resource.selection ? { selection: resource.selection } : {}),
+    },
   });
   const entries: StatsEntry[] = [
     ...report.tap_flows.map((flow): StatsEntry => ({
@@ -126,10 +132,20 @@ function cells(row: StatsRow): string[] {
   ];
 }
 
+/** filtered/sampled out/cut, for a row whose filter, sample_rate or snaplen took something. */
+const selectionCell = (row: StatsRow): string => {
+  const selection = row.counters?.selection;
+  return selection ? `${selection.filtered}/${selection.sampled_out}/${selection.truncated}` : '-';
+};
+
 /** The table a person sees (one-shot, or each refresh of --watch on a terminal). */
 export function renderTable(rows: readonly StatsRow[], at: number, intervalSeconds: number): string {
   const title = `tapas stats  ${new Date(at).toISOString().replace(/\.\d+Z$/, 'Z')}  (rates over ${intervalSeconds} s)`;
   if (rows.length === 0) return `${title}\nno tap flows or tap mirrors`;
+  // The column of the selection stages only when some row has one (most hosts never use them).
+  if (rows.some((row) => row.counters?.selection)) {
+    return `${title}\n${table([...HEADINGS, 'Filtered/Sampled out/Cut'], rows.map((row) => [...cells(row), selectionCell(row)]))}`;
+  }
   return `${title}\n${table(HEADINGS, rows.map(cells))}`;
 }
 
@@ -142,6 +158,8 @@ export function renderLines(rows: readonly StatsRow[], at: number): string {
     time, row.kind, `name=${quoted(row.name)}`, `id=${row.id}`, `direction=${row.direction}`, `to=${quoted(row.to)}`,
     `status=${row.status}`,
     `packets=${row.counters?.packets ?? '-'}`, `bytes=${row.counters?.bytes ?? '-'}`, `drops=${row.counters?.drops ?? '-'}`,
+    ...(row.counters?.selection ? [`filtered=${row.counters.selection.filtered}`, `sampled_out=${row.counters.selection.sampled_out}`,
+      `truncated=${row.counters.selection.truncated}`] : []),
     `pkt/s=${row.packets_per_second === null ? '-' : row.packets_per_second.toFixed(1)}`,
     `bit/s=${row.bits_per_second === null ? '-' : Math.round(row.bits_per_second)}`,
     ...(row.status_reason ? [`reason=${quoted(row.status_reason)}`] : []),
@@ -151,7 +169,10 @@ export function renderLines(rows: readonly StatsRow[], at: number): string {
 export function renderJson(rows: readonly StatsRow[], at: number, pretty: boolean): string {
   const body = {
     time: new Date(at).toISOString(),
-    resources: rows.map(({ counters, ...row }) => ({ ...row, packets: counters?.packets ?? null, bytes: counters?.bytes ?? null, drops: counters?.drops ?? null })),
+    resources: rows.map(({ counters, ...row }) => ({
+      ...row, packets: counters?.packets ?? null, bytes: counters?.bytes ?? null, drops: counters?.drops ?? null,
+      ...(counters?.selection ? { selection: counters.selection } : {}),
+    })),
   };
   return JSON.stringify(body, null, pretty ? 2 : undefined);
 }

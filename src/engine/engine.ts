@@ -2,6 +2,8 @@ import {
   loadAddon, type EngineStats, type EngineStatsChanges, type NativeEngine, type RingSettings, type WorkerPriority,
 } from './native.js';
 import { Collector, type CollectorOptions } from './collector.js';
+import { mergeStats, openBpf, reuseUnchanged, splitPlan, type BpfAttach, type SplitPlan } from './bpf.js';
+import type { NativeBpf } from './native.js';
 import type { HostSinkPlan, Plan, SinkPlan, TerminationPlan } from './plan.js';
 
 export interface EngineOptions {
@@ -11,6 +13,18 @@ export interface EngineOptions {
   priority?: WorkerPriority;
   /** The AF_PACKET ring of every source (default: TPACKET_V3, 16 blocks of 128 KiB, block timeout by source count). */
   ring?: RingSettings;
+  /**
+   * 'packet' (the default): AF_PACKET rings and worker threads. 'bpf': tc
+   * programs copy frames in the kernel (bpf_clone_redirect) for every rule
+   * they can serve — a port sink in the source's namespace — and the rest
+   * runs on AF_PACKET, each rule's stats saying which path and why
+   * (docs/engine.md, "The bpf data path"). The constructor throws when BPF
+   * cannot be used here (no privileges, no BPF in the kernel). 'auto': bpf
+   * where it can run, else packet, with the reason in `datapathFallback`.
+   */
+  datapath?: 'packet' | 'bpf' | 'auto';
+  /** The bpf data path's attachment: tcx links where the kernel has them (default 'auto'), or force one kind. */
+  bpfAttach?: BpfAttach;
 }
 
 /** A tunnel from peer agents into a local tap service (Plan.terminations), as it runs. */
@@ -56,7 +70,16 @@ const TERMINATION_RETRY_MS = 1000;
  */
 export class Engine {
   private readonly native: NativeEngine;
+  /** The kernel data path, with datapath 'bpf'. */
+  private readonly bpf: NativeBpf | undefined;
+  /** The last plan and how it was split between the two data paths (datapath 'bpf'). */
+  private split: { plan: Plan; split: SplitPlan } | undefined;
+  private lastMerged: EngineStats | undefined;
   private closed = false;
+  /** The data path this engine runs: 'bpf' (with AF_PACKET for what the kernel cannot serve) or 'packet'. */
+  readonly datapath: 'packet' | 'bpf';
+  /** With datapath 'auto' on a host where BPF cannot run: why this engine runs 'packet'. */
+  readonly datapathFallback: string | undefined;
   private applying: Promise<void> = Promise.resolve();
   /** Sinks of the last plan that are tap services on other hosts and cannot run: their reason. */
   private remoteSinks = new Map<string, string>();
@@ -73,6 +96,23 @@ export class Engine {
 
   /** Throws a TypeError for invalid options, an Error when the engine cannot start (no descriptors or threads left). */
   constructor(options: EngineOptions = {}) {
+    if (options.datapath !== undefined && !['packet', 'bpf', 'auto'].includes(options.datapath)) {
+      throw new TypeError(`the engine option 'datapath' must be packet, bpf or auto, not '${String(options.datapath)}'`);
+    }
+    // First: a host without BPF fails here, before any thread starts.
+    let fallback: string | undefined;
+    if (options.datapath === 'auto') {
+      try {
+        this.bpf = openBpf(options.bpfAttach);
+      } catch (error) {
+        if (error instanceof TypeError) throw error;
+        fallback = (error as Error).message;
+      }
+    } else {
+      this.bpf = options.datapath === 'bpf' ? openBpf(options.bpfAttach) : undefined;
+    }
+    this.datapath = this.bpf ? 'bpf' : 'packet';
+    this.datapathFallback = fallback;
     this.native = new (loadAddon().NativeEngine)({
       workers: options.workers ?? 1,
       priority: options.priority ?? 'high',
@@ -90,8 +130,22 @@ export class Engine {
   async apply(plan: Plan): Promise<DataPathEngineStats> {
     if (this.closed) throw new Error('the engine is closed');
     const { terminations = [], ...rest } = plan;
-    const nativePlan: Plan = { ...rest, sinks: plan.sinks.map(tunnelToPeer) };
-    const run = this.applying.then(() => this.native.apply(nativePlan));
+    let nativePlan: Plan = { ...rest, sinks: plan.sinks.map(tunnelToPeer) };
+    const bpf = this.bpf;
+    let run: Promise<void>;
+    if (bpf) {
+      // The same plan, another backend: the kernel takes what it can serve.
+      const split = splitPlan(nativePlan);
+      nativePlan = split.packet;
+      const packetPlan = nativePlan;
+      run = this.applying.then(async () => {
+        await bpf.apply(split.bpf);
+        await this.native.apply(packetPlan);
+        this.split = { plan: { ...rest, sinks: plan.sinks.map(tunnelToPeer) }, split };
+      });
+    } else {
+      run = this.applying.then(() => this.native.apply(nativePlan));
+    }
     this.applying = run.catch(() => undefined);
     await run;
     this.remoteSinks = new Map(nativePlan.sinks.flatMap((sink) => (sink.kind === 'host' ? [[sink.id, unreachableReason(sink)] as const] : [])));
@@ -110,13 +164,21 @@ export class Engine {
    * engine costs next to nothing to read. Do not modify what it returns.
    */
   stats(): DataPathEngineStats {
-    const native = this.explained(this.readNative());
+    const native = this.withBpf(this.explained(this.readNative()));
     const terminations = this.terminationStats();
     const last = this.lastStats;
     if (last && native.sources === last.sources && native.sinks === last.sinks && native.rules === last.rules
       && native.interfaces === last.interfaces && terminations === last.terminations) return last;
     this.lastStats = { ...native, terminations };
     return this.lastStats;
+  }
+
+  /** With datapath 'bpf': the kernel path's counters merged in, unchanged entries kept as the same objects. */
+  private withBpf(packet: EngineStats): EngineStats {
+    if (!this.bpf || !this.split) return packet;
+    const merged = mergeStats(this.split.plan, this.split.split, packet, this.bpf.stats());
+    this.lastMerged = reuseUnchanged(merged, this.lastMerged);
+    return this.lastMerged;
   }
 
   /** The native stats, converted only where they changed since the last read. */
@@ -260,6 +322,8 @@ export class Engine {
       this.closed = true;
       await this.applying;
       this.native.close();
+      // Detaches every tc program: nothing of tapas stays on the interfaces.
+      this.bpf?.close();
       for (const running of this.terminations.values()) running.collector?.close();
     }
     return this.stats();
@@ -277,6 +341,15 @@ function unreachableReason(sink: HostSinkPlan): string {
     return `the tap service's port is on host ${sink.host}, whose underlay address is not known (its agent has not registered yet)`;
   }
   return `the tap service's port is on host ${sink.host}, and this data path has no tunnel to other hosts`;
+}
+
+/**
+ * Compiles a pcap-filter expression as the engine will (libpcap, Ethernet
+ * frames): null when it compiles, else libpcap's message (pcap_geterr). The
+ * API checks a tap flow's or tap mirror's `filter` with it.
+ */
+export function compileFilter(expression: string): string | null {
+  return loadAddon().compileFilter(expression);
 }
 
 export { WORKER_PRIORITIES } from './native.js';

@@ -39,6 +39,14 @@ export interface SourceStats extends EndpointHealth {
   truncated: number;
   /** AF_PACKET only; absent for a source the plan check refused. */
   packet?: PacketSourceStats;
+  /** The bpf data path only (EngineOptions.datapath 'bpf'): how its tc programs are attached. */
+  bpf?: BpfSourceStats;
+}
+
+/** A source whose rules all run on the bpf data path: packets and bytes are what its hooks saw. */
+export interface BpfSourceStats {
+  /** 'tcx': tcx links; 'tc': cls_bpf filters on a clsact qdisc; '' while not attached. */
+  attach: '' | 'tcx' | 'tc';
 }
 
 export interface SinkStats extends EndpointHealth {
@@ -68,8 +76,21 @@ export interface RuleStats extends EndpointHealth {
   bytes: number;
   /** Frames larger than the sink's MTU allows: dropped and counted. */
   oversize: number;
-  /** Frames matched while the sink was failed. */
+  /** Frames matched while the sink was failed; on the bpf data path, copies the kernel could not make or send. */
   unavailable: number;
+  /** Frames of the rule's direction and VLANs its filter expression took out. */
+  filtered: number;
+  /** Frames that passed the filter and were not the 1 in sampleRate. */
+  sampledOut: number;
+  /** Copies sent cut to snaplen (counted in packets too). */
+  truncated: number;
+  /**
+   * With EngineOptions.datapath 'bpf' only: which data path runs the rule,
+   * and, for 'packet', why not the kernel's (a tunnel sink, a sink in another
+   * network namespace, more VLAN ranges than the program holds).
+   */
+  datapath?: 'bpf' | 'packet';
+  datapathReason?: string;
 }
 
 /**
@@ -283,7 +304,31 @@ export interface NativeCollector {
   close(): void;
 }
 
+/** The bpf data path's loader (native/bpf_loader.h): the plan's part it runs, already resolved. */
+export interface NativeBpfPlan {
+  sources: Array<{ id: string; ifname: string; netns?: string }>;
+  rules: Array<{
+    id: string; sourceId: string; sinkIfname: string; sinkNetns?: string; direction: 'IN' | 'OUT' | 'BOTH'; vlans?: Array<[number, number]>;
+  }>;
+}
+
+export interface NativeBpfStats {
+  sources: Array<{ id: string; ok: boolean; reason?: string; attach?: 'tcx' | 'tc'; packets: number; bytes: number }>;
+  rules: Array<{ id: string; ok: boolean; reason?: string; packets: number; bytes: number; errors: number; oversize: number }>;
+}
+
+export interface NativeBpf {
+  /** Attaches, detaches and fills the rules map off the JavaScript thread. */
+  apply(plan: NativeBpfPlan): Promise<void>;
+  /** Per-CPU counters summed; after close, the final ones. */
+  stats(): NativeBpfStats;
+  /** Detaches every program (tcx links closed, cls_bpf filters deleted) and unloads them. */
+  close(): void;
+}
+
 export interface NativeAddon {
+  /** Loads the tc programs at once; throws why BPF cannot be used (no privileges, no BPF in the kernel). */
+  NativeBpf: new (options: { objectPath: string; attach?: 'auto' | 'tcx' | 'tc' }) => NativeBpf;
   /**
    * Throws a TypeError for invalid options, and an Error when the engine
    * cannot start ("cannot start the engine: epoll_create1: Too many open files").
@@ -302,6 +347,8 @@ export interface NativeAddon {
   parseTunnelPacket(packet: Buffer, options?: { ipv4?: boolean; vxlan?: boolean }): DecodedTunnelPacket | { error: string };
   /** OpenStack's ERSPAN index for a tunnel id: its decimal digits read as hex (102 -> 0x102). */
   erspanIndexFor(tunnelId: number): number;
+  /** Compiles a pcap-filter expression as the engine will (libpcap, Ethernet): null, or libpcap's message. */
+  compileFilter(expression: string): string | null;
 }
 
 function findAddon(): string {
@@ -315,6 +362,11 @@ function findAddon(): string {
 }
 
 let addon: NativeAddon | undefined;
+
+/** The tc programs, compiled by clang next to the addon (binding.gyp's mirror_bpf action). */
+export function bpfObjectPath(): string {
+  return join(dirname(findAddon()), 'mirror.bpf.o');
+}
 
 export function loadAddon(): NativeAddon {
   addon ??= createRequire(import.meta.url)(findAddon()) as NativeAddon;

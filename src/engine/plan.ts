@@ -168,6 +168,16 @@ export interface RulePlan {
   direction: Direction;
   /** Inclusive VLAN id ranges; omitted or empty: every frame. Untagged frames never match a filter. */
   vlans?: Array<[number, number]>;
+  /**
+   * Then, in this order (docs/engine.md): a pcap-filter expression (tcpdump
+   * syntax) the frame as it was on the wire, VLAN tag included, must match
+   * (a rule whose filter libpcap does not compile is refused, with its
+   * message); one frame in `sampleRate` (deterministic: the first of every
+   * N, per rule); and only the first `snaplen` bytes (64-262144) are sent.
+   */
+  filter?: string;
+  sampleRate?: number;
+  snaplen?: number;
 }
 
 /** A port whose state the control plane wants to know, mirrored or not (see InterfaceStats). */

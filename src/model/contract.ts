@@ -169,6 +169,30 @@ function common(listed: ListedAt, name: CliOption = { flag: '--name <NAME>', hel
 
 const TUNNEL_ID = Type.Optional(Type.Integer());
 
+/**
+ * What of the selected traffic is sent (tapas extensions tapas-filter,
+ * tapas-snaplen, tapas-sampling; a TaaS client ignores them): a pcap-filter
+ * expression, one frame in N, the first N bytes of each frame. The same on
+ * tap flows and tap mirrors; applied per rule in this order (docs/engine.md).
+ */
+function selection() {
+  return {
+    filter: attribute({
+      schema: NullableString({ format: 'pcap-filter', maxLength: 4096 }), post: 'optional', put: true, default: null,
+      store: { column: 'packet_filter' },
+      cli: { option: { flag: '--filter <EXPRESSION>', help: 'only frames this pcap-filter expression (tcpdump syntax) matches, VLAN tag included, e.g. \'udp port 53\'', order: 60 } },
+    }),
+    snaplen: attribute({
+      schema: NullableInteger({ format: 'snaplen' }), post: 'optional', put: true, default: null, store: { column: 'snaplen' },
+      cli: { option: { flag: '--snaplen <BYTES>', help: 'send only the first BYTES of each frame (64 or more; ERSPAN sets its T bit)', order: 61 } },
+    }),
+    sample_rate: attribute({
+      schema: NullableInteger({ format: 'sample-rate' }), post: 'optional', put: true, default: null, store: { column: 'sample_rate' },
+      cli: { option: { flag: '--sample-rate <N>', help: 'send one frame in N (the first of every N the filter passes)', order: 62 } },
+    }),
+  };
+}
+
 export const CONTRACT = {
   port: {
     label: 'port',
@@ -246,6 +270,7 @@ export const CONTRACT = {
         schema: NullableString({ format: 'vlan-filter', maxLength: 1024 }), post: 'optional', default: null, store: { column: 'vlan_filter' },
         cli: { option: { flag: '--vlan-filter <VLAN_FILTER>', help: 'only frames of these VLAN ids, e.g. 1-5,9,18-27' } },
       }),
+      ...selection(),
     },
   },
   tap_mirror: {
@@ -294,6 +319,7 @@ export const CONTRACT = {
         schema: NullableInteger({ format: 'udp-port' }), post: 'optional', default: null, store: { column: 'udp_port' },
         cli: { heading: 'UDP Port', option: { flag: '--udp-port <PORT>', help: 'vxlan only: the collector\'s UDP port (default 4789)' } },
       }),
+      ...selection(),
     },
   },
 } as const satisfies Record<ResourceKind, ResourceContract>;

@@ -78,6 +78,30 @@ export type Format =
 const stringFormat = (reason: (value: string) => string | undefined): Format => ({ type: 'string', reason });
 const numberFormat = (reason: (value: number) => string | undefined): Format => ({ type: 'number', reason });
 
+/** A rule's snaplen: at least the headers (64 bytes), at most libpcap's MAXIMUM_SNAPLEN (native/plan.h). */
+export const MIN_SNAPLEN = 64;
+export const MAX_SNAPLEN = 262_144;
+export const MAX_SAMPLE_RATE = 0xffff_ffff;
+
+/**
+ * What compiles a pcap-filter expression: libpcap, through the native addon,
+ * in the processes that have it (the API server and the CLI set it with
+ * useFilterCompiler). It returns null, or libpcap's message. The web page has
+ * none: there only the length is checked, and the API says the rest.
+ */
+type FilterCompiler = (expression: string) => string | null;
+let filterCompiler: FilterCompiler | undefined;
+
+export function useFilterCompiler(compile: FilterCompiler): void {
+  filterCompiler = compile;
+}
+
+function pcapFilterReason(text: string): string | undefined {
+  if (text.includes('\0')) return `${showValue(text)} contains a NUL byte`;
+  const message = filterCompiler?.(text) ?? null;
+  return message === null ? undefined : `${showValue(text)} does not compile: ${message}`;
+}
+
 /** Every custom format by the name schemas give it. */
 export const FORMATS = {
   uuid: stringFormat((text) => (isUuid(text) ? undefined : `${showValue(text)} is not a valid UUID`)),
@@ -88,6 +112,11 @@ export const FORMATS = {
   'gre-key': numberFormat(tunnelIdReason('a GRE key', GRE_MAX_KEY)),
   'erspan-session-id': numberFormat(tunnelIdReason('an ERSPAN session id', ERSPAN_MAX_SESSION_ID)),
   'vxlan-vni': numberFormat(tunnelIdReason('a VXLAN VNI', VXLAN_MAX_VNI)),
+  'pcap-filter': stringFormat(pcapFilterReason),
+  snaplen: numberFormat((n) => (Number.isInteger(n) && n >= MIN_SNAPLEN && n <= MAX_SNAPLEN ? undefined
+    : `${n} is not a snaplen (${MIN_SNAPLEN} to ${MAX_SNAPLEN} bytes)`)),
+  'sample-rate': numberFormat((n) => (Number.isInteger(n) && n >= 1 && n <= MAX_SAMPLE_RATE ? undefined
+    : `${n} is not a sample rate (1 to ${MAX_SAMPLE_RATE}: one frame in N)`)),
   'udp-port': numberFormat((port) => (Number.isInteger(port) && port >= 1 && port <= 65535 ? undefined : `${port} is not a UDP port (1 to 65535)`)),
 } satisfies Record<string, Format>;
 

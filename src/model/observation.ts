@@ -49,7 +49,29 @@ export interface Counters {
   bytes: number;
   /** Frames lost or refused, by cause (oversize, unavailable, capture, send_errors, ...). */
   drops: Record<string, number>;
+  /**
+   * Tap flows and tap mirrors with a filter, sample_rate or snaplen: what
+   * those stages took out or cut (never drops); absent while all are 0.
+   */
+  selection?: Selection;
 }
+
+/** What a rule's own stages did: frames its filter took out, frames sampling skipped, copies cut to the snaplen. */
+export interface Selection {
+  filtered: number;
+  sampled_out: number;
+  truncated: number;
+}
+
+/** Two counts of what the rules' stages took out, added up. */
+export function addSelection(a: Selection | undefined, b: Selection): Selection {
+  return {
+    filtered: (a?.filtered ?? 0) + b.filtered,
+    sampled_out: (a?.sampled_out ?? 0) + b.sampled_out,
+    truncated: (a?.truncated ?? 0) + b.truncated,
+  };
+}
+
 
 /** What the data path sees of a port's interface. */
 export interface InterfaceState {

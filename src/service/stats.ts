@@ -3,7 +3,7 @@
  * host and in total, with rates: read from the agents' observations (never
  * from an engine), shown only for what the caller may see.
  */
-import type { Counters } from '../model/observation.js';
+import { addSelection, type Counters, type Selection } from '../model/observation.js';
 import type { ResourceKind, Shown } from '../model/resources.js';
 import type { RequestContext } from './context.js';
 import type { ObservationBook, StoredObservation } from './observations.js';
@@ -14,6 +14,12 @@ export interface Rated {
   packets: number | null;
   bytes: number | null;
   drops: Record<string, number>;
+  /**
+   * Tap flows and tap mirrors with a filter, sample_rate or snaplen: frames
+   * the filter took out, frames sampling skipped, copies cut to the snaplen
+   * (none of them drops); absent while nothing was.
+   */
+  selection?: Selection;
   /** Over the reporting host's last interval; null until two reports. */
   packets_per_second: number | null;
   bits_per_second: number | null;
@@ -68,6 +74,7 @@ function rated(counters: Counters | undefined, rates?: { packets_per_second: num
     packets: counters.packets,
     bytes: counters.bytes,
     drops: { ...counters.drops },
+    ...(counters.selection ? { selection: { ...counters.selection } } : {}),
     packets_per_second: rates?.packets_per_second ?? null,
     bits_per_second: rates?.bits_per_second ?? null,
   };
@@ -82,6 +89,7 @@ function total(parts: readonly Rated[]): Rated {
     sum.packets! += part.packets!;
     sum.bytes! += part.bytes!;
     for (const [cause, count] of Object.entries(part.drops)) sum.drops[cause] = (sum.drops[cause] ?? 0) + count;
+    if (part.selection) sum.selection = addSelection(sum.selection, part.selection);
     sum.packets_per_second = part.packets_per_second === null || sum.packets_per_second === null ? null : sum.packets_per_second + part.packets_per_second;
     sum.bits_per_second = part.bits_per_second === null || sum.bits_per_second === null ? null : sum.bits_per_second + part.bits_per_second;
   }

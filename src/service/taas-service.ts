@@ -27,14 +27,19 @@ import type { ObservationBook } from './observations.js';
 import { StatusView } from './status.js';
 import { findOverlappingFlow } from './topology.js';
 
+/** Updatable attributes that change what the data path runs: an update of one is a new desired state. */
+const DATA_PATH_ATTRIBUTES = new Set(['packet_filter', 'snaplen', 'sample_rate']);
+
 interface Owned {
   project_id?: string;
   tenant_id?: string;
 }
 
+/** An update's attributes as record fields (store columns: a tap flow's `filter` is `packet_filter`). */
 export interface AttributeChanges {
   name?: string;
   description?: string;
+  [column: string]: unknown;
 }
 
 export interface DeleteOutcome {
@@ -288,6 +293,8 @@ export class TaasService {
       if (Object.keys(changes).length > 0) this.store.updateAttributes(kind, resource.id, changes);
       return this.store.get(kind, resource.id)!;
     });
+    // A tap flow's or tap mirror's filter, snaplen and sample_rate change what its agent runs.
+    if (Object.keys(changes).some((name) => DATA_PATH_ATTRIBUTES.has(name))) this.options.desired.changed();
     return this.statusView().show(kind, updated);
   }
 

@@ -150,4 +150,15 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE tap_mirror_tunnels_new RENAME TO tap_mirror_tunnels;
   CREATE INDEX tap_mirrors_by_port ON tap_mirrors (port_id);
   `,
+  // 4: what of the selected traffic is sent (tapas-filter, tapas-snaplen,
+  // tapas-sampling): a pcap-filter expression, a snaplen, one in N. The
+  // attribute `filter` is stored as packet_filter (FILTER is an SQL keyword).
+  `
+  ALTER TABLE tap_flows ADD COLUMN packet_filter TEXT;
+  ALTER TABLE tap_flows ADD COLUMN snaplen INTEGER CHECK (snaplen BETWEEN 64 AND 262144);
+  ALTER TABLE tap_flows ADD COLUMN sample_rate INTEGER CHECK (sample_rate >= 1);
+  ALTER TABLE tap_mirrors ADD COLUMN packet_filter TEXT;
+  ALTER TABLE tap_mirrors ADD COLUMN snaplen INTEGER CHECK (snaplen BETWEEN 64 AND 262144);
+  ALTER TABLE tap_mirrors ADD COLUMN sample_rate INTEGER CHECK (sample_rate >= 1);
+  `,
 ];

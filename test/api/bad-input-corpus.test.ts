@@ -59,6 +59,14 @@ const BAD_FORMAT: Record<string, Json[]> = {
   netns: ['', '../etc', '/run/netns/../../proc/1/ns/net', 'ns with space', 'nś', '-x'],
   'ip-address': ['1.2.3', '300.1.2.3', 'fe80::1%eth0', 'collector.example', '', '١٩٢.٠.٢.١', '255.255.255.255', '224.0.0.1', '::', '127.0.0.1', '::1', '::ffff:127.0.0.1', 'ff02::1'],
   'vlan-filter': ['1-5,', '4095', '9-3', '0', 'ten', '', '１-５', '1,,2', `${'1,'.repeat(600)}1`],
+  // libpcap refuses them (no names that would need a DNS look-up: compiling one would ask a resolver).
+  'pcap-filter': ['udp prot 1000', 'port 70000', 'vlan 5000', '(', 'ip and', 'tcp[', 'udp\u0000port 1'],
+};
+
+/** Numbers that break a numeric format (wrong types and fractions are tried for every integer). */
+const BAD_NUMBER: Record<string, Json[]> = {
+  snaplen: [0, 63, 262_145],
+  'sample-rate': [0, 2 ** 32],
 };
 
 /** Values no attribute of the given schema accepts: wrong types, too long, lone surrogates, formats broken. */
@@ -74,6 +82,7 @@ function badValues(schema: Record<string, any>): Json[] {
   if (!types.includes('object')) values.push({ a: 1 });
   if (!types.includes('null')) values.push(null);
   if (numeric) values.push('1', 1.5, -1, 2 ** 53, 1e300);
+  if (numeric && schema.format && BAD_NUMBER[schema.format]) values.push(...BAD_NUMBER[schema.format]!);
   if (types.includes('string')) {
     values.push('\ud800', 'a\udc00b');
     if (schema.maxLength !== undefined) values.push('x'.repeat(schema.maxLength + 1));

@@ -32,6 +32,15 @@ describe('tapas mirror: usage errors', () => {
     expect(alias.stderr).toMatch(/no '\/', ':' or whitespace/);
   });
 
+  it('refuses a tunnel on the bpf data path, which sends only to local ports so far (exit 2)', async () => {
+    const result = await runCli(['mirror', '-s', 'a', '-d', 'IN', '--gre', '192.0.2.1', '--key', '1', '--datapath', 'bpf']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('--datapath bpf sends only to a local port (--to) so far: GRE tunnels need --datapath packet');
+    const other = await runCli(['mirror', '-s', 'a', '-d', 'IN', '-t', 'b', '--datapath', 'xdp']);
+    expect(other.code).toBe(2);
+    expect(other.stderr).toMatch(/Allowed choices are packet, bpf/);
+  });
+
   it('explains itself with --help', async () => {
     const result = await runCli(['mirror', '--help']);
     expect(result.code).toBe(0);
@@ -100,5 +109,54 @@ describe.skipIf(!netnsAvailable)(`tapas mirror in namespaces (${netnsSkipReason}
     expect(Date.now() - started).toBeLessThan(30_000);
     expect(result.stdout).toMatch(/^mirrored 1 packets \(60 bytes\)/);
     expect(result.stdout).toContain(`source vmh@${host}: 1 packets seen, 0 capture drops`);
+  });
+
+  it('--datapath bpf copies in the kernel: the same copies and counters, and the summary says how it attached', async () => {
+    const capture = await lab.capture(monitor, 'mon0');
+    const child = startCli(['mirror', '-s', `vmh@${host}`, '-d', 'BOTH', '-t', `monh@${host}`, '--duration', '2', '-f', 'json', '--datapath', 'bpf']);
+    const done = finished(child);
+    await stderrContains(child, 'tapas: mirroring');
+    const toVm = Array.from({ length: 5 }, (_, i) => makeFrame({ dst: VM_MAC, src: HOST_MAC, stream: 'bpfi', sequence: i }));
+    const fromVm = Array.from({ length: 5 }, (_, i) => makeFrame({ dst: HOST_MAC, src: VM_MAC, stream: 'bpfo', sequence: i, length: 200 }));
+    await lab.sendFrames(host, 'vmh', toVm);
+    await lab.sendFrames(vm, 'vm0', fromVm);
+    const result = await done;
+    const copies = testFramesOf(await capture.stop());
+    expect(result.code).toBe(0);
+    const report = JSON.parse(result.stdout);
+    expect(report.mirrored).toEqual({ packets: 10, bytes: 5 * 60 + 5 * 200 });
+    expect(report.stats.sources[0]).toMatchObject({ interface: `vmh@${host}`, ok: true, packets: 10, bpf: { attach: 'tcx' } });
+    expect(report.stats.rules[0]).toMatchObject({ ok: true, packets: 10, datapath: 'bpf' });
+    expect(copies.map((f) => f.toString('hex'))).toEqual([...toVm, ...fromVm].map((f) => f.toString('hex')));
+    // The process is gone, and with it its tcx links: no copy is made any more.
+    const after = await lab.capture(monitor, 'mon0', 'after');
+    await lab.sendFrames(vm, 'vm0', [makeFrame({ dst: HOST_MAC, src: VM_MAC, stream: 'gone', sequence: 1 })]);
+    expect(testFramesOf(await after.stop())).toEqual([]);
+  });
+
+  it('--datapath bpf without privileges says so (exit 1)', async () => {
+    const result = await runCli(['mirror', '-s', 'lo', '-d', 'IN', '-t', 'lo2', '--datapath', 'bpf'], {
+      prefix: ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all'],
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/the bpf data path cannot run here: .*needs root: CAP_BPF and CAP_NET_ADMIN/);
+  });
+
+  it('--datapath auto falls back to packet where bpf cannot run, and says why', async () => {
+    // Inside the host namespace, without CAP_BPF and CAP_SYS_ADMIN (which also allows bpf()) but with
+    // CAP_NET_RAW: AF_PACKET works, BPF does not.
+    const result = await runCli(['mirror', '-s', 'vmh', '-d', 'IN', '-t', 'monh', '--duration', '1', '-f', 'json', '--datapath', 'auto'], {
+      prefix: ['ip', 'netns', 'exec', host, 'setpriv', '--bounding-set=-sys_admin,-bpf,-perfmon'],
+    });
+    expect(result.stderr).toMatch(/tapas: using the packet data path: the bpf data path cannot run here: .*Operation not permitted/);
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout).stats.sources[0]).toMatchObject({ ok: true, packet: expect.any(Object) });
+  });
+
+  it('--datapath auto runs bpf where it can', async () => {
+    const result = await runCli(['mirror', '-s', `vmh@${host}`, '-d', 'IN', '-t', `monh@${host}`, '--duration', '1', '-f', 'json', '--datapath', 'auto']);
+    expect(result.code).toBe(0);
+    expect(result.stderr).not.toMatch(/using the packet data path/);
+    expect(JSON.parse(result.stdout).stats.sources[0]).toMatchObject({ ok: true, bpf: { attach: 'tcx' } });
   });
 });

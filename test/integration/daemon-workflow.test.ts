@@ -1,3 +1,5 @@
+import { readdirSync, readFileSync } from 'node:fs';
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { DaemonProcess, until, type ApiClient } from '../api/daemon-process.js';
@@ -7,6 +9,19 @@ import { Lab, netnsAvailable, netnsSkipReason, sleep } from '../helpers/netns.js
 const VM_MAC = '02:00:00:00:10:01';
 const HOST_MAC = '02:00:00:00:10:02';
 const TS = '/v2.0/taas/tap_services';
+
+/** The tcx links a process holds, from the kernel's account of its descriptors. */
+function tcxLinksOf(pid: number): number {
+  let links = 0;
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      if (/^link_type:\s+tcx$/m.test(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))) links += 1;
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return links;
+}
 const TF = '/v2.0/taas/tap_flows';
 
 /**
@@ -15,7 +30,11 @@ const TF = '/v2.0/taas/tap_flows';
  * the test's own. The daemon runs as the product does: its own process, its
  * own store.
  */
-describe.skipIf(!netnsAvailable)(`TaaS workflow through the daemon (${netnsSkipReason})`, () => {
+describe.skipIf(!netnsAvailable).each([
+  { datapath: 'packet', args: [] },
+  // The kernel data path under the whole workflow: plans changed by the API, ports that vanish and return.
+  { datapath: 'bpf', args: ['--datapath', 'bpf'] },
+])(`TaaS workflow through the daemon, $datapath data path (${netnsSkipReason})`, ({ datapath, args }) => {
   const lab = new Lab('dwf');
   let host: string, vm: string, monitor: string;
   let daemon: DaemonProcess;
@@ -24,7 +43,7 @@ describe.skipIf(!netnsAvailable)(`TaaS workflow through the daemon (${netnsSkipR
 
   beforeAll(async () => {
     ({ host, vm, monitor } = await lab.vmAndMonitor());
-    daemon = await DaemonProcess.start();
+    daemon = await DaemonProcess.start({ args });
     api = daemon.client();
   });
 
@@ -68,6 +87,8 @@ describe.skipIf(!netnsAvailable)(`TaaS workflow through the daemon (${netnsSkipR
     const { toVm, fromVm } = await sendTraffic('wf');
     const copies = testFramesOf(await capture.stop());
     expect(hex(copies)).toEqual(hex([...toVm, ...fromVm]));
+    // The daemon holds a tcx link per hook of the source exactly when it runs the kernel's data path.
+    expect(tcxLinksOf(daemon.child.pid!)).toBe(datapath === 'bpf' ? 2 : 0);
   });
 
   it('counts what each flow mirrored in /metrics', async () => {

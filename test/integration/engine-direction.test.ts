@@ -1,26 +1,36 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { Engine, type Plan } from '../../src/engine/engine.js';
+import { Engine, type EngineOptions, type Plan } from '../../src/engine/engine.js';
 import { makeFrame, testFramesOf } from '../helpers/frames.js';
 import { Lab, netnsAvailable, netnsSkipReason } from '../helpers/netns.js';
 
 const VM_MAC = '02:00:00:00:00:01';
 const HOST_MAC = '02:00:00:00:00:02';
 const BROADCAST = 'ff:ff:ff:ff:ff:ff';
+const MULTICAST = '01:00:5e:00:00:fb';
+
+/** Every data path runs the same table: AF_PACKET with either ring, and the kernel's tc programs. */
+const DATA_PATHS: Array<{ name: string; options: EngineOptions; ringVersion?: 2 | 3 }> = [
+  { name: 'AF_PACKET, TPACKET_V3 ring', options: { ring: { version: 3 } }, ringVersion: 3 },
+  { name: 'AF_PACKET, TPACKET_V2 ring', options: { ring: { version: 2 } }, ringVersion: 2 },
+  { name: 'bpf (tc programs, bpf_clone_redirect), tcx links', options: { datapath: 'bpf' } },
+  // The attachment of kernels without tcx (before 6.6): cls_bpf filters on a clsact qdisc.
+  { name: 'bpf, cls_bpf filters', options: { datapath: 'bpf', bpfAttach: 'tc' } },
+];
 
 /**
  * A "VM" behind a veth whose host side (vmh) is the source port, and a
  * "monitor" behind the tap service port (monh). Both host sides live in a
  * host namespace of the test's own.
  */
-describe.skipIf(!netnsAvailable).each([3, 2] as const)(`TaaS direction semantics, TPACKET_V%i ring (${netnsSkipReason})`, (ringVersion) => {
+describe.skipIf(!netnsAvailable).each(DATA_PATHS)(`TaaS direction semantics, $name (${netnsSkipReason})`, ({ options, ringVersion }) => {
   const lab = new Lab('dir');
   let host: string, vm: string, monitor: string;
   let engine: Engine;
 
   beforeAll(async () => {
     ({ host, vm, monitor } = await lab.vmAndMonitor());
-    engine = new Engine({ ring: { version: ringVersion } });
+    engine = new Engine(options);
   });
 
   afterAll(async () => {
@@ -43,12 +53,14 @@ describe.skipIf(!netnsAvailable).each([3, 2] as const)(`TaaS direction semantics
       makeFrame({ dst: BROADCAST, src: HOST_MAC, stream: `${stream}-i`, sequence: 2 }),
       makeFrame({ dst: VM_MAC, src: HOST_MAC, stream: `${stream}-i`, sequence: 3, length: 1000 }),
       makeFrame({ dst: VM_MAC, src: HOST_MAC, stream: `${stream}-i`, sequence: 4, length: 1514 }),
+      makeFrame({ dst: MULTICAST, src: HOST_MAC, stream: `${stream}-i`, sequence: 5 }),
     ];
     const fromVm = [
       makeFrame({ dst: HOST_MAC, src: VM_MAC, stream: `${stream}-o`, sequence: 1 }),
       makeFrame({ dst: BROADCAST, src: VM_MAC, stream: `${stream}-o`, sequence: 2 }),
       makeFrame({ dst: HOST_MAC, src: VM_MAC, stream: `${stream}-o`, sequence: 3, length: 700 }),
       makeFrame({ dst: HOST_MAC, src: VM_MAC, stream: `${stream}-o`, sequence: 4, length: 1514 }),
+      makeFrame({ dst: MULTICAST, src: VM_MAC, stream: `${stream}-o`, sequence: 5 }),
     ];
     return { toVm, fromVm };
   }
@@ -63,7 +75,7 @@ describe.skipIf(!netnsAvailable).each([3, 2] as const)(`TaaS direction semantics
     return { toVm, fromVm, copies };
   }
 
-  it('IN mirrors exactly the frames sent to the VM, broadcast included, byte for byte and in order', async () => {
+  it('IN mirrors exactly the frames sent to the VM, broadcast and multicast included, byte for byte and in order', async () => {
     const { toVm, copies } = await mirrorAndCapture('IN');
     expect(copies.map((f) => f.toString('hex'))).toEqual(toVm.map((f) => f.toString('hex')));
   });
@@ -89,6 +101,13 @@ describe.skipIf(!netnsAvailable).each([3, 2] as const)(`TaaS direction semantics
     expect(rule(after).bytes - rule(before).bytes).toBe(sent.reduce((n, f) => n + f.length, 0));
     expect(sink(after).packets - sink(before).packets).toBe(sent.length);
     expect(sink(after).errors).toBe(0);
-    expect(after.sources[0]).toMatchObject({ id: 'vm', ok: true, captureDrops: 0, packet: { blockTimeoutMs: ringVersion === 2 ? 0 : 1 } });
+    if (ringVersion === undefined) {
+      // The kernel path: the source's hooks saw exactly these frames, and the rule says it runs there.
+      expect(after.sources[0]).toMatchObject({ id: 'vm', ok: true, captureDrops: 0, bpf: { attach: options.bpfAttach ?? 'tcx' } });
+      expect(after.sources[0]!.packets - before.sources[0]!.packets).toBe(sent.length);
+      expect(rule(after)).toMatchObject({ ok: true, datapath: 'bpf', unavailable: 0 });
+    } else {
+      expect(after.sources[0]).toMatchObject({ id: 'vm', ok: true, captureDrops: 0, packet: { blockTimeoutMs: ringVersion === 2 ? 0 : 1 } });
+    }
   });
 });

@@ -24,8 +24,9 @@ describe.skipIf(!netnsAvailable)(`oversize frames and several workers (${netnsSk
 
   afterAll(() => lab.cleanup());
 
-  it('a frame larger than the destination MTU is dropped and counted as oversize, never sent', async () => {
-    const engine = new Engine();
+  // On both data paths: the kernel's program asks bpf_check_mtu before it clones.
+  it.each([{ datapath: 'packet' as const }, { datapath: 'bpf' as const }])('a frame larger than the destination MTU is dropped and counted as oversize, never sent ($datapath)', async ({ datapath }) => {
+    const engine = new Engine({ datapath });
     try {
       await engine.apply(plan());
       const capture = await lab.capture(monitor, 'mon0');

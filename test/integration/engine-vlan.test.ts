@@ -1,20 +1,31 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { Engine, type Plan } from '../../src/engine/engine.js';
+import { Engine, type EngineOptions, type Plan } from '../../src/engine/engine.js';
 import { makeFrame, parseTestFrame, testFramesOf } from '../helpers/frames.js';
 import { Lab, netnsAvailable, netnsSkipReason } from '../helpers/netns.js';
 
 const VM_MAC = '02:00:00:00:01:01';
 const HOST_MAC = '02:00:00:00:01:02';
 
-describe.skipIf(!netnsAvailable).each([3, 2] as const)(`VLAN-tagged frames, TPACKET_V%i ring (${netnsSkipReason})`, (ringVersion) => {
+/**
+ * Every data path: AF_PACKET with either ring, and the kernel's tc programs
+ * (which read the tag from skb metadata on the source's ingress and from the
+ * frame on its egress, and whose clones keep it).
+ */
+const DATA_PATHS: Array<{ name: string; options: EngineOptions }> = [
+  { name: 'AF_PACKET, TPACKET_V3 ring', options: { ring: { version: 3 } } },
+  { name: 'AF_PACKET, TPACKET_V2 ring', options: { ring: { version: 2 } } },
+  { name: 'bpf (tc programs)', options: { datapath: 'bpf' } },
+];
+
+describe.skipIf(!netnsAvailable).each(DATA_PATHS)(`VLAN-tagged frames, $name (${netnsSkipReason})`, ({ options }) => {
   const lab = new Lab('vlan');
   let host: string, vm: string, monitor: string;
   let engine: Engine;
 
   beforeAll(async () => {
     ({ host, vm, monitor } = await lab.vmAndMonitor());
-    engine = new Engine({ ring: { version: ringVersion } });
+    engine = new Engine(options);
   });
 
   afterAll(async () => {
@@ -51,6 +62,9 @@ describe.skipIf(!netnsAvailable).each([3, 2] as const)(`VLAN-tagged frames, TPAC
     const { sent, copies } = await run();
     expect(copies.map((f) => f.toString('hex'))).toEqual(sent.map((f) => f.toString('hex')));
     expect(copies.filter((f) => parseTestFrame(f)?.vlan !== undefined)).toHaveLength(12);
+    // The bytes counted are the bytes on the wire, tags included, on every data path.
+    const rule = engine.stats().rules.find((r) => r.id === 'flow')!;
+    expect(rule.bytes).toBe(sent.reduce((n, f) => n + f.length, 0));
   });
 
   it('a vlan_filter selects exactly the listed VLANs; untagged frames do not match', async () => {

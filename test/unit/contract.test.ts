@@ -55,8 +55,9 @@ describe('the contract', () => {
     expect(ATTRIBUTES).toEqual({
       port: [...common, 'mac_address', 'admin_state_up', 'binding:host_id', 'binding:profile'],
       tap_service: [...common, 'port_id'],
-      tap_flow: [...common, 'tap_service_id', 'source_port', 'direction', 'vlan_filter'],
-      tap_mirror: [...common, 'port_id', 'directions', 'remote_ip', 'mirror_type', 'udp_port'],
+      // tapas-filter, tapas-snaplen, tapas-sampling after TaaS's own.
+      tap_flow: [...common, 'tap_service_id', 'source_port', 'direction', 'vlan_filter', 'filter', 'snaplen', 'sample_rate'],
+      tap_mirror: [...common, 'port_id', 'directions', 'remote_ip', 'mirror_type', 'udp_port', 'filter', 'snaplen', 'sample_rate'],
     });
   });
 

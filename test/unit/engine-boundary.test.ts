@@ -83,6 +83,9 @@ describe('no C++ exception ends the process', () => {
     catch (error) { out.push('engine: ' + error.constructor.name + ': ' + error.message); }
     try { new addon.NativeCollector({ pcapPath: '/dev/null' }); out.push('collector: started'); }
     catch (error) { out.push('collector: ' + error.constructor.name + ': ' + error.message); }
+    // The bpf loader: libbpf cannot open the object (or the kernel cannot make a map) without descriptors.
+    try { new addon.NativeBpf({ objectPath: require('path').join(require('path').dirname(process.argv[1]), 'mirror.bpf.o') }); out.push('bpf: started'); }
+    catch (error) { out.push('bpf: ' + error.constructor.name + ': ' + error.message); }
     engine.apply({ sources: [{ id: 's', ifname: 'lo' }], sinks: [], rules: [], interfaces: [{ id: 'i', ifname: 'lo' }] })
       .then(() => {
         const stats = engine.stats();
@@ -101,7 +104,8 @@ describe('no C++ exception ends the process', () => {
     expect(lines[0]).toBe('filled: EMFILE');
     expect(lines[1]).toMatch(/^engine: Error: cannot start the engine: (epoll_create1|eventfd): Too many open files$/);
     expect(lines[2]).toMatch(/^collector: Error: .*Too many open files/);
-    expect(lines[3]).toMatch(/^source: .*(Too many open files|CAP_NET_RAW)/);
-    expect(lines[4]).toMatch(/^interface: cannot open a socket: Too many open files$/);
+    expect(lines[3]).toMatch(/^bpf: Error: cannot (open|load) the bpf program.*Too many open files/);
+    expect(lines[4]).toMatch(/^source: .*(Too many open files|CAP_NET_RAW)/);
+    expect(lines[5]).toMatch(/^interface: cannot open a socket: Too many open files$/);
   });
 });

@@ -38,6 +38,24 @@ describe('buildPlan', () => {
     expect(plan.interfaces).toEqual([{ id: 'mon', ifname: 'monh', netns: 'hostns' }, { id: 'vm', ifname: 'vmh', netns: 'hostns' }]);
   });
 
+  it('puts a flow\'s and a mirror\'s filter, sample_rate and snaplen on their rules (null and sample_rate 1: left out)', () => {
+    const flows = [
+      { ...base, id: 'f', tap_service_id: 'ts', source_port: 'vm', direction: 'BOTH', vlan_filter: null, packet_filter: 'udp port 53', snaplen: 96, sample_rate: 10 },
+      { ...base, id: 'g', tap_service_id: 'ts', source_port: 'vm', direction: 'IN', vlan_filter: null, packet_filter: null, snaplen: null, sample_rate: 1 },
+    ] as TapFlow[];
+    const mirrors = [{
+      ...base, id: 'm', port_id: 'vm', directions: { IN: 5, OUT: 6 }, remote_ip: '192.0.2.1', mirror_type: 'erspanv1', udp_port: null,
+      packet_filter: 'tcp', snaplen: 128, sample_rate: null,
+    }] as TapMirror[];
+    const plan = buildPlan(snapshot({ tapFlows: flows, tapMirrors: mirrors }), 'h');
+    expect(plan.rules).toEqual([
+      { id: 'f', sourceId: 'vm', sinkId: 'ts', direction: 'BOTH', filter: 'udp port 53', sampleRate: 10, snaplen: 96 },
+      { id: 'g', sourceId: 'vm', sinkId: 'ts', direction: 'IN' },
+      { id: 'm/IN', sourceId: 'vm', sinkId: 'm/IN', direction: 'IN', filter: 'tcp', snaplen: 128 },
+      { id: 'm/OUT', sourceId: 'vm', sinkId: 'm/OUT', direction: 'OUT', filter: 'tcp', snaplen: 128 },
+    ]);
+  });
+
   it('makes GRE mirrors GRE sinks keyed by the tunnel id', () => {
     const mirrors: TapMirror[] = [{ ...base, id: 'g', port_id: 'vm', directions: { OUT: 7 }, remote_ip: '2001:db8::1', mirror_type: 'gre' }];
     const plan = buildPlan(snapshot({ tapMirrors: mirrors, tapFlows: [] }), 'h');
@@ -109,6 +127,19 @@ describe('observe', () => {
     expect(seen.get('vm')).toMatchObject({ interface: { mac: '02:00:00:00:00:01', mtu: 1500 }, counters: { packets: 10, drops: { capture: 2 } } });
     expect(seen.get('f-in')!.counters).toEqual({ packets: 3, bytes: 300, drops: { oversize: 1, unavailable: 0 } });
     expect(seen.get('tm')).toMatchObject({ counters: { packets: 6, bytes: 600, drops: { oversize: 2 } }, parts: { IN: { packets: 3 }, OUT: { packets: 3 } } });
+  });
+
+  it('carries what the rules\' stages took as counters.selection, summed over a mirror\'s directions; absent while all are 0', () => {
+    const stats: DataPathStats = {
+      ...healthy,
+      rules: healthy.rules.map((rule, i) => ({ ...rule, filtered: i === 1 ? 0 : 4, sampledOut: i === 1 ? 0 : 5, truncated: i === 1 ? 0 : 2 })),
+    };
+    const seen = byId(observe(snapshot(), 'h', stats));
+    expect(seen.get('f-in')!.counters).toEqual({ packets: 3, bytes: 300, drops: { oversize: 1, unavailable: 0 }, selection: { filtered: 4, sampled_out: 5, truncated: 2 } });
+    expect(seen.get('f-out')!.counters!.selection).toBeUndefined();
+    expect(seen.get('tm')).toMatchObject({
+      counters: { selection: { filtered: 8, sampled_out: 10, truncated: 4 } }, parts: { IN: { selection: { filtered: 4 } } },
+    });
   });
 
   it('reports ERROR with the engine\'s reason, naming the port and interface', () => {

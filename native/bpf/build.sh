@@ -1,0 +1,9 @@
+#!/bin/sh
+# Compiles the tc program for the kernel's BPF virtual machine (binding.gyp
+# runs this as an action; the object is loaded at run time by libbpf).
+# Usage: build.sh OUTPUT.o
+set -eu
+here=$(dirname "$0")
+# Debian keeps asm/types.h under the multiarch directory, which -target bpf does not search.
+exec clang -target bpf -O2 -g -Wall -Werror -I"/usr/include/$(gcc -print-multiarch)" \
+  -c "$here/mirror.bpf.c" -o "$1"

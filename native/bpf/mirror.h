@@ -1,0 +1,65 @@
+// Shared between the tc program (mirror.bpf.c) and its loader
+// (bpf_loader.cc): the layout of the maps. Plain C, fixed-width types only.
+#pragma once
+
+#ifndef __BPF__
+#include <stdint.h>
+typedef uint8_t tapas_u8;
+typedef uint16_t tapas_u16;
+typedef uint32_t tapas_u32;
+typedef uint64_t tapas_u64;
+#else
+typedef __u8 tapas_u8;
+typedef __u16 tapas_u16;
+typedef __u32 tapas_u32;
+typedef __u64 tapas_u64;
+#endif
+
+// Rules of one source and direction the program can hold; a source with more
+// runs the rest on the AF_PACKET path.
+#define TAPAS_BPF_MAX_TARGETS 8
+// VLAN ranges of one rule; a rule with more runs on the AF_PACKET path.
+#define TAPAS_BPF_MAX_VLAN_RANGES 4
+// Counter slots (sources' hooks and rules share them).
+#define TAPAS_BPF_MAX_SLOTS 16384
+// Entries of the rules map: sources x 2 directions.
+#define TAPAS_BPF_MAX_HOOKS 8192
+
+// Directions from the workload's point of view: the ingress hook of its port
+// sees what it sends (OUT), the egress hook what it is sent (IN).
+#define TAPAS_BPF_DIR_IN 0
+#define TAPAS_BPF_DIR_OUT 1
+
+// The key of the rules map: which hook of which interface. An ifindex is only
+// unique within a network namespace, so each namespace gets its own copy of
+// the programs and of this map (the counters map is one, shared). The
+// namespace cannot come from bpf_get_netns_cookie: for a tc program it is the
+// namespace of the skb's socket, and the kernel sends ICMP replies and TCP
+// resets from per-CPU sockets of the initial namespace.
+struct tapas_hook_key {
+  tapas_u32 ifindex;
+  tapas_u32 direction;
+};
+
+struct tapas_target {
+  tapas_u32 ifindex;  // the tap service port, in the source's namespace
+  tapas_u32 slot;     // its counters
+  tapas_u16 vlan_ranges;  // 0: every frame; else frames of these VLAN ids only
+  tapas_u16 pad[3];
+  tapas_u16 vlan_lo[TAPAS_BPF_MAX_VLAN_RANGES];
+  tapas_u16 vlan_hi[TAPAS_BPF_MAX_VLAN_RANGES];
+};
+
+struct tapas_hook {
+  tapas_u32 slot;     // the hook's own counters: every frame it saw
+  tapas_u32 targets;  // entries of target[] in use
+  struct tapas_target target[TAPAS_BPF_MAX_TARGETS];
+};
+
+// Per-CPU, per slot: summed by the loader, never reset while the slot is in use.
+struct tapas_counters {
+  tapas_u64 packets;
+  tapas_u64 bytes;
+  tapas_u64 errors;  // bpf_clone_redirect failed: the copy is lost, the frame goes on
+  tapas_u64 oversize;  // larger than the tap service port's MTU: not copied
+};
