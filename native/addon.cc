@@ -10,6 +10,8 @@
 #include <stdexcept>
 
 #include "bpf_loader.h"
+
+#include <arpa/inet.h>
 #include "collector.h"
 #include "encap.h"
 #include "engine.h"
@@ -772,8 +774,16 @@ class NativeBpf : public Napi::ObjectWrap<NativeBpf> {
       bpf::RuleSpec rule;
       rule.id = item.string("id");
       rule.source_id = item.string("sourceId");
-      rule.sink_ifname = item.interface_name("sinkIfname");
       rule.sink_netns = item.netns("sinkNetns");
+      if (item.has("greRemote")) {
+        // A GRE tunnel (key) written by the kernel path: IPv4 collectors only.
+        rule.gre_remote = item.string("greRemote");
+        rule.gre_key = item.integer("greKey", 0, 0xffffffffu);
+        in_addr address{};
+        if (inet_pton(AF_INET, rule.gre_remote.c_str(), &address) != 1) throw item.error("greRemote", "must be an IPv4 address");
+      } else {
+        rule.sink_ifname = item.interface_name("sinkIfname");
+      }
       const Direction direction = to_direction(item);
       rule.in = direction != Direction::Out;
       rule.out = direction != Direction::In;

@@ -3,7 +3,15 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/if_link.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/veth.h>
 #include <net/if.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -51,6 +59,139 @@ std::string hook_key_bytes(int ifindex, uint32_t direction) {
   return std::string(reinterpret_cast<const char*>(&key), sizeof key);
 }
 
+
+// rtnetlink on the calling thread's namespace: one request, its ack.
+struct NlRequest {
+  char buffer[512]{};
+  nlmsghdr* header() { return reinterpret_cast<nlmsghdr*>(buffer); }
+  rtattr* put(int type, const void* data, size_t length) {
+    auto* attr = reinterpret_cast<rtattr*>(buffer + NLMSG_ALIGN(header()->nlmsg_len));
+    attr->rta_type = static_cast<unsigned short>(type);
+    attr->rta_len = static_cast<unsigned short>(RTA_LENGTH(length));
+    if (length != 0) std::memcpy(RTA_DATA(attr), data, length);
+    header()->nlmsg_len = NLMSG_ALIGN(header()->nlmsg_len) + RTA_ALIGN(attr->rta_len);
+    return attr;
+  }
+  void end(rtattr* nest) { nest->rta_len = static_cast<unsigned short>(buffer + header()->nlmsg_len - reinterpret_cast<char*>(nest)); }
+};
+
+int netlink_call(NlRequest& request) {
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0) return -errno;
+  request.header()->nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  int result = -EIO;
+  if (sendto(fd, request.buffer, request.header()->nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) >= 0) {
+    char reply[4096];
+    ssize_t n = recv(fd, reply, sizeof reply, 0);
+    auto* header = reinterpret_cast<nlmsghdr*>(reply);
+    if (n >= static_cast<ssize_t>(sizeof(nlmsghdr) + sizeof(nlmsgerr)) && header->nlmsg_type == NLMSG_ERROR) {
+      result = reinterpret_cast<nlmsgerr*>(NLMSG_DATA(header))->error;
+    }
+  } else {
+    result = -errno;
+  }
+  ::close(fd);
+  return result;
+}
+
+// A veth pair a <-> b, down, in the thread's namespace.
+int create_veth(const std::string& a, const std::string& b) {
+  NlRequest r;
+  r.header()->nlmsg_len = NLMSG_LENGTH(sizeof(ifinfomsg));
+  r.header()->nlmsg_type = RTM_NEWLINK;
+  r.header()->nlmsg_flags = NLM_F_CREATE | NLM_F_EXCL;
+  uint32_t mtu = 65000;  // the clone, headers added, must pass b's MTU check
+  r.put(IFLA_IFNAME, a.c_str(), a.size() + 1);
+  r.put(IFLA_MTU, &mtu, sizeof mtu);
+  rtattr* info = r.put(IFLA_LINKINFO, nullptr, 0);
+  r.put(IFLA_INFO_KIND, "veth", 4);
+  rtattr* data = r.put(IFLA_INFO_DATA, nullptr, 0);
+  rtattr* peer = r.put(VETH_INFO_PEER, nullptr, 0);
+  ifinfomsg peer_info{};
+  std::memcpy(r.buffer + r.header()->nlmsg_len, &peer_info, sizeof peer_info);
+  r.header()->nlmsg_len += NLMSG_ALIGN(sizeof peer_info);
+  r.put(IFLA_IFNAME, b.c_str(), b.size() + 1);
+  r.put(IFLA_MTU, &mtu, sizeof mtu);
+  r.end(peer);
+  r.end(data);
+  r.end(info);
+  return netlink_call(r);
+}
+
+int set_up(int ifindex) {
+  NlRequest r;
+  r.header()->nlmsg_len = NLMSG_LENGTH(sizeof(ifinfomsg));
+  r.header()->nlmsg_type = RTM_NEWLINK;
+  auto* info = reinterpret_cast<ifinfomsg*>(NLMSG_DATA(r.header()));
+  info->ifi_index = ifindex;
+  info->ifi_flags = IFF_UP;
+  info->ifi_change = IFF_UP;
+  return netlink_call(r);
+}
+
+int delete_link(int ifindex) {
+  NlRequest r;
+  r.header()->nlmsg_len = NLMSG_LENGTH(sizeof(ifinfomsg));
+  r.header()->nlmsg_type = RTM_DELLINK;
+  reinterpret_cast<ifinfomsg*>(NLMSG_DATA(r.header()))->ifi_index = ifindex;
+  return netlink_call(r);
+}
+
+// No IPv6 on tapas's veth ends: their own router solicitations or MLD
+// reports would otherwise be encapsulated and sent to the collector.
+bool write_sysctl(const std::string& path) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool ok = write(fd, "1", 1) == 1;
+  ::close(fd);
+  return ok;
+}
+void disable_ipv6(const std::string& ifname) { write_sysctl("/proc/sys/net/ipv6/conf/" + ifname + "/disable_ipv6"); }
+// bpf_fib_lookup from the second end's ingress answers only where that
+// interface forwards (its own setting, not the namespace's). Nothing it
+// receives reaches the stack: tapas_send redirects or drops every packet.
+bool enable_forwarding(const std::string& ifname) { return write_sysctl("/proc/sys/net/ipv4/conf/" + ifname + "/forwarding"); }
+
+// Tunnel veth ends are named tpg<pid>a<n> / tpg<pid>b<n>: those of a pid
+// that no longer runs were left by a killed tapas and are removed.
+constexpr const char* kTunnelPrefix = "tpg";
+void sweep_tunnels() {
+  struct if_nameindex* names = if_nameindex();
+  if (names == nullptr) return;
+  for (struct if_nameindex* n = names; n->if_index != 0; ++n) {
+    const char* name = n->if_name;
+    if (std::strncmp(name, kTunnelPrefix, 3) != 0) continue;
+    char* end = nullptr;
+    long pid = std::strtol(name + 3, &end, 10);
+    if (end == name + 3 || (*end != 'a' && *end != 'b') || pid <= 0) continue;
+    if (kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    delete_link(static_cast<int>(n->if_index));  // deleting one end deletes both; the other may fail
+  }
+  if_freenameindex(names);
+}
+
+// The address the namespace's routes would send from to reach remote.
+std::string local_address_for(const std::string& remote, uint32_t& local) {
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(9);
+  if (inet_pton(AF_INET, remote.c_str(), &to.sin_addr) != 1) return "not an IPv4 address: " + remote;
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return "socket: " + errno_text(errno);
+  std::string error;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
+    error = "no route to the collector " + remote + ": " + errno_text(errno);
+  } else {
+    sockaddr_in me{};
+    socklen_t length = sizeof me;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&me), &length) != 0) error = "getsockname: " + errno_text(errno);
+    local = me.sin_addr.s_addr;
+  }
+  ::close(fd);
+  return error;
+}
 }  // namespace
 
 Loader::~Loader() { close(); }
@@ -105,6 +246,11 @@ bool Loader::stale() const {
   }
   for (const Installed& r : rules_) {
     if (r.waiting) return true;  // (a rule refused with its source is not waiting)
+    if (!r.spec.gre_remote.empty()) {
+      auto t = tunnels_.find(r.spec.id);
+      if (r.reason.empty() && (t == tunnels_.end() || ifindex_in(t->second.netns, t->second.name_a) != r.target)) return true;
+      continue;
+    }
     if (r.reason.empty() && ifindex_in(r.spec.sink_netns, r.spec.sink_ifname) != r.target) return true;
   }
   return false;
@@ -141,6 +287,13 @@ std::string Loader::load(Programs& into) {
   bpf_program* out = bpf_object__find_program_by_name(object, "tapas_out");
   bpf_map* hooks = bpf_object__find_map_by_name(object, "tapas_hooks");
   if (!in || !out || !hooks) return fail("the bpf object lacks tapas's programs or maps", ENOENT);
+  bpf_program* encap = bpf_object__find_program_by_name(object, "tapas_encap");
+  bpf_program* send = bpf_object__find_program_by_name(object, "tapas_send");
+  bpf_map* tunnels = bpf_object__find_map_by_name(object, "tapas_tunnels");
+  if (!encap || !send || !tunnels) return fail("the bpf object lacks tapas's tunnel programs or maps", ENOENT);
+  into.prog_encap = bpf_program__fd(encap);
+  into.prog_send = bpf_program__fd(send);
+  into.tunnels_fd = bpf_map__fd(tunnels);
   into.object = object;
   into.prog_in = bpf_program__fd(in);
   into.prog_out = bpf_program__fd(out);
@@ -346,7 +499,16 @@ void Loader::apply_locked(const std::vector<SourceSpec>& sources, const std::vec
     } else {
       const Attached& s = source->second;
       int target = 0;
-      {
+      if (!spec.gre_remote.empty()) {
+        NetnsIdentity sink_ns = netns_identity(spec.sink_netns);
+        if (!sink_ns.ok) r.waiting = true;
+        else if (!(sink_ns == s.ns)) r.reason = "the tunnel's underlay is not in the source's network namespace";
+        else r.reason = tunnel_for(r, s.ns, target);
+        if (!r.reason.empty() && r.reason.rfind("wait:", 0) == 0) {
+          r.reason.clear();
+          r.waiting = true;
+        }
+      } else {
         NetnsScope scope(spec.sink_netns);
         // A port or namespace that is missing is the sink's trouble (its stats say so): wait for it.
         if (!scope.ok()) r.waiting = true;
@@ -354,8 +516,9 @@ void Loader::apply_locked(const std::vector<SourceSpec>& sources, const std::vec
         else if ((target = static_cast<int>(if_nametoindex(spec.sink_ifname.c_str()))) == 0) r.waiting = true;
       }
       r.target = target;
+      const bool tunnel = !spec.gre_remote.empty();
       for (const auto& [id, other] : sources_) {
-        if (r.reason.empty() && !other.attach.empty() && other.ns == s.ns && other.ifindex == target) {
+        if (!tunnel && r.reason.empty() && !other.attach.empty() && other.ns == s.ns && other.ifindex == target) {
           r.reason = "destination port '" + spec.sink_ifname + "' is also a mirrored source";
         }
       }
@@ -370,6 +533,7 @@ void Loader::apply_locked(const std::vector<SourceSpec>& sources, const std::vec
         }
         tapas_target& t = hook.target[hook.targets++];
         t.ifindex = static_cast<uint32_t>(target);
+        t.tunnel = tunnel ? 1 : 0;
         t.slot = r.slot;
         t.vlan_ranges = static_cast<uint16_t>(spec.vlans.size());
         for (size_t i = 0; i < spec.vlans.size(); ++i) {
@@ -393,6 +557,17 @@ void Loader::apply_locked(const std::vector<SourceSpec>& sources, const std::vec
     }
     programs.keys = std::move(keys);
   }
+  for (auto it = tunnels_.begin(); it != tunnels_.end();) {
+    bool used = std::any_of(installed.begin(), installed.end(), [&](const Installed& r) {
+      return r.spec.id == it->first && r.reason.empty() && !r.waiting && r.target == it->second.ifindex_a;
+    });
+    if (used) {
+      ++it;
+      continue;
+    }
+    drop_tunnel(it->second);
+    it = tunnels_.erase(it);
+  }
   // The programs of a namespace no source is attached in any more.
   std::set<NsKey> in_use;
   for (const auto& [id, s] : sources_) {
@@ -408,6 +583,91 @@ void Loader::apply_locked(const std::vector<SourceSpec>& sources, const std::vec
   }
   for (const auto& [id, slot] : old_slots) free_slot(slot);
   rules_ = std::move(installed);
+}
+
+// The rule's veth pair in the source's namespace: kept while its namespace,
+// collector, key and interfaces stay the same, else made anew. Returns ""
+// (ifindex: the end the clone goes to), "wait: ..." when it is worth trying
+// again, or why the rule cannot run.
+std::string Loader::tunnel_for(const Installed& rule, const NetnsIdentity& ns, int& ifindex) {
+  auto found = tunnels_.find(rule.spec.id);
+  if (found != tunnels_.end()) {
+    Tunnel& t = found->second;
+    if (t.ns == ns && t.netns == rule.spec.sink_netns && t.remote == rule.spec.gre_remote && t.key == rule.spec.gre_key &&
+        t.slot == rule.slot && ifindex_in(t.netns, t.name_a) == t.ifindex_a && ifindex_in(t.netns, t.name_b) == t.ifindex_b) {
+      ifindex = t.ifindex_a;
+      return "";
+    }
+    drop_tunnel(t);
+    tunnels_.erase(found);
+  }
+  auto programs = programs_.find(key_of(ns));
+  if (programs == programs_.end()) return "wait: no programs in the source's namespace";
+  NetnsScope scope(rule.spec.sink_netns);
+  if (!scope.ok()) return "wait: " + scope.error();
+  if (!programs->second.swept) {
+    sweep_tunnels();
+    programs->second.swept = true;
+  }
+  Tunnel t;
+  t.netns = rule.spec.sink_netns;
+  t.ns = scope.identity();
+  t.remote = rule.spec.gre_remote;
+  t.key = rule.spec.gre_key;
+  t.slot = rule.slot;
+  t.tunnels_fd = programs->second.tunnels_fd;
+  uint32_t local = 0;
+  std::string error = local_address_for(t.remote, local);
+  if (!error.empty()) return "wait: " + error;
+  const std::string n = std::to_string(next_tunnel_++ % 1000);
+  t.name_a = kTunnelPrefix + std::to_string(getpid()) + "a" + n;
+  t.name_b = kTunnelPrefix + std::to_string(getpid()) + "b" + n;
+  int err = create_veth(t.name_a, t.name_b);
+  if (err == -EEXIST) {
+    delete_link(static_cast<int>(if_nametoindex(t.name_a.c_str())));
+    err = create_veth(t.name_a, t.name_b);
+  }
+  if (err != 0) return "cannot create the tunnel's veth pair " + t.name_a + ": " + errno_text(-err);
+  t.ifindex_a = static_cast<int>(if_nametoindex(t.name_a.c_str()));
+  t.ifindex_b = static_cast<int>(if_nametoindex(t.name_b.c_str()));
+  auto failed = [&](const std::string& what) {
+    drop_tunnel(t);
+    return what;
+  };
+  if (t.ifindex_a == 0 || t.ifindex_b == 0) return failed("the tunnel's veth pair vanished");
+  disable_ipv6(t.name_a);
+  disable_ipv6(t.name_b);
+  if (!enable_forwarding(t.name_b)) return failed("cannot let " + t.name_b + " forward (bpf_fib_lookup needs it): " + errno_text(errno));
+  tapas_tunnel entry{};
+  entry.slot = t.slot;
+  entry.local = local;
+  inet_pton(AF_INET, t.remote.c_str(), &entry.remote);
+  entry.key = t.key;
+  for (int index : {t.ifindex_a, t.ifindex_b}) {
+    uint32_t k = static_cast<uint32_t>(index);
+    if (bpf_map_update_elem(t.tunnels_fd, &k, &entry, BPF_ANY) != 0) return failed("cannot fill the tunnels map: " + errno_text(errno));
+  }
+  t.link_a = bpf_link_create(programs->second.prog_encap, t.ifindex_a, static_cast<bpf_attach_type>(kBpfTcxEgress), nullptr);
+  if (t.link_a < 0) return failed("cannot attach to the tunnel's veth (tcx): " + errno_text(errno));
+  t.link_b = bpf_link_create(programs->second.prog_send, t.ifindex_b, static_cast<bpf_attach_type>(kBpfTcxIngress), nullptr);
+  if (t.link_b < 0) return failed("cannot attach to the tunnel's veth (tcx): " + errno_text(errno));
+  if ((err = set_up(t.ifindex_b)) != 0 || (err = set_up(t.ifindex_a)) != 0) return failed("cannot bring the tunnel's veth pair up: " + errno_text(-err));
+  ifindex = t.ifindex_a;
+  tunnels_.emplace(rule.spec.id, std::move(t));
+  return "";
+}
+
+void Loader::drop_tunnel(Tunnel& t) {
+  if (t.link_a >= 0) ::close(t.link_a);
+  if (t.link_b >= 0) ::close(t.link_b);
+  t.link_a = t.link_b = -1;
+  for (int index : {t.ifindex_a, t.ifindex_b}) {
+    uint32_t k = static_cast<uint32_t>(index);
+    if (index != 0 && t.tunnels_fd >= 0) bpf_map_delete_elem(t.tunnels_fd, &k);
+  }
+  NetnsScope scope(t.netns);
+  if (scope.ok() && scope.identity() == t.ns && t.ifindex_a != 0 && ifindex_in("", t.name_a) == t.ifindex_a) delete_link(t.ifindex_a);
+  t.ifindex_a = t.ifindex_b = 0;
 }
 
 void Loader::read_counters(uint32_t slot, uint64_t& packets, uint64_t& bytes, uint64_t& errors, uint64_t& oversize) const {
@@ -467,6 +727,8 @@ void Loader::close() {
   // What was counted stays readable after close.
   read(final_sources_, final_rules_);
   for (auto& [id, s] : sources_) detach(s);
+  for (auto& [id, t] : tunnels_) drop_tunnel(t);
+  tunnels_.clear();
   for (auto& [ns, programs] : programs_) bpf_object__close(programs.object);
   programs_.clear();
   bpf_object__close(object_);

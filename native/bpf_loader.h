@@ -37,6 +37,11 @@ struct RuleSpec {
   bool in = false;   // frames toward the workload: the port's egress hook
   bool out = false;  // frames from the workload: the port's ingress hook
   std::vector<std::pair<uint16_t, uint16_t>> vlans;
+  // Not empty: the sink is a GRE tunnel to this IPv4 collector (key gre_key),
+  // written by the kernel path through a veth pair of the rule's own in the
+  // source's namespace (sink_ifname unused; sink_netns routes the underlay).
+  std::string gre_remote;
+  uint32_t gre_key = 0;
 };
 
 struct SourceState {
@@ -110,11 +115,31 @@ class Loader {
     bool waiting = false;
     int target = 0;  // the tap service port's ifindex, when installed
   };
+  // A GRE rule's veth pair (see mirror.h, tapas_tunnel): a, the clone's
+  // target, with tapas_encap on its egress; b with tapas_send on its ingress.
+  struct Tunnel {
+    std::string netns;
+    NetnsIdentity ns;
+    std::string name_a, name_b;
+    int ifindex_a = 0, ifindex_b = 0;
+    int link_a = -1, link_b = -1;
+    std::string remote;
+    uint32_t key = 0;
+    uint32_t slot = 0;
+    int tunnels_fd = -1;
+  };
+  // Creates (or keeps) the rule's veth pair; returns "" or why not.
+  std::string tunnel_for(const Installed& rule, const NetnsIdentity& ns, int& ifindex);
+  void drop_tunnel(Tunnel& tunnel);
+  std::map<std::string, Tunnel> tunnels_;  // by rule id
+  uint32_t next_tunnel_ = 0;
 
   // The programs and rules map of one network namespace (see mirror.h).
   struct Programs {
     bpf_object* object = nullptr;
     int prog_in = -1, prog_out = -1, hooks_fd = -1;
+    int prog_encap = -1, prog_send = -1, tunnels_fd = -1;
+    bool swept = false;  // veth pairs a killed tapas left in this namespace removed
     std::vector<std::string> keys;  // hook keys in its map (raw bytes), to delete stale ones
   };
   using NsKey = std::pair<uint64_t, uint64_t>;  // the namespace's nsfs dev and inode

@@ -25,6 +25,13 @@ struct {
   __type(value, struct tapas_counters);
 } tapas_counters SEC(".maps");
 
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, TAPAS_BPF_MAX_TUNNELS);
+  __type(key, __u32);
+  __type(value, struct tapas_tunnel);
+} tapas_tunnels SEC(".maps");
+
 // TC_ACT_UNSPEC is TCX_NEXT: go on with the next program or filter, and
 // pass the frame when there is none. Returned on every path.
 #define TAPAS_NEXT TC_ACT_UNSPEC
@@ -100,6 +107,18 @@ static __always_inline int mirror(struct __sk_buff *skb, __u32 direction) {
       }
       if (!match) continue;
     }
+    if (t->tunnel) {
+      // A GSO frame is one skb for many segments: prepended headers would
+      // make one oversized GRE packet (no helper segments it), so it is not
+      // copied, and counted as oversize. Its headers are written by
+      // tapas_encap, its MTU checked by tapas_send.
+      if (skb->gso_segs > 1) {
+        count(t->slot, bytes, COUNT_OVERSIZE);
+        continue;
+      }
+      if (bpf_clone_redirect(skb, t->ifindex, 0) != 0) count(t->slot, bytes, COUNT_ERROR);
+      continue;
+    }
     if (too_big(skb, t->ifindex)) {
       count(t->slot, bytes, COUNT_OVERSIZE);
       continue;
@@ -118,5 +137,104 @@ int tapas_out(struct __sk_buff *skb) { return mirror(skb, TAPAS_BPF_DIR_OUT); }
 // Frames toward the workload leave through its port's egress hook: IN.
 SEC("tc")
 int tapas_in(struct __sk_buff *skb) { return mirror(skb, TAPAS_BPF_DIR_IN); }
+
+// The egress of a tunnel's first veth end: the clone of a mirrored frame
+// gets outer Ethernet (a placeholder: bpf_redirect_neigh writes the real
+// one), IPv4 and GRE (flags K, protocol 0x6558, the key) in front of it, as
+// native/encap.cc writes them. An offloaded VLAN tag goes back into the
+// inner frame. Anything that fails drops the copy, never more.
+SEC("tc")
+int tapas_encap(struct __sk_buff *skb) {
+  __u32 ifindex = skb->ifindex;
+  struct tapas_tunnel *t = bpf_map_lookup_elem(&tapas_tunnels, &ifindex);
+  if (!t) return TC_ACT_SHOT;
+  __u32 slot = t->slot;
+  __u32 vlan_tci = skb->vlan_tci;
+  __u32 vlan_proto = skb->vlan_proto;
+  int tagged = skb->vlan_present;
+  if (tagged && bpf_skb_vlan_pop(skb) != 0) goto fail;
+  __u32 tag = tagged ? 4 : 0;
+  __u32 inner = skb->len + tag;
+  if (bpf_skb_change_head(skb, TAPAS_GRE_OVERHEAD + tag, 0) != 0) goto fail;
+  if (tagged) {
+    // The inner MAC addresses move 4 bytes forward, the tag goes after them.
+    __u8 macs[12];
+    if (bpf_skb_load_bytes(skb, TAPAS_GRE_OVERHEAD + 4, macs, sizeof macs) != 0) goto fail;
+    if (bpf_skb_store_bytes(skb, TAPAS_GRE_OVERHEAD, macs, sizeof macs, 0) != 0) goto fail;
+    __be16 vlan[2] = {(__be16)vlan_proto, bpf_htons((__u16)vlan_tci)};
+    if (bpf_skb_store_bytes(skb, TAPAS_GRE_OVERHEAD + 12, vlan, sizeof vlan, 0) != 0) goto fail;
+  }
+  struct {
+    __u8 eth_dst[6], eth_src[6];
+    __be16 eth_type;
+    __u8 ver_ihl, tos;
+    __be16 tot_len, id, frag;
+    __u8 ttl, protocol;
+    __u16 check;
+    __be32 saddr, daddr;
+    __be16 gre_flags, gre_protocol;
+    __be32 gre_key;
+  } __attribute__((packed)) h = {
+      // Locally administered unicast: bpf_redirect_neigh refuses multicast.
+      .eth_dst = {0x02, 0, 0, 0, 0, 1},
+      .eth_src = {0x02, 0, 0, 0, 0, 2},
+      .eth_type = bpf_htons(ETH_P_IP),
+      .ver_ihl = 0x45,
+      .tot_len = bpf_htons((__u16)(20 + 8 + inner)),
+      .frag = bpf_htons(0x4000),  // DF: tapas_send counts what exceeds the path MTU
+      .ttl = 64,
+      .protocol = 47,
+      .saddr = t->local,
+      .daddr = t->remote,
+      .gre_flags = bpf_htons(0x2000),
+      .gre_protocol = bpf_htons(0x6558),
+      .gre_key = bpf_htonl(t->key),
+  };
+  __u16 *words = (__u16 *)&h.ver_ihl;
+  __u32 sum = 0;
+#pragma unroll
+  for (int i = 0; i < 10; i++) sum += words[i];
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  h.check = (__u16)~sum;
+  if (bpf_skb_store_bytes(skb, 0, &h, sizeof h, 0) != 0) goto fail;
+  return TC_ACT_OK;
+fail:
+  count(slot, 0, COUNT_ERROR);
+  return TC_ACT_SHOT;
+}
+
+// The ingress of a tunnel's second veth end: the encapsulated copy, now an
+// IPv4 packet, goes to the underlay's interface by the namespace's routes.
+SEC("tc")
+int tapas_send(struct __sk_buff *skb) {
+  __u32 ifindex = skb->ifindex;
+  struct tapas_tunnel *t = bpf_map_lookup_elem(&tapas_tunnels, &ifindex);
+  if (!t) return TC_ACT_SHOT;
+  __u32 slot = t->slot;
+  __u64 inner = skb->len > TAPAS_GRE_OVERHEAD ? skb->len - TAPAS_GRE_OVERHEAD : 0;
+  struct bpf_fib_lookup fib = {
+      .family = 2,  // AF_INET
+      .ipv4_src = t->local,
+      .ipv4_dst = t->remote,
+      .ifindex = ifindex,
+      .tot_len = (__u16)(skb->len - 14),
+  };
+  long rc = bpf_fib_lookup(skb, &fib, sizeof fib, BPF_FIB_LOOKUP_SKIP_NEIGH);
+  if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+    count(slot, inner, COUNT_OVERSIZE);
+    return TC_ACT_SHOT;
+  }
+  if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) {
+    count(slot, inner, COUNT_ERROR);
+    return TC_ACT_SHOT;
+  }
+  if (too_big(skb, fib.ifindex)) {
+    count(slot, inner, COUNT_OVERSIZE);
+    return TC_ACT_SHOT;
+  }
+  count(slot, inner, COUNT_SENT);
+  return bpf_redirect_neigh(fib.ifindex, 0, 0, 0);
+}
 
 char LICENSE[] SEC("license") = "GPL";

@@ -45,7 +45,8 @@ struct tapas_target {
   tapas_u32 ifindex;  // the tap service port, in the source's namespace
   tapas_u32 slot;     // its counters
   tapas_u16 vlan_ranges;  // 0: every frame; else frames of these VLAN ids only
-  tapas_u16 pad[3];
+  tapas_u16 tunnel;   // 1: ifindex is a tunnel's encapsulating veth (tapas_tunnels)
+  tapas_u16 pad[2];
   tapas_u16 vlan_lo[TAPAS_BPF_MAX_VLAN_RANGES];
   tapas_u16 vlan_hi[TAPAS_BPF_MAX_VLAN_RANGES];
 };
@@ -63,3 +64,21 @@ struct tapas_counters {
   tapas_u64 errors;  // bpf_clone_redirect failed: the copy is lost, the frame goes on
   tapas_u64 oversize;  // larger than the tap service port's MTU: not copied
 };
+
+// A GRE tunnel the kernel path writes (issue 12): the loader gives each such
+// rule a veth pair of its own in the source's namespace. The clone goes out
+// of the first end, whose egress program (tapas_encap) prepends outer
+// Ethernet, IPv4 and GRE (key); the second end receives it as an IPv4 packet
+// and its ingress program (tapas_send) redirects it to the underlay's
+// interface (bpf_fib_lookup, bpf_redirect_neigh). Keyed by the ifindex of
+// either end.
+struct tapas_tunnel {
+  tapas_u32 slot;    // the rule's counters
+  tapas_u32 local;   // outer source address, network order (resolved by the loader)
+  tapas_u32 remote;  // the collector, network order
+  tapas_u32 key;     // GRE key, host order
+};
+
+#define TAPAS_BPF_MAX_TUNNELS 4096
+// Outer Ethernet, IPv4 and GRE with key.
+#define TAPAS_GRE_OVERHEAD (14 + 20 + 8)

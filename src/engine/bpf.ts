@@ -8,6 +8,7 @@
 import { bpfObjectPath, loadAddon, type EngineStats, type NativeBpf, type NativeBpfPlan, type NativeBpfStats, type RuleStats, type SinkStats, type SourceStats } from './native.js';
 import type { Plan, RulePlan } from './plan.js';
 import { canonicalNetns } from '../model/netns.js';
+import { isIP } from 'node:net';
 
 /** How the bpf data path attaches: tcx links where the kernel has them (Linux 6.6), else cls_bpf on clsact. */
 export type BpfAttach = 'auto' | 'tcx' | 'tc';
@@ -46,6 +47,13 @@ export function splitPlan(plan: Plan): SplitPlan {
     let reason: string | undefined;
     if (ruleIds.get(rule.id) !== 1 || sourceIds.get(rule.sourceId) !== 1 || sinkIds.get(rule.sinkId) !== 1 || !source || !sink) {
       reason = 'the plan check refuses it';
+    } else if (sink.kind === 'gre') {
+      if (isIP(sink.remoteIp) !== 4) reason = 'the bpf data path sends GRE to IPv4 collectors only';
+      else if (sink.truncate) reason = 'the bpf data path does not cut GRE copies to the path MTU';
+      else if (sink.sequence) reason = 'the bpf data path does not number GRE packets (sequence)';
+      else if (nsOf(sink.netns) !== nsOf(source.netns)) {
+        reason = "the tunnel's underlay is in another network namespace than the source (a bpf clone stays in its namespace)";
+      }
     } else if (sink.kind !== 'port') {
       reason = sink.kind === 'file' ? 'the bpf data path does not write files'
         : `the bpf data path does not send to ${sink.kind === 'host' ? 'other hosts' : `${sink.kind.toUpperCase()} tunnels`} yet`;
@@ -76,9 +84,10 @@ export function splitPlan(plan: Plan): SplitPlan {
         .map((s) => ({ id: s.id, ifname: s.ifname, ...(s.netns === undefined ? {} : { netns: s.netns }) })),
       rules: served.map((rule) => {
         const sink = sinks.get(rule.sinkId)!;
-        if (sink.kind !== 'port') throw new Error('unreachable: only port sinks are served');
+        if (sink.kind !== 'port' && sink.kind !== 'gre') throw new Error('unreachable: only port and GRE sinks are served');
         return {
-          id: rule.id, sourceId: rule.sourceId, sinkIfname: sink.ifname, direction: rule.direction,
+          id: rule.id, sourceId: rule.sourceId, direction: rule.direction,
+          ...(sink.kind === 'port' ? { sinkIfname: sink.ifname } : { greRemote: sink.remoteIp, greKey: sink.key }),
           ...(sink.netns === undefined ? {} : { sinkNetns: sink.netns }),
           ...(rule.vlans?.length ? { vlans: rule.vlans } : {}),
         };

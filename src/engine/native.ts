@@ -308,7 +308,11 @@ export interface NativeCollector {
 export interface NativeBpfPlan {
   sources: Array<{ id: string; ifname: string; netns?: string }>;
   rules: Array<{
-    id: string; sourceId: string; sinkIfname: string; sinkNetns?: string; direction: 'IN' | 'OUT' | 'BOTH'; vlans?: Array<[number, number]>;
+    id: string; sourceId: string; sinkNetns?: string; direction: 'IN' | 'OUT' | 'BOTH'; vlans?: Array<[number, number]>;
+    /** A tap service port in the source's namespace, or: */
+    sinkIfname?: string;
+    /** a GRE tunnel (key greKey) to this IPv4 collector, routed by sinkNetns (the source's namespace). */
+    greRemote?: string; greKey?: number;
   }>;
 }
 

@@ -44,7 +44,7 @@ describe('splitPlan', () => {
 
   it('leaves everything else on AF_PACKET, saying why', () => {
     expect(Object.fromEntries(split.fallback)).toEqual({
-      'b-gre': 'the bpf data path does not send to GRE tunnels yet',
+      'b-gre': "the tunnel's underlay is in another network namespace than the source (a bpf clone stays in its namespace)",
       'c-mon': 'the tap service port is in another network namespace than the source (a bpf clone stays in its namespace)',
       'a-peer': 'the bpf data path does not send to other hosts yet',
       'a-wide': 'more than 4 VLAN ranges',
@@ -72,6 +72,33 @@ describe('splitPlan', () => {
     expect([...kernelOnly.bpfSources]).toEqual(['b']);
     expect(kernelOnly.packet.sinks).toBe(plan.sinks);
     expect(kernelOnly.packet.interfaces).toBe(plan.interfaces);
+  });
+
+  it('gives the kernel a GRE tunnel to an IPv4 collector routed in the source\'s namespace; other tunnels stay on AF_PACKET', () => {
+    const tunnels = splitPlan({
+      ...plan,
+      sinks: [
+        { id: 'g', kind: 'gre', remoteIp: '192.0.2.1', key: 7, netns: 'h' },
+        { id: 'g6', kind: 'gre', remoteIp: '2001:db8::1', key: 7, netns: 'h' },
+        { id: 'gt', kind: 'gre', remoteIp: '192.0.2.2', key: 7, netns: 'h', truncate: true },
+        { id: 'gs', kind: 'gre', remoteIp: '192.0.2.3', key: 7, netns: 'h', sequence: true },
+        { id: 'e', kind: 'erspan', remoteIp: '192.0.2.4', session: 7, netns: 'h' },
+      ],
+      rules: [
+        { id: 'g', sourceId: 'b', sinkId: 'g', direction: 'BOTH' },
+        { id: 'g6', sourceId: 'b', sinkId: 'g6', direction: 'IN' },
+        { id: 'gt', sourceId: 'b', sinkId: 'gt', direction: 'IN' },
+        { id: 'gs', sourceId: 'b', sinkId: 'gs', direction: 'IN' },
+        { id: 'e', sourceId: 'b', sinkId: 'e', direction: 'IN' },
+      ],
+    });
+    expect(tunnels.bpf.rules).toEqual([{ id: 'g', sourceId: 'b', direction: 'BOTH', greRemote: '192.0.2.1', greKey: 7, sinkNetns: 'h' }]);
+    expect(Object.fromEntries(tunnels.fallback)).toEqual({
+      g6: 'the bpf data path sends GRE to IPv4 collectors only',
+      gt: 'the bpf data path does not cut GRE copies to the path MTU',
+      gs: 'the bpf data path does not number GRE packets (sequence)',
+      e: 'the bpf data path does not send to ERSPAN tunnels yet',
+    });
   });
 
   it('sends a duplicate rule id to the plan check of the AF_PACKET engine', () => {
@@ -106,7 +133,7 @@ describe('mergeStats', () => {
       { id: 'b-mon', ok: true, packets: 5, bytes: 500, oversize: 2, unavailable: 1, filtered: 0, sampledOut: 0, truncated: 0, datapath: 'bpf' },
       {
         id: 'b-gre', ok: true, packets: 9, bytes: 900, oversize: 0, unavailable: 0, filtered: 0, sampledOut: 0, truncated: 0, datapath: 'packet',
-        datapathReason: 'the bpf data path does not send to GRE tunnels yet',
+        datapathReason: "the tunnel's underlay is in another network namespace than the source (a bpf clone stays in its namespace)",
       },
     ]);
     // b has a rule on AF_PACKET: its ring's counters are the source's.
