@@ -112,7 +112,7 @@ static __always_inline int mirror(struct __sk_buff *skb, __u32 direction) {
       // make one oversized GRE packet (no helper segments it), so it is not
       // copied, and counted as oversize. Its headers are written by
       // tapas_encap, its MTU checked by tapas_send.
-      if (skb->gso_segs > 1) {
+      if (skb->gso_size != 0 || skb->gso_segs > 1) {
         count(t->slot, bytes, COUNT_OVERSIZE);
         continue;
       }
