@@ -775,12 +775,19 @@ class NativeBpf : public Napi::ObjectWrap<NativeBpf> {
       rule.id = item.string("id");
       rule.source_id = item.string("sourceId");
       rule.sink_netns = item.netns("sinkNetns");
-      if (item.has("greRemote")) {
-        // A GRE tunnel (key) written by the kernel path: IPv4 collectors only.
-        rule.gre_remote = item.string("greRemote");
-        rule.gre_key = item.integer("greKey", 0, 0xffffffffu);
+      if (item.has("tunnelRemote")) {
+        // A GRE (key) or ERSPAN II tunnel written by the kernel path: IPv4 collectors only.
+        rule.gre_remote = item.string("tunnelRemote");
         in_addr address{};
-        if (inet_pton(AF_INET, rule.gre_remote.c_str(), &address) != 1) throw item.error("greRemote", "must be an IPv4 address");
+        if (inet_pton(AF_INET, rule.gre_remote.c_str(), &address) != 1) throw item.error("tunnelRemote", "must be an IPv4 address");
+        if (item.has("erspanSession")) {
+          rule.erspan = true;
+          rule.erspan_session = item.integer("erspanSession", 0, encap::kErspanMaxSession);
+          rule.erspan_index = item.has("erspanIndex") ? item.integer("erspanIndex", 0, encap::kErspanMaxIndex)
+                                                      : encap::openstack_erspan_index(rule.erspan_session);
+        } else {
+          rule.gre_key = item.integer("greKey", 0, 0xffffffffu);
+        }
       } else {
         rule.sink_ifname = item.interface_name("sinkIfname");
       }

@@ -290,10 +290,12 @@ std::string Loader::load(Programs& into) {
   bpf_program* encap = bpf_object__find_program_by_name(object, "tapas_encap");
   bpf_program* send = bpf_object__find_program_by_name(object, "tapas_send");
   bpf_map* tunnels = bpf_object__find_map_by_name(object, "tapas_tunnels");
-  if (!encap || !send || !tunnels) return fail("the bpf object lacks tapas's tunnel programs or maps", ENOENT);
+  bpf_map* sequences = bpf_object__find_map_by_name(object, "tapas_sequences");
+  if (!encap || !send || !tunnels || !sequences) return fail("the bpf object lacks tapas's tunnel programs or maps", ENOENT);
   into.prog_encap = bpf_program__fd(encap);
   into.prog_send = bpf_program__fd(send);
   into.tunnels_fd = bpf_map__fd(tunnels);
+  into.sequences_fd = bpf_map__fd(sequences);
   into.object = object;
   into.prog_in = bpf_program__fd(in);
   into.prog_out = bpf_program__fd(out);
@@ -594,6 +596,7 @@ std::string Loader::tunnel_for(const Installed& rule, const NetnsIdentity& ns, i
   if (found != tunnels_.end()) {
     Tunnel& t = found->second;
     if (t.ns == ns && t.netns == rule.spec.sink_netns && t.remote == rule.spec.gre_remote && t.key == rule.spec.gre_key &&
+        t.erspan == rule.spec.erspan && t.session == rule.spec.erspan_session && t.index == rule.spec.erspan_index &&
         t.slot == rule.slot && ifindex_in(t.netns, t.name_a) == t.ifindex_a && ifindex_in(t.netns, t.name_b) == t.ifindex_b) {
       ifindex = t.ifindex_a;
       return "";
@@ -643,6 +646,24 @@ std::string Loader::tunnel_for(const Installed& rule, const NetnsIdentity& ns, i
   entry.local = local;
   inet_pton(AF_INET, t.remote.c_str(), &entry.remote);
   entry.key = t.key;
+  t.erspan = rule.spec.erspan;
+  t.session = rule.spec.erspan_session;
+  t.index = rule.spec.erspan_index;
+  if (t.erspan) {
+    auto sequence_key = std::make_tuple(key_of(ns), t.remote, t.session);
+    auto known = sequences_.find(sequence_key);
+    if (known == sequences_.end()) {
+      if (sequences_.size() >= TAPAS_BPF_MAX_TUNNELS) return failed("more ERSPAN tunnels than the bpf data path numbers");
+      const uint32_t at = static_cast<uint32_t>(sequences_.size());
+      const uint32_t zero = 0;
+      bpf_map_update_elem(programs->second.sequences_fd, &at, &zero, BPF_ANY);
+      known = sequences_.emplace(sequence_key, at).first;
+    }
+    entry.erspan = 1;
+    entry.session = t.session;
+    entry.index = t.index;
+    entry.sequence = known->second;
+  }
   for (int index : {t.ifindex_a, t.ifindex_b}) {
     uint32_t k = static_cast<uint32_t>(index);
     if (bpf_map_update_elem(t.tunnels_fd, &k, &entry, BPF_ANY) != 0) return failed("cannot fill the tunnels map: " + errno_text(errno));

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <memory>
 #include <thread>
+#include <tuple>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -42,6 +43,10 @@ struct RuleSpec {
   // source's namespace (sink_ifname unused; sink_netns routes the underlay).
   std::string gre_remote;
   uint32_t gre_key = 0;
+  // ERSPAN type II instead of GRE with key (the same veth pair and programs).
+  bool erspan = false;
+  uint32_t erspan_session = 0;
+  uint32_t erspan_index = 0;
 };
 
 struct SourceState {
@@ -125,6 +130,8 @@ class Loader {
     int link_a = -1, link_b = -1;
     std::string remote;
     uint32_t key = 0;
+    bool erspan = false;
+    uint32_t session = 0, index = 0;
     uint32_t slot = 0;
     int tunnels_fd = -1;
   };
@@ -132,13 +139,15 @@ class Loader {
   std::string tunnel_for(const Installed& rule, const NetnsIdentity& ns, int& ifindex);
   void drop_tunnel(Tunnel& tunnel);
   std::map<std::string, Tunnel> tunnels_;  // by rule id
+  // ERSPAN sequence counters: one per namespace, remote and session, never reused.
+  std::map<std::tuple<std::pair<uint64_t, uint64_t>, std::string, uint32_t>, uint32_t> sequences_;
   uint32_t next_tunnel_ = 0;
 
   // The programs and rules map of one network namespace (see mirror.h).
   struct Programs {
     bpf_object* object = nullptr;
     int prog_in = -1, prog_out = -1, hooks_fd = -1;
-    int prog_encap = -1, prog_send = -1, tunnels_fd = -1;
+    int prog_encap = -1, prog_send = -1, tunnels_fd = -1, sequences_fd = -1;
     bool swept = false;  // veth pairs a killed tapas left in this namespace removed
     std::vector<std::string> keys;  // hook keys in its map (raw bytes), to delete stale ones
   };

@@ -32,6 +32,14 @@ struct {
   __type(value, struct tapas_tunnel);
 } tapas_tunnels SEC(".maps");
 
+// ERSPAN sequence numbers: one counter per tunnel (remote, session), from 0.
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, TAPAS_BPF_MAX_TUNNELS);
+  __type(key, __u32);
+  __type(value, __u32);
+} tapas_sequences SEC(".maps");
+
 // TC_ACT_UNSPEC is TCX_NEXT: go on with the next program or filter, and
 // pass the frame when there is none. Returned on every path.
 #define TAPAS_NEXT TC_ACT_UNSPEC
@@ -140,56 +148,95 @@ int tapas_in(struct __sk_buff *skb) { return mirror(skb, TAPAS_BPF_DIR_IN); }
 
 // The egress of a tunnel's first veth end: the clone of a mirrored frame
 // gets outer Ethernet (a placeholder: bpf_redirect_neigh writes the real
-// one), IPv4 and GRE (flags K, protocol 0x6558, the key) in front of it, as
-// native/encap.cc writes them. An offloaded VLAN tag goes back into the
-// inner frame. Anything that fails drops the copy, never more.
+// one), IPv4 and GRE (flags K, protocol 0x6558, the key) in front of it, or
+// GRE (flag S, 0x88BE, the tunnel's next sequence number) and the ERSPAN II
+// header, as native/encap.cc writes them. An offloaded VLAN tag goes back
+// into the inner frame. Anything that fails drops the copy, never more.
+struct outer_ip {
+  __u8 eth_dst[6], eth_src[6];
+  __be16 eth_type;
+  __u8 ver_ihl, tos;
+  __be16 tot_len, id, frag;
+  __u8 ttl, protocol;
+  __u16 check;
+  __be32 saddr, daddr;
+  __be16 gre_flags, gre_protocol;
+  __be32 gre_word;  // the key, or the sequence number
+  __be32 erspan[2];  // ERSPAN II only
+} __attribute__((packed));
+
 SEC("tc")
 int tapas_encap(struct __sk_buff *skb) {
   __u32 ifindex = skb->ifindex;
   struct tapas_tunnel *t = bpf_map_lookup_elem(&tapas_tunnels, &ifindex);
   if (!t) return TC_ACT_SHOT;
   __u32 slot = t->slot;
+  int erspan = t->erspan != 0;
+  __u32 overhead = erspan ? TAPAS_ERSPAN_OVERHEAD : TAPAS_GRE_OVERHEAD;
   __u32 vlan_tci = skb->vlan_tci;
   __u32 vlan_proto = skb->vlan_proto;
   int tagged = skb->vlan_present;
   if (tagged && bpf_skb_vlan_pop(skb) != 0) goto fail;
   __u32 tag = tagged ? 4 : 0;
   __u32 inner = skb->len + tag;
-  if (bpf_skb_change_head(skb, TAPAS_GRE_OVERHEAD + tag, 0) != 0) goto fail;
+  // ERSPAN's vlan, en and cos, from the frame as on the wire.
+  __u32 vlan = 0, en = 0, cos = 0;
+  __be16 type = 0;
+  if (erspan) {
+    __u32 l3 = 14;
+    if (bpf_skb_load_bytes(skb, 12, &type, sizeof type) != 0) goto fail;
+    if (tagged) {
+      vlan = vlan_tci & 0x0fff;
+      en = 3;
+    } else if (type == bpf_htons(ETH_P_8021Q) || type == bpf_htons(ETH_P_8021AD)) {
+      __be16 tci;
+      if (bpf_skb_load_bytes(skb, 14, &tci, sizeof tci) != 0) goto fail;
+      vlan = bpf_ntohs(tci) & 0x0fff;
+      en = 3;
+      if (bpf_skb_load_bytes(skb, 16, &type, sizeof type) != 0) goto fail;
+      l3 = 18;
+    }
+    __u8 head[2];
+    if (bpf_skb_load_bytes(skb, l3, head, sizeof head) == 0) {
+      if (type == bpf_htons(ETH_P_IP) && (head[0] >> 4) == 4) cos = head[1] >> 5;
+      if (type == bpf_htons(ETH_P_IPV6) && (head[0] >> 4) == 6) cos = ((head[0] & 0x0f) << 4 | head[1] >> 4) >> 5;
+    }
+  }
+  if (bpf_skb_change_head(skb, overhead + tag, 0) != 0) goto fail;
   if (tagged) {
     // The inner MAC addresses move 4 bytes forward, the tag goes after them.
     __u8 macs[12];
-    if (bpf_skb_load_bytes(skb, TAPAS_GRE_OVERHEAD + 4, macs, sizeof macs) != 0) goto fail;
-    if (bpf_skb_store_bytes(skb, TAPAS_GRE_OVERHEAD, macs, sizeof macs, 0) != 0) goto fail;
-    __be16 vlan[2] = {(__be16)vlan_proto, bpf_htons((__u16)vlan_tci)};
-    if (bpf_skb_store_bytes(skb, TAPAS_GRE_OVERHEAD + 12, vlan, sizeof vlan, 0) != 0) goto fail;
+    if (bpf_skb_load_bytes(skb, overhead + 4, macs, sizeof macs) != 0) goto fail;
+    if (bpf_skb_store_bytes(skb, overhead, macs, sizeof macs, 0) != 0) goto fail;
+    __be16 vlan_header[2] = {(__be16)vlan_proto, bpf_htons((__u16)vlan_tci)};
+    if (bpf_skb_store_bytes(skb, overhead + 12, vlan_header, sizeof vlan_header, 0) != 0) goto fail;
   }
-  struct {
-    __u8 eth_dst[6], eth_src[6];
-    __be16 eth_type;
-    __u8 ver_ihl, tos;
-    __be16 tot_len, id, frag;
-    __u8 ttl, protocol;
-    __u16 check;
-    __be32 saddr, daddr;
-    __be16 gre_flags, gre_protocol;
-    __be32 gre_key;
-  } __attribute__((packed)) h = {
+  struct outer_ip h = {
       // Locally administered unicast: bpf_redirect_neigh refuses multicast.
       .eth_dst = {0x02, 0, 0, 0, 0, 1},
       .eth_src = {0x02, 0, 0, 0, 0, 2},
       .eth_type = bpf_htons(ETH_P_IP),
       .ver_ihl = 0x45,
-      .tot_len = bpf_htons((__u16)(20 + 8 + inner)),
-      .frag = bpf_htons(0x4000),  // DF: tapas_send counts what exceeds the path MTU
+      .tot_len = bpf_htons((__u16)(overhead - 14 + inner)),
+      .frag = bpf_htons(0x4000),  // DF: tapas_send handles what exceeds the path MTU
       .ttl = 64,
       .protocol = 47,
       .saddr = t->local,
       .daddr = t->remote,
       .gre_flags = bpf_htons(0x2000),
       .gre_protocol = bpf_htons(0x6558),
-      .gre_key = bpf_htonl(t->key),
+      .gre_word = bpf_htonl(t->key),
   };
+  if (erspan) {
+    __u32 at = t->sequence;
+    __u32 *sequence = bpf_map_lookup_elem(&tapas_sequences, &at);
+    if (!sequence) goto fail;
+    h.gre_flags = bpf_htons(0x1000);
+    h.gre_protocol = bpf_htons(0x88be);
+    h.gre_word = bpf_htonl(__sync_fetch_and_add(sequence, 1));
+    h.erspan[0] = bpf_htonl(1u << 28 | vlan << 16 | cos << 13 | en << 11 | (t->session & 0x3ff));
+    h.erspan[1] = bpf_htonl(t->index & 0xfffff);
+  }
   __u16 *words = (__u16 *)&h.ver_ihl;
   __u32 sum = 0;
 #pragma unroll
@@ -197,7 +244,11 @@ int tapas_encap(struct __sk_buff *skb) {
   sum = (sum & 0xffff) + (sum >> 16);
   sum = (sum & 0xffff) + (sum >> 16);
   h.check = (__u16)~sum;
-  if (bpf_skb_store_bytes(skb, 0, &h, sizeof h, 0) != 0) goto fail;
+  if (erspan) {
+    if (bpf_skb_store_bytes(skb, 0, &h, TAPAS_ERSPAN_OVERHEAD, 0) != 0) goto fail;
+  } else {
+    if (bpf_skb_store_bytes(skb, 0, &h, TAPAS_GRE_OVERHEAD, 0) != 0) goto fail;
+  }
   return TC_ACT_OK;
 fail:
   count(slot, 0, COUNT_ERROR);
@@ -212,7 +263,9 @@ int tapas_send(struct __sk_buff *skb) {
   struct tapas_tunnel *t = bpf_map_lookup_elem(&tapas_tunnels, &ifindex);
   if (!t) return TC_ACT_SHOT;
   __u32 slot = t->slot;
-  __u64 inner = skb->len > TAPAS_GRE_OVERHEAD ? skb->len - TAPAS_GRE_OVERHEAD : 0;
+  int erspan = t->erspan != 0;
+  __u32 overhead = erspan ? TAPAS_ERSPAN_OVERHEAD : TAPAS_GRE_OVERHEAD;
+  __u64 inner = skb->len > overhead ? skb->len - overhead : 0;
   struct bpf_fib_lookup fib = {
       .family = 2,  // AF_INET
       .ipv4_src = t->local,
@@ -221,6 +274,21 @@ int tapas_send(struct __sk_buff *skb) {
       .tot_len = (__u16)(skb->len - 14),
   };
   long rc = bpf_fib_lookup(skb, &fib, sizeof fib, BPF_FIB_LOOKUP_SKIP_NEIGH);
+  if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && erspan && fib.mtu_result > overhead - 14) {
+    // ERSPAN cuts the copy to the path MTU and sets T, as the AF_PACKET path does.
+    __u32 mtu = fib.mtu_result;
+    __be16 old_len, new_len = bpf_htons((__u16)mtu);
+    if (bpf_skb_load_bytes(skb, 16, &old_len, sizeof old_len) != 0) goto fail;
+    if (bpf_skb_change_tail(skb, 14 + mtu, 0) != 0) goto fail;
+    if (bpf_skb_store_bytes(skb, 16, &new_len, sizeof new_len, 0) != 0) goto fail;
+    if (bpf_l3_csum_replace(skb, 24, old_len, new_len, sizeof new_len) != 0) goto fail;
+    __u8 flags;
+    if (bpf_skb_load_bytes(skb, 14 + 20 + 8 + 2, &flags, 1) != 0) goto fail;
+    flags |= 0x04;  // T
+    if (bpf_skb_store_bytes(skb, 14 + 20 + 8 + 2, &flags, 1, 0) != 0) goto fail;
+    fib.tot_len = (__u16)mtu;
+    rc = bpf_fib_lookup(skb, &fib, sizeof fib, BPF_FIB_LOOKUP_SKIP_NEIGH);
+  }
   if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
     count(slot, inner, COUNT_OVERSIZE);
     return TC_ACT_SHOT;
@@ -235,6 +303,9 @@ int tapas_send(struct __sk_buff *skb) {
   }
   count(slot, inner, COUNT_SENT);
   return bpf_redirect_neigh(fib.ifindex, 0, 0, 0);
+fail:
+  count(slot, inner, COUNT_ERROR);
+  return TC_ACT_SHOT;
 }
 
 char LICENSE[] SEC("license") = "GPL";

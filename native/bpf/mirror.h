@@ -77,8 +77,13 @@ struct tapas_tunnel {
   tapas_u32 local;   // outer source address, network order (resolved by the loader)
   tapas_u32 remote;  // the collector, network order
   tapas_u32 key;     // GRE key, host order
+  tapas_u32 erspan;  // 1: ERSPAN type II (GRE flag S, 0x88BE) instead of GRE with key
+  tapas_u32 session;   // ERSPAN session id, 0-1023
+  tapas_u32 index;     // ERSPAN index, 20 bits
+  tapas_u32 sequence;  // ERSPAN: its counter in tapas_sequences (one per remote and session)
 };
 
 #define TAPAS_BPF_MAX_TUNNELS 4096
-// Outer Ethernet, IPv4 and GRE with key.
+// Outer Ethernet, IPv4 and GRE with key; or GRE with sequence and ERSPAN II.
 #define TAPAS_GRE_OVERHEAD (14 + 20 + 8)
+#define TAPAS_ERSPAN_OVERHEAD (14 + 20 + 8 + 8)

@@ -47,10 +47,10 @@ export function splitPlan(plan: Plan): SplitPlan {
     let reason: string | undefined;
     if (ruleIds.get(rule.id) !== 1 || sourceIds.get(rule.sourceId) !== 1 || sinkIds.get(rule.sinkId) !== 1 || !source || !sink) {
       reason = 'the plan check refuses it';
-    } else if (sink.kind === 'gre') {
-      if (isIP(sink.remoteIp) !== 4) reason = 'the bpf data path sends GRE to IPv4 collectors only';
-      else if (sink.truncate) reason = 'the bpf data path does not cut GRE copies to the path MTU';
-      else if (sink.sequence) reason = 'the bpf data path does not number GRE packets (sequence)';
+    } else if (sink.kind === 'gre' || sink.kind === 'erspan') {
+      if (isIP(sink.remoteIp) !== 4) reason = `the bpf data path sends ${sink.kind.toUpperCase()} to IPv4 collectors only`;
+      else if (sink.kind === 'gre' && sink.truncate) reason = 'the bpf data path does not cut GRE copies to the path MTU';
+      else if (sink.kind === 'gre' && sink.sequence) reason = 'the bpf data path does not number GRE packets (sequence)';
       else if (nsOf(sink.netns) !== nsOf(source.netns)) {
         reason = "the tunnel's underlay is in another network namespace than the source (a bpf clone stays in its namespace)";
       }
@@ -84,10 +84,12 @@ export function splitPlan(plan: Plan): SplitPlan {
         .map((s) => ({ id: s.id, ifname: s.ifname, ...(s.netns === undefined ? {} : { netns: s.netns }) })),
       rules: served.map((rule) => {
         const sink = sinks.get(rule.sinkId)!;
-        if (sink.kind !== 'port' && sink.kind !== 'gre') throw new Error('unreachable: only port and GRE sinks are served');
+        if (sink.kind !== 'port' && sink.kind !== 'gre' && sink.kind !== 'erspan') throw new Error('unreachable: only port, GRE and ERSPAN II sinks are served');
         return {
           id: rule.id, sourceId: rule.sourceId, direction: rule.direction,
-          ...(sink.kind === 'port' ? { sinkIfname: sink.ifname } : { greRemote: sink.remoteIp, greKey: sink.key }),
+          ...(sink.kind === 'port' ? { sinkIfname: sink.ifname }
+            : sink.kind === 'gre' ? { tunnelRemote: sink.remoteIp, greKey: sink.key }
+            : { tunnelRemote: sink.remoteIp, erspanSession: sink.session, ...(sink.index === undefined ? {} : { erspanIndex: sink.index }) }),
           ...(sink.netns === undefined ? {} : { sinkNetns: sink.netns }),
           ...(rule.vlans?.length ? { vlans: rule.vlans } : {}),
         };

@@ -311,8 +311,8 @@ export interface NativeBpfPlan {
     id: string; sourceId: string; sinkNetns?: string; direction: 'IN' | 'OUT' | 'BOTH'; vlans?: Array<[number, number]>;
     /** A tap service port in the source's namespace, or: */
     sinkIfname?: string;
-    /** a GRE tunnel (key greKey) to this IPv4 collector, routed by sinkNetns (the source's namespace). */
-    greRemote?: string; greKey?: number;
+    /** a tunnel to this IPv4 collector, routed by sinkNetns (the source's namespace): GRE with greKey, or ERSPAN II (session, index). */
+    tunnelRemote?: string; greKey?: number; erspanSession?: number; erspanIndex?: number;
   }>;
 }
 

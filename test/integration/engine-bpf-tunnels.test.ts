@@ -52,17 +52,29 @@ describe.skipIf(!netnsAvailable)(`GRE written by the bpf data path (${netnsSkipR
     return made;
   }
 
-  const plan = (): Plan => ({
+  const gre = (): Plan['sinks'] => [
+    { id: 'gre-in', kind: 'gre', remoteIp: COLLECTOR, key: 201, netns: host },
+    { id: 'gre-out', kind: 'gre', remoteIp: COLLECTOR, key: 202, netns: host },
+  ];
+  const erspan = (): Plan['sinks'] => [
+    { id: 'gre-in', kind: 'erspan', remoteIp: COLLECTOR, session: 101, netns: host },
+    { id: 'gre-out', kind: 'erspan', remoteIp: COLLECTOR, session: 102, netns: host },
+  ];
+  const plan = (sinks = gre()): Plan => ({
     sources: [{ id: 'vm', ifname: 'vmh', netns: host }],
-    sinks: [
-      { id: 'gre-in', kind: 'gre', remoteIp: COLLECTOR, key: 201, netns: host },
-      { id: 'gre-out', kind: 'gre', remoteIp: COLLECTOR, key: 202, netns: host },
-    ],
+    sinks,
     rules: [
       { id: 'in', sourceId: 'vm', sinkId: 'gre-in', direction: 'IN' },
       { id: 'out', sourceId: 'vm', sinkId: 'gre-out', direction: 'OUT' },
     ],
   });
+
+  /** An IPv4 frame whose TOS carries DSCP EF (46): ERSPAN must report cos 5. */
+  function ipv4FrameWithDscpEf(vlan?: number): Buffer {
+    const tag = vlan === undefined ? [] : [0x81, 0x00, 0x00, vlan];
+    const ip = Buffer.from([0x45, 0xb8, 0x00, 46, 0, 1, 0, 0, 64, 253, 0, 0, 10, 1, 1, 1, 10, 1, 1, 2, ...Array(26).fill(0x5a)]);
+    return Buffer.concat([Buffer.from([2, 0, 0, 0, 0x0b, 2, 2, 0, 0, 0, 0x0b, 1, ...tag, 0x08, 0x00]), ip]);
+  }
 
   async function mirror(toVm: Buffer[], fromVm: Buffer[]): Promise<{ packets: TunnelPacket[]; pcap: string }> {
     const capture = await lab.capture(collector, 'ul1');
@@ -114,6 +126,65 @@ describe.skipIf(!netnsAvailable)(`GRE written by the bpf data path (${netnsSkipR
     const tagged = Buffer.concat([base.subarray(0, 12), Buffer.from([0x81, 0x00, 0x00, 42]), base.subarray(12)]);
     const { packets } = await mirror([], [tagged]);
     expect(hex(packets.filter((p) => p.key === 202).map((p) => p.inner))).toEqual(hex([tagged]));
+  });
+
+  it('ERSPAN II from the kernel: version 1, spanid, OpenStack index, consecutive sequence numbers per tunnel, inner frames byte-identical', async () => {
+    const running = engine();
+    const applied = await running.apply(plan(erspan()));
+    for (const id of ['in', 'out']) expect(applied.rules.find((r) => r.id === id)).toMatchObject({ ok: true, datapath: 'bpf' });
+    const toVm = [1, 2, 3, 4].map((n) => makeFrame({ dst: VM_MAC, src: HOST_MAC, stream: 'be-i', sequence: n }));
+    const fromVm = [1, 2, 3].map((n) => makeFrame({ dst: HOST_MAC, src: VM_MAC, stream: 'be-o', sequence: n, length: 400 }));
+    const { packets, pcap } = await mirror(toVm, fromVm);
+    expect(hex(packets.filter((p) => p.erspan?.session === 101).map((p) => p.inner))).toEqual(hex(toVm));
+    expect(hex(packets.filter((p) => p.erspan?.session === 102).map((p) => p.inner))).toEqual(hex(fromVm));
+    const decoded = await tsharkFields(pcap, ['gre.proto', 'erspan.version', 'erspan.spanid', 'erspan.index',
+      'gre.sequence_number', 'erspan.truncated', 'erspan.vlan', 'erspan.encap', 'ip.src', 'ip.dst']);
+    expect(decoded).toHaveLength(toVm.length + fromVm.length);
+    for (const [session, count] of [[101, toVm.length], [102, fromVm.length]] as const) {
+      const tunnel = decoded.filter((d) => d['erspan.spanid'] === String(session));
+      expect(tunnel).toHaveLength(count);
+      for (const packet of tunnel) {
+        expect(packet).toMatchObject({ 'gre.proto': '0x88be', 'erspan.version': '1', 'erspan.truncated': '0', 'erspan.vlan': '0', 'erspan.encap': '0',
+          'ip.src': HOST_UNDERLAY, 'ip.dst': COLLECTOR });
+        expect(Number(packet['erspan.index'])).toBe(parseInt(String(session), 16));
+      }
+      // Each tunnel counts from 0.
+      expect(tunnel.map((packet) => Number(packet['gre.sequence_number']))).toEqual(tunnel.map((_, i) => i));
+    }
+  });
+
+  it('ERSPAN II from the kernel: the VLAN with en=3 (tag offloaded or in the frame), cos from the inner DSCP', async () => {
+    const running = engine();
+    await running.apply(plan(erspan()));
+    const tagged = ipv4FrameWithDscpEf(42);
+    const untagged = ipv4FrameWithDscpEf();
+    const { packets, pcap } = await mirror([tagged], [tagged, untagged]);
+    expect(hex(packets.map((p) => p.inner))).toEqual(hex([tagged, tagged, untagged]));
+    const decoded = await tsharkFields(pcap, ['erspan.spanid', 'erspan.vlan', 'erspan.encap', 'erspan.cos']);
+    expect(decoded).toEqual([
+      { 'erspan.spanid': '101', 'erspan.vlan': '42', 'erspan.encap': '3', 'erspan.cos': '5' },
+      { 'erspan.spanid': '102', 'erspan.vlan': '42', 'erspan.encap': '3', 'erspan.cos': '5' },
+      { 'erspan.spanid': '102', 'erspan.vlan': '0', 'erspan.encap': '0', 'erspan.cos': '5' },
+    ]);
+  });
+
+  it('ERSPAN II from the kernel cuts a frame to the 1500-byte underlay and sets T', async () => {
+    const running = engine();
+    await running.apply(plan(erspan()));
+    const big = makeFrame({ dst: VM_MAC, src: HOST_MAC, stream: 'be-big', sequence: 1, length: 1514 });
+    const small = makeFrame({ dst: VM_MAC, src: HOST_MAC, stream: 'be-big', sequence: 2, length: 1464 });
+    const { packets, pcap } = await mirror([big, small], []);
+    // 1500 - 20 (IPv4) - 8 (GRE with sequence) - 8 (ERSPAN II) = 1464 bytes of the frame fit, as on AF_PACKET.
+    expect(packets.map((p) => p.inner.length)).toEqual([1464, 1464]);
+    expect(packets[0]!.inner.equals(big.subarray(0, 1464))).toBe(true);
+    expect(packets[1]!.inner.equals(small)).toBe(true);
+    expect(packets.map((p) => p.erspan?.truncated)).toEqual([true, false]);
+    const decoded = await tsharkFields(pcap, ['erspan.truncated', 'ip.len', 'ip.flags.df', 'ip.checksum.status'], 'gre', ['-o', 'ip.check_checksum:TRUE']);
+    expect(decoded).toEqual([
+      { 'erspan.truncated': '1', 'ip.len': '1500', 'ip.flags.df': '1', 'ip.checksum.status': '1' },
+      { 'erspan.truncated': '0', 'ip.len': '1500', 'ip.flags.df': '1', 'ip.checksum.status': '1' },
+    ]);
+    expect(running.stats().rules.find((r) => r.id === 'in')).toMatchObject({ datapath: 'bpf', packets: 2, oversize: 0, unavailable: 0 });
   });
 
   it('removes its veth pairs on close, and those a killed tapas left at the next start', async () => {

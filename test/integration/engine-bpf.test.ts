@@ -182,7 +182,7 @@ describe.skipIf(!netnsAvailable)(`the bpf data path (${netnsSkipReason})`, () =>
       sinks: [
         { id: 'monitor', kind: 'port', ifname: 'monh', netns: host },
         { id: 'far', kind: 'port', ifname: 'farh', netns: other },
-        { id: 'tunnel', kind: 'erspan', remoteIp: '192.0.2.1', session: 7, netns: host },
+        { id: 'tunnel', kind: 'erspan3', remoteIp: '192.0.2.1', session: 7, netns: host },
       ],
       rules: [
         { id: 'local', sourceId: 'vm', sinkId: 'monitor', direction: 'IN' },
@@ -193,7 +193,7 @@ describe.skipIf(!netnsAvailable)(`the bpf data path (${netnsSkipReason})`, () =>
     const rule = (id: string) => stats.rules.find((r) => r.id === id);
     expect(rule('local')).toMatchObject({ ok: true, datapath: 'bpf' });
     expect(rule('elsewhere')).toMatchObject({ ok: true, datapath: 'packet', datapathReason: expect.stringMatching(/another network namespace/) });
-    expect(rule('gre')).toMatchObject({ datapath: 'packet', datapathReason: 'the bpf data path does not send to ERSPAN tunnels yet' });
+    expect(rule('gre')).toMatchObject({ datapath: 'packet', datapathReason: 'the bpf data path does not send to ERSPAN3 tunnels yet' });
     // The fallback really mirrors: the far port gets its copies from AF_PACKET, the monitor from the kernel.
     const atFar = await lab.capture(far, 'far0', 'far');
     const { toVm, copies } = await exchange('f');

@@ -74,7 +74,7 @@ describe('splitPlan', () => {
     expect(kernelOnly.packet.interfaces).toBe(plan.interfaces);
   });
 
-  it('gives the kernel a GRE tunnel to an IPv4 collector routed in the source\'s namespace; other tunnels stay on AF_PACKET', () => {
+  it('gives the kernel a GRE or ERSPAN II tunnel to an IPv4 collector routed in the source\'s namespace; other tunnels stay on AF_PACKET', () => {
     const tunnels = splitPlan({
       ...plan,
       sinks: [
@@ -83,6 +83,9 @@ describe('splitPlan', () => {
         { id: 'gt', kind: 'gre', remoteIp: '192.0.2.2', key: 7, netns: 'h', truncate: true },
         { id: 'gs', kind: 'gre', remoteIp: '192.0.2.3', key: 7, netns: 'h', sequence: true },
         { id: 'e', kind: 'erspan', remoteIp: '192.0.2.4', session: 7, netns: 'h' },
+        { id: 'ei', kind: 'erspan', remoteIp: '192.0.2.5', session: 8, index: 3, netns: 'h' },
+        { id: 'e6', kind: 'erspan', remoteIp: '2001:db8::2', session: 9, netns: 'h' },
+        { id: 'e3', kind: 'erspan3', remoteIp: '192.0.2.6', session: 10, netns: 'h' },
       ],
       rules: [
         { id: 'g', sourceId: 'b', sinkId: 'g', direction: 'BOTH' },
@@ -90,14 +93,22 @@ describe('splitPlan', () => {
         { id: 'gt', sourceId: 'b', sinkId: 'gt', direction: 'IN' },
         { id: 'gs', sourceId: 'b', sinkId: 'gs', direction: 'IN' },
         { id: 'e', sourceId: 'b', sinkId: 'e', direction: 'IN' },
+        { id: 'ei', sourceId: 'b', sinkId: 'ei', direction: 'IN' },
+        { id: 'e6', sourceId: 'b', sinkId: 'e6', direction: 'IN' },
+        { id: 'e3', sourceId: 'b', sinkId: 'e3', direction: 'IN' },
       ],
     });
-    expect(tunnels.bpf.rules).toEqual([{ id: 'g', sourceId: 'b', direction: 'BOTH', greRemote: '192.0.2.1', greKey: 7, sinkNetns: 'h' }]);
+    expect(tunnels.bpf.rules).toEqual([
+      { id: 'g', sourceId: 'b', direction: 'BOTH', tunnelRemote: '192.0.2.1', greKey: 7, sinkNetns: 'h' },
+      { id: 'e', sourceId: 'b', direction: 'IN', tunnelRemote: '192.0.2.4', erspanSession: 7, sinkNetns: 'h' },
+      { id: 'ei', sourceId: 'b', direction: 'IN', tunnelRemote: '192.0.2.5', erspanSession: 8, erspanIndex: 3, sinkNetns: 'h' },
+    ]);
     expect(Object.fromEntries(tunnels.fallback)).toEqual({
       g6: 'the bpf data path sends GRE to IPv4 collectors only',
       gt: 'the bpf data path does not cut GRE copies to the path MTU',
       gs: 'the bpf data path does not number GRE packets (sequence)',
-      e: 'the bpf data path does not send to ERSPAN tunnels yet',
+      e6: 'the bpf data path sends ERSPAN to IPv4 collectors only',
+      e3: 'the bpf data path does not send to ERSPAN3 tunnels yet',
     });
   });
 
