@@ -187,6 +187,31 @@ describe.skipIf(!netnsAvailable)(`GRE written by the bpf data path (${netnsSkipR
     expect(running.stats().rules.find((r) => r.id === 'in')).toMatchObject({ datapath: 'bpf', packets: 2, oversize: 0, unavailable: 0 });
   });
 
+  it('does not send a GSO frame into a tunnel (one skb for many segments): counted as oversize; the TCP stream itself flows', async () => {
+    await lab.exec(host, 'ip', ['addr', 'add', '10.97.0.1/24', 'dev', 'vmh']);
+    await lab.exec(vm, 'ip', ['addr', 'add', '10.97.0.2/24', 'dev', 'vm0']);
+    const running = engine();
+    await running.apply(plan());
+    const capture = await lab.capture(collector, 'ul1');
+    // A TCP stream from the host to the VM: with TSO on the veth (its default) the host sends GSO skbs out of vmh (IN).
+    const server = 'import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(("10.97.0.2",5001));s.listen(1)\n'
+      + 'c,_=s.accept();n=0\nwhile True:\n  b=c.recv(65536)\n  if not b: break\n  n+=len(b)\nprint(n)';
+    const client = 'import socket,time\nfor i in range(50):\n  try:\n    c=socket.create_connection(("10.97.0.2",5001));break\n  except OSError: time.sleep(0.05)\n'
+      + 'c.sendall(b"x"*1000000);c.close()';
+    const received = lab.exec(vm, 'python3', ['-c', server]);
+    await lab.exec(host, 'python3', ['-c', client]);
+    expect(Number((await received).stdout.trim())).toBe(1000000);
+    const frames = await capture.stop(500);
+    const packets = tunnelPackets(frames);
+    // Every tunnel packet on the wire is a whole, valid one (no oversized GRE packet), and copies were made.
+    for (const frame of frames) expect(frame.length).toBeLessThanOrEqual(1514);
+    expect(packets.filter((p) => p.key === 202).length).toBeGreaterThan(0);  // the VM's ACKs (not GSO)
+    const stats = running.stats().rules.find((r) => r.id === 'in')!;
+    expect(stats.oversize).toBeGreaterThan(0);  // the host's GSO frames
+    expect(stats.unavailable).toBe(0);
+    await lab.exec(host, 'ip', ['addr', 'del', '10.97.0.1/24', 'dev', 'vmh']);
+  });
+
   it('removes its veth pairs on close, and those a killed tapas left at the next start', async () => {
     const running = engine();
     await running.apply(plan());
