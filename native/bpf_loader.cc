@@ -24,8 +24,11 @@
 extern "C" {
 #include "bpf/mirror.h"
 }
+#include "own_traffic.h"
 
 namespace tapas::bpf {
+
+static_assert(TAPAS_OWN_TRAFFIC_MARK == kOwnTrafficMark, "the tc programs skip what the AF_PACKET path marks, and mark alike");
 
 namespace {
 

@@ -96,6 +96,10 @@ static __always_inline int mirror(struct __sk_buff *skb, __u32 direction) {
   };
   struct tapas_hook *hook = bpf_map_lookup_elem(&tapas_hooks, &key);
   if (!hook) return TAPAS_NEXT;
+  // A tunnel packet of tapas's own (this path's or the AF_PACKET path's) on
+  // an underlay that is itself mirrored: copying it would copy its copy
+  // again, without end. AF_PACKET rings drop it likewise, uncounted.
+  if (skb->mark == TAPAS_OWN_TRAFFIC_MARK) return TAPAS_NEXT;
   // The length on the wire: at both hooks skb->len covers the MAC header,
   // and an offloaded VLAN tag (4 bytes) is on the wire too.
   __u64 bytes = skb->len + (skb->vlan_present ? 4 : 0);
@@ -266,6 +270,9 @@ int tapas_send(struct __sk_buff *skb) {
   int erspan = t->erspan != 0;
   __u32 overhead = erspan ? TAPAS_ERSPAN_OVERHEAD : TAPAS_GRE_OVERHEAD;
   __u64 inner = skb->len > overhead ? skb->len - overhead : 0;
+  // Marked as tapas's own, as the AF_PACKET path's sockets mark theirs: the
+  // mark also routes it (bpf_redirect_neigh looks the route up with it).
+  skb->mark = TAPAS_OWN_TRAFFIC_MARK;
   struct bpf_fib_lookup fib = {
       .family = 2,  // AF_INET
       .ipv4_src = t->local,

@@ -84,6 +84,9 @@ struct tapas_tunnel {
 };
 
 #define TAPAS_BPF_MAX_TUNNELS 4096
+// skb->mark of tapas's own tunnel packets (kOwnTrafficMark, native/own_traffic.h,
+// which the AF_PACKET path's sending sockets set too): never mirrored again.
+#define TAPAS_OWN_TRAFFIC_MARK 0x7a9a5000
 // Outer Ethernet, IPv4 and GRE with key; or GRE with sequence and ERSPAN II.
 #define TAPAS_GRE_OVERHEAD (14 + 20 + 8)
 #define TAPAS_ERSPAN_OVERHEAD (14 + 20 + 8 + 8)

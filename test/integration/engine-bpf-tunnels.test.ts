@@ -212,6 +212,26 @@ describe.skipIf(!netnsAvailable)(`GRE written by the bpf data path (${netnsSkipR
     await lab.exec(host, 'ip', ['addr', 'del', '10.97.0.1/24', 'dev', 'vmh']);
   });
 
+  it('never copies its own tunnel packets when the underlay itself is a mirrored source', async () => {
+    const running = engine();
+    const base = plan();
+    const applied = await running.apply({
+      ...base,
+      sources: [...base.sources, { id: 'ul', ifname: 'ul0', netns: host }],
+      rules: [
+        { id: 'in', sourceId: 'vm', sinkId: 'gre-in', direction: 'IN' },
+        { id: 'underlay', sourceId: 'ul', sinkId: 'gre-out', direction: 'BOTH' },
+      ],
+    });
+    expect(applied.rules.find((r) => r.id === 'underlay')).toMatchObject({ ok: true, datapath: 'bpf' });
+    const toVm = [1, 2, 3].map((n) => makeFrame({ dst: VM_MAC, src: HOST_MAC, stream: 'bg-l', sequence: n }));
+    const { packets } = await mirror(toVm, []);
+    expect(hex(packets.filter((p) => p.key === 201).map((p) => p.inner))).toEqual(hex(toVm));
+    // What the underlay carried besides tapas's tunnel packets (ARP at most) is mirrored; no GRE packet is.
+    for (const copy of packets.filter((p) => p.key === 202)) expect(tunnelPackets([copy.inner])).toEqual([]);
+    expect(packets.filter((p) => p.key === 202).length).toBeLessThan(5);
+  });
+
   it('removes its veth pairs on close, and those a killed tapas left at the next start', async () => {
     const running = engine();
     await running.apply(plan());
