@@ -258,11 +258,12 @@ function summary(report: Report, names: Map<string, string>): string {
 async function runMirror(options: MirrorOptions): Promise<void> {
   const sources = options.source.map(parseInterfaceRef);
   const destination = parseDestination(options);
-  if (options.datapath !== 'packet' && 'kind' in destination) {
+  // GRE and ERSPAN II: written by the kernel path (rules it cannot serve there, e.g. an IPv6 collector, fall back with their reason).
+  if (options.datapath !== 'packet' && 'kind' in destination && destination.kind !== 'gre' && destination.kind !== 'erspan') {
     if (options.datapath === 'bpf') {
-      throw new UsageError(`--datapath bpf sends only to a local port (--to) so far: ${destination.kind.toUpperCase()} tunnels need --datapath packet`);
+      throw new UsageError(`--datapath bpf sends only to a local port (--to), --gre or --erspan so far: ${destination.kind.toUpperCase()} tunnels need --datapath packet`);
     }
-    options.datapath = 'packet';  // auto: tunnels are the packet path's
+    options.datapath = 'packet';  // auto: these tunnels are the packet path's
   }
   for (const source of sources) {
     if (!('kind' in destination) && source.ifname === destination.ifname && (source.netns ?? '') === (destination.netns ?? '')) {

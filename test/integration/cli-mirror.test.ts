@@ -32,10 +32,10 @@ describe('tapas mirror: usage errors', () => {
     expect(alias.stderr).toMatch(/no '\/', ':' or whitespace/);
   });
 
-  it('refuses a tunnel on the bpf data path, which sends only to local ports so far (exit 2)', async () => {
-    const result = await runCli(['mirror', '-s', 'a', '-d', 'IN', '--gre', '192.0.2.1', '--key', '1', '--datapath', 'bpf']);
+  it('refuses a VXLAN or ERSPAN III tunnel on the bpf data path, which sends only to local ports, GRE and ERSPAN II so far (exit 2)', async () => {
+    const result = await runCli(['mirror', '-s', 'a', '-d', 'IN', '--vxlan', '192.0.2.1', '--vni', '1', '--datapath', 'bpf']);
     expect(result.code).toBe(2);
-    expect(result.stderr).toContain('--datapath bpf sends only to a local port (--to) so far: GRE tunnels need --datapath packet');
+    expect(result.stderr).toContain('--datapath bpf sends only to a local port (--to), --gre or --erspan so far: VXLAN tunnels need --datapath packet');
     const other = await runCli(['mirror', '-s', 'a', '-d', 'IN', '-t', 'b', '--datapath', 'xdp']);
     expect(other.code).toBe(2);
     expect(other.stderr).toMatch(/Allowed choices are packet, bpf/);
