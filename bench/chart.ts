@@ -8,6 +8,7 @@ import { sizeLabel } from './traffic.js';
 const COLORS: Record<string, string> = {
   tapas: '#d62728', 'tapas-low-latency': '#8c564b', tc: '#1f77b4', nft: '#17becf', daemonlogger: '#ff7f0e', 'netsniff-ng': '#2ca02c',
   'tapas-gre': '#9467bd', 'tapas-erspan': '#e377c2', 'tapas-filter': '#bcbd22', 'tapas-sample100': '#7f7f7f',
+  'tapas-bpf-gre': '#393b79', 'tapas-bpf-erspan': '#637939',
 };
 
 const escape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;');

@@ -60,7 +60,7 @@ export interface Running {
 }
 
 export type ContenderId = 'none' | 'tapas' | 'tapas-low-latency' | 'tapas-bpf' | 'tc' | 'nft' | 'daemonlogger' | 'netsniff-ng' | 'tapas-gre'
-  | 'tapas-erspan' | 'tapas-filter' | 'tapas-sample100';
+  | 'tapas-erspan' | 'tapas-filter' | 'tapas-sample100' | 'tapas-bpf-gre' | 'tapas-bpf-erspan';
 
 export interface Contender {
   id: ContenderId;
@@ -102,13 +102,13 @@ export async function stopProcess(child: Child, signal: NodeJS.Signals, what: st
 }
 
 function tapasContender(id: ContenderId, label: string, sinkArgs: string[], needs?: 'gre' | 'erspan' | 'lowLatency' | 'filter' | 'sampleRate' | 'bpf',
-  represents?: number): Contender {
+  represents?: number, sink?: 'collector'): Contender {
   return {
     id,
     label,
     kind: 'tapas',
     ...(represents === undefined ? {} : { represents }),
-    sink: needs === 'gre' || needs === 'erspan' ? 'collector' : 'port',
+    sink: sink ?? (needs === 'gre' || needs === 'erspan' ? 'collector' : 'port'),
     async unavailable(tapas) {
       if (needs && !tapas.options[needs]) return `\`tapas mirror --help\` offers no ${sinkArgs.find((a) => a.startsWith('--') && a !== '--to' && a !== '-d')} in this build`;
       return undefined;
@@ -231,4 +231,7 @@ export const CONTENDERS: Contender[] = [
   },
   tapasContender('tapas-gre', 'tapas GRE', ['--gre', COLLECTOR_IP, '--key', '1'], 'gre'),
   tapasContender('tapas-erspan', 'tapas ERSPAN', ['--erspan', COLLECTOR_IP, '--session', '1'], 'erspan'),
+  // The kernel data path into tunnels: headers written by tc programs on a veth pair tapas owns (docs/engine.md).
+  tapasContender('tapas-bpf-gre', 'tapas --datapath bpf GRE', ['--gre', COLLECTOR_IP, '--key', '1', '--datapath', 'bpf'], 'bpf', undefined, 'collector'),
+  tapasContender('tapas-bpf-erspan', 'tapas --datapath bpf ERSPAN', ['--erspan', COLLECTOR_IP, '--session', '1', '--datapath', 'bpf'], 'bpf', undefined, 'collector'),
 ];
