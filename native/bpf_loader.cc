@@ -625,9 +625,13 @@ std::string Loader::tunnel_for(const Installed& rule, const NetnsIdentity& ns, i
   uint32_t local = 0;
   std::string error = local_address_for(t.remote, local);
   if (!error.empty()) return "wait: " + error;
-  const std::string n = std::to_string(next_tunnel_++ % 1000);
-  t.name_a = kTunnelPrefix + std::to_string(getpid()) + "a" + n;
-  t.name_b = kTunnelPrefix + std::to_string(getpid()) + "b" + n;
+  // Numbers wrap at 1000 (names have 15 characters at most): skip those a kept tunnel still holds.
+  for (int tries = 0; tries < 1000; ++tries) {
+    const std::string n = std::to_string(next_tunnel_++ % 1000);
+    t.name_a = kTunnelPrefix + std::to_string(getpid()) + "a" + n;
+    t.name_b = kTunnelPrefix + std::to_string(getpid()) + "b" + n;
+    if (std::none_of(tunnels_.begin(), tunnels_.end(), [&](const auto& kept) { return kept.second.name_a == t.name_a; })) break;
+  }
   int err = create_veth(t.name_a, t.name_b);
   if (err == -EEXIST) {
     delete_link(static_cast<int>(if_nametoindex(t.name_a.c_str())));
