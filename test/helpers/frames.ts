@@ -57,10 +57,19 @@ export function testFramesOf(frames: Buffer[]): Buffer[] {
   return frames.filter((frame) => parseTestFrame(frame) !== undefined);
 }
 
-/** An IPv4/UDP frame (checksums zero: nothing here routes it), for flow-hash spreading. */
-export function makeUdpFrame(options: { dst: string; src: string; sourcePort: number; sequence: number }): Buffer {
-  const payload = Buffer.alloc(18);
-  payload.write('tapas-udp', 0);
+/**
+ * An IPv4/UDP frame (checksums zero: nothing here routes it): `marker` at the
+ * start of the payload and the sequence number 12 bytes in, an 802.1Q tag when
+ * `vlan` is given, the payload padded so that the frame is `length` bytes.
+ * Source ports spread flows over a fanout group; destination ports are what
+ * pcap filters select on.
+ */
+export function makeUdpFrame(options: {
+  dst: string; src: string; sequence: number; sourcePort?: number; dstPort?: number; vlan?: number; length?: number; marker?: string;
+}): Buffer {
+  const tagLength = options.vlan === undefined ? 0 : 4;
+  const payload = Buffer.alloc(Math.max(18, (options.length ?? 0) - 14 - tagLength - 20 - 8));
+  payload.write(options.marker ?? 'tapas-udp', 0);
   payload.writeUInt32BE(options.sequence, 12);
   const ip = Buffer.alloc(20);
   ip.writeUInt8(0x45, 0);
@@ -70,9 +79,9 @@ export function makeUdpFrame(options: { dst: string; src: string; sourcePort: nu
   Buffer.from([198, 18, 1, 1]).copy(ip, 12);
   Buffer.from([198, 18, 1, 2]).copy(ip, 16);
   const udp = Buffer.alloc(8);
-  udp.writeUInt16BE(options.sourcePort, 0);
-  udp.writeUInt16BE(9, 2);
+  udp.writeUInt16BE(options.sourcePort ?? 40000, 0);
+  udp.writeUInt16BE(options.dstPort ?? 9, 2);
   udp.writeUInt16BE(8 + payload.length, 4);
-  const type = Buffer.from([0x08, 0x00]);
-  return Buffer.concat([mac(options.dst), mac(options.src), type, ip, udp, payload]);
+  const tag = options.vlan === undefined ? [] : [Buffer.from([0x81, 0x00, (options.vlan >> 8) & 0x0f, options.vlan & 0xff])];
+  return Buffer.concat([mac(options.dst), mac(options.src), ...tag, Buffer.from([0x08, 0x00]), ip, udp, payload]);
 }

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { DaemonProcess, until, type ApiClient } from '../api/daemon-process.js';
 import { finished, runCli, startCli, stderrContains } from '../helpers/cli.js';
+import { makeUdpFrame } from '../helpers/frames.js';
 import { Lab, netnsAvailable, netnsSkipReason } from '../helpers/netns.js';
 
 const TS = '/v2.0/taas/tap_services';
@@ -10,27 +11,9 @@ const TM = '/v2.0/taas/tap_mirrors';
 const VM_MAC = '02:00:00:00:31:01';
 const HOST_MAC = '02:00:00:00:31:02';
 
-function mac(text: string): Buffer {
-  return Buffer.from(text.split(':').map((part) => parseInt(part, 16)));
-}
-
 /** An IPv4/UDP frame from the VM to dstPort, its sequence number in the payload, padded to length. */
 function udpFrame(dstPort: number, sequence: number, length = 60): Buffer {
-  const payload = Buffer.alloc(Math.max(18, length - 42));
-  payload.write('tapas-sel', 0);
-  payload.writeUInt32BE(sequence, 12);
-  const ip = Buffer.alloc(20);
-  ip.writeUInt8(0x45, 0);
-  ip.writeUInt16BE(20 + 8 + payload.length, 2);
-  ip.writeUInt8(64, 8);
-  ip.writeUInt8(17, 9);
-  Buffer.from([198, 18, 3, 1]).copy(ip, 12);
-  Buffer.from([198, 18, 3, 2]).copy(ip, 16);
-  const udp = Buffer.alloc(8);
-  udp.writeUInt16BE(40000, 0);
-  udp.writeUInt16BE(dstPort, 2);
-  udp.writeUInt16BE(8 + payload.length, 4);
-  return Buffer.concat([mac(HOST_MAC), mac(VM_MAC), Buffer.from([0x08, 0x00]), ip, udp, payload]);
+  return makeUdpFrame({ dst: HOST_MAC, src: VM_MAC, dstPort, sequence, length, marker: 'tapas-sel' });
 }
 
 const ours = (frames: Buffer[]) => frames.filter((frame) => frame.includes('tapas-sel')).map((frame) => frame.toString('hex'));

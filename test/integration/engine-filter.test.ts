@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { Engine, type Plan, type RulePlan, type RuleStats } from '../../src/engine/engine.js';
+import { makeUdpFrame } from '../helpers/frames.js';
 import { Lab, netnsAvailable, netnsSkipReason } from '../helpers/netns.js';
 import { tsharkFields, tunnelPackets, writePcap } from './tunnel-decode.js';
 
@@ -10,33 +11,14 @@ const HOST_MAC = '02:00:00:00:0f:02';
 const HOST_UNDERLAY = '10.98.0.1';
 const COLLECTOR = '10.98.0.2';
 
-function mac(text: string): Buffer {
-  return Buffer.from(text.split(':').map((part) => parseInt(part, 16)));
-}
-
 /**
  * An IPv4/UDP frame to dstPort (checksums zero: nothing routes it), with its
  * sequence number in the payload, optionally 802.1Q-tagged and padded to length.
  */
 function udpFrame(options: { dstPort: number; sequence: number; vlan?: number; length?: number; toVm?: boolean }): Buffer {
-  const payload = Buffer.alloc(Math.max(18, (options.length ?? 60) - 14 - 20 - 8 - (options.vlan === undefined ? 0 : 4)));
-  payload.write('tapas-flt', 0);
-  payload.writeUInt32BE(options.sequence, 12);
-  payload.writeUInt16BE(options.dstPort, 16);
-  const ip = Buffer.alloc(20);
-  ip.writeUInt8(0x45, 0);
-  ip.writeUInt16BE(20 + 8 + payload.length, 2);
-  ip.writeUInt8(64, 8);
-  ip.writeUInt8(17, 9);
-  Buffer.from([198, 18, 2, 1]).copy(ip, 12);
-  Buffer.from([198, 18, 2, 2]).copy(ip, 16);
-  const udp = Buffer.alloc(8);
-  udp.writeUInt16BE(40000, 0);
-  udp.writeUInt16BE(options.dstPort, 2);
-  udp.writeUInt16BE(8 + payload.length, 4);
-  const tag = options.vlan === undefined ? [] : [Buffer.from([0x81, 0x00, (options.vlan >> 8) & 0x0f, options.vlan & 0xff])];
   const [dst, src] = options.toVm ? [VM_MAC, HOST_MAC] : [HOST_MAC, VM_MAC];
-  return Buffer.concat([mac(dst), mac(src), ...tag, Buffer.from([0x08, 0x00]), ip, udp, payload]);
+  const { toVm: _, ...rest } = options;
+  return makeUdpFrame({ dst, src, marker: 'tapas-flt', length: 60, ...rest });
 }
 
 /** The test frames of a capture (our UDP payload marker), as hex. */
