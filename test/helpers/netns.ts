@@ -98,6 +98,23 @@ export class Lab {
   }
 
   /**
+   * A tunnel's underlay: veth ul0 (in `from`) | ul1 (in `to`), MTU 1500 unless
+   * given, each end addressed: IPv4 in a /24, IPv6 in a /64 (lab namespaces
+   * start with IPv6 off: only this link gets it back, without DAD delay).
+   */
+  async underlay(from: string, fromAddress: string, to: string, toAddress: string, mtu = 1500): Promise<void> {
+    await this.veth(from, 'ul0', to, 'ul1', mtu);
+    for (const [ns, ifname, address] of [[from, 'ul0', fromAddress], [to, 'ul1', toAddress]] as const) {
+      if (address.includes(':')) {
+        await run('ip', ['netns', 'exec', ns, 'sysctl', '-qw', `net.ipv6.conf.${ifname}.disable_ipv6=0`]);
+        await run('ip', ['-n', ns, 'addr', 'add', `${address}/64`, 'dev', ifname, 'nodad']);
+      } else {
+        await run('ip', ['-n', ns, 'addr', 'add', `${address}/24`, 'dev', ifname]);
+      }
+    }
+  }
+
+  /**
    * The usual test host: a "VM" namespace behind veth vmh|vm0 and a "monitor"
    * namespace behind monh|mon0, both host sides in a host namespace.
    */

@@ -94,10 +94,8 @@ describe.skipIf(!netnsAvailable)(`tapas collect in namespaces (${netnsSkipReason
     collector = await lab.namespace('col');
     monitor = await lab.namespace('mon');
     await lab.veth(host, 'vmh', vm, 'vm0');
-    await lab.veth(host, 'ul0', collector, 'ul1', 1500);
+    await lab.underlay(host, HOST_UNDERLAY, collector, COLLECTOR);
     await lab.veth(collector, 'colmon', monitor, 'mon0');
-    await lab.exec(host, 'ip', ['addr', 'add', `${HOST_UNDERLAY}/24`, 'dev', 'ul0']);
-    await lab.exec(collector, 'ip', ['addr', 'add', `${COLLECTOR}/24`, 'dev', 'ul1']);
   });
 
   afterAll(() => lab.cleanup());

@@ -32,9 +32,7 @@ describe.skipIf(!netnsAvailable)(`GRE written by the bpf data path (${netnsSkipR
     vm = await lab.namespace('vm');
     collector = await lab.namespace('col');
     await lab.veth(host, 'vmh', vm, 'vm0');
-    await lab.veth(host, 'ul0', collector, 'ul1', 1500);
-    await lab.exec(host, 'ip', ['addr', 'add', `${HOST_UNDERLAY}/24`, 'dev', 'ul0']);
-    await lab.exec(collector, 'ip', ['addr', 'add', `${COLLECTOR}/24`, 'dev', 'ul1']);
+    await lab.underlay(host, HOST_UNDERLAY, collector, COLLECTOR);
   });
 
   afterEach(async () => {

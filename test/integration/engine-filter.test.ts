@@ -44,9 +44,7 @@ describe.skipIf(!netnsAvailable)(`per-rule filter, sample_rate and snaplen (${ne
     monitor2 = await lab.namespace('mon2');
     await lab.veth(host, 'mon2h', monitor2, 'mon1');
     collector = await lab.namespace('col');
-    await lab.veth(host, 'ul0', collector, 'ul1', 1500);
-    await lab.exec(host, 'ip', ['addr', 'add', `${HOST_UNDERLAY}/24`, 'dev', 'ul0']);
-    await lab.exec(collector, 'ip', ['addr', 'add', `${COLLECTOR}/24`, 'dev', 'ul1']);
+    await lab.underlay(host, HOST_UNDERLAY, collector, COLLECTOR);
     engine = new Engine();
   });
 

@@ -116,9 +116,7 @@ describe.skipIf(!netnsAvailable)(`tapas collect -w rotation with real packets ($
   beforeAll(async () => {
     sender = await lab.namespace('snd');
     collector = await lab.namespace('col');
-    await lab.veth(sender, 'ul0', collector, 'ul1');
-    await lab.exec(sender, 'ip', ['addr', 'add', `${SENDER}/24`, 'dev', 'ul0']);
-    await lab.exec(collector, 'ip', ['addr', 'add', `${COLLECTOR}/24`, 'dev', 'ul1']);
+    await lab.underlay(sender, SENDER, collector, COLLECTOR);
   });
 
   afterAll(() => lab.cleanup());

@@ -34,11 +34,9 @@ describe.skipIf(!netnsAvailable)(`ERSPAN III, VXLAN and BOTH on the wire (${netn
     vm = await lab.namespace('vm');
     collector = await lab.namespace('col');
     await lab.veth(host, 'vmh', vm, 'vm0');
-    await lab.veth(host, 'ul0', collector, 'ul1', 1500);
-    await lab.exec(host, 'ip', ['addr', 'add', `${HOST_UNDERLAY}/24`, 'dev', 'ul0']);
-    await lab.exec(collector, 'ip', ['addr', 'add', `${COLLECTOR}/24`, 'dev', 'ul1']);
+    await lab.underlay(host, HOST_UNDERLAY, collector, COLLECTOR);
+    // IPv6 on the same link, beside IPv4.
     for (const [ns, ifname, address] of [[host, 'ul0', HOST_UNDERLAY6], [collector, 'ul1', COLLECTOR6]] as const) {
-      // Lab namespaces start with IPv6 off; only the underlay link gets it back, without DAD delay.
       await lab.exec(ns, 'sysctl', ['-qw', `net.ipv6.conf.${ifname}.disable_ipv6=0`]);
       await lab.exec(ns, 'ip', ['addr', 'add', `${address}/64`, 'dev', ifname, 'nodad']);
     }

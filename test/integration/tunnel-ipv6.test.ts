@@ -26,12 +26,7 @@ describe.skipIf(!netnsAvailable)(`tunnels over IPv6 (${netnsSkipReason})`, () =>
     vm = await lab.namespace('vm');
     collector = await lab.namespace('col');
     await lab.veth(host, 'vmh', vm, 'vm0');
-    await lab.veth(host, 'ul0', collector, 'ul1', 1500);
-    for (const [ns, ifname, address] of [[host, 'ul0', HOST_UNDERLAY], [collector, 'ul1', COLLECTOR]] as const) {
-      // Lab namespaces start with IPv6 off; only the underlay link gets it back, without DAD delay.
-      await lab.exec(ns, 'sysctl', ['-qw', `net.ipv6.conf.${ifname}.disable_ipv6=0`]);
-      await lab.exec(ns, 'ip', ['addr', 'add', `${address}/64`, 'dev', ifname, 'nodad']);
-    }
+    await lab.underlay(host, HOST_UNDERLAY, collector, COLLECTOR);
     engine = new Engine();
     await engine.apply({
       sources: [{ id: 'vm', ifname: 'vmh', netns: host }],
