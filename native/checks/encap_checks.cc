@@ -5,21 +5,12 @@
 #include <cstring>
 #include <vector>
 
+#include "check.h"
 #include "encap.h"
 
 using namespace tapas::encap;
 
 namespace {
-
-int failures = 0;
-
-#define CHECK(condition)                                                   \
-  do {                                                                     \
-    if (!(condition)) {                                                    \
-      std::fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #condition); \
-      ++failures;                                                          \
-    }                                                                      \
-  } while (0)
 
 using Bytes = std::vector<uint8_t>;
 
@@ -297,10 +288,5 @@ int main() {
   builders_and_parser_round_trip();
   malformed_packets_get_their_verdict();
   ipv4_wrapper_checks_the_outer_header();
-  if (failures != 0) {
-    std::fprintf(stderr, "%d check(s) failed\n", failures);
-    return 1;
-  }
-  std::puts("encap checks passed");
-  return 0;
+  return checks_result("encap");
 }

@@ -11,21 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "check.h"
 #include "pcap_rotation.h"
 
 using namespace tapas;
 
 namespace {
-
-int failures = 0;
-
-#define CHECK(condition)                                                                    \
-  do {                                                                                      \
-    if (!(condition)) {                                                                     \
-      std::fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #condition); \
-      ++failures;                                                                           \
-    }                                                                                       \
-  } while (0)
 
 long file_size(const std::string& path) {
   struct stat st{};
@@ -123,7 +114,6 @@ int main() {
   }
 
   const std::string cleanup = std::string("rm -rf ") + dir;
-  if (std::system(cleanup.c_str()) != 0) ++failures;
-  if (failures != 0) std::fprintf(stderr, "%d check(s) failed\n", failures);
-  return failures == 0 ? 0 : 1;
+  if (std::system(cleanup.c_str()) != 0) ++check_failures;
+  return checks_result("pcap rotation");
 }
