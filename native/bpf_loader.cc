@@ -5,11 +5,14 @@
 #include <errno.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/ethtool.h>
 #include <linux/if_link.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
+#include <linux/sockios.h>
 #include <linux/veth.h>
 #include <net/if.h>
+#include <sys/ioctl.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -140,6 +143,43 @@ int delete_link(int ifindex) {
   r.header()->nlmsg_type = RTM_DELLINK;
   reinterpret_cast<ifinfomsg*>(NLMSG_DATA(r.header()))->ifi_index = ifindex;
   return netlink_call(r);
+}
+
+// Every offload of a tunnel veth end that can be turned off, off: the
+// kernel then segments a GSO clone on its way through (the copies are
+// wire-sized frames, each encapsulated on its own, with its own ERSPAN
+// sequence number), fills in checksums left to the hardware, and puts an
+// offloaded VLAN tag into the frame; and the second end does no GRO, which
+// would merge the segments again.
+int clear_offloads(const std::string& ifname) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  constexpr uint32_t kWords = 4;  // room for 128 feature bits; the kernel says how many it has
+  alignas(ethtool_gfeatures) unsigned char get_buffer[sizeof(ethtool_gfeatures) + kWords * sizeof(ethtool_get_features_block)]{};
+  alignas(ethtool_sfeatures) unsigned char set_buffer[sizeof(ethtool_sfeatures) + kWords * sizeof(ethtool_set_features_block)]{};
+  auto* get = reinterpret_cast<ethtool_gfeatures*>(get_buffer);
+  auto* set = reinterpret_cast<ethtool_sfeatures*>(set_buffer);
+  get->cmd = ETHTOOL_GFEATURES;
+  get->size = kWords;
+  ifreq request{};
+  std::snprintf(request.ifr_name, sizeof request.ifr_name, "%s", ifname.c_str());
+  request.ifr_data = reinterpret_cast<char*>(get);
+  int result = 0;
+  if (ioctl(fd, SIOCETHTOOL, &request) != 0) {
+    result = -errno;
+  } else {
+    set->cmd = ETHTOOL_SFEATURES;
+    set->size = std::min(get->size, kWords);
+    for (uint32_t i = 0; i < set->size; ++i) {
+      set->features[i].valid = get->features[i].available;
+      set->features[i].requested = 0;
+    }
+    request.ifr_data = reinterpret_cast<char*>(set);
+    // A positive answer flags features the device could not change: those stay as they were.
+    if (ioctl(fd, SIOCETHTOOL, &request) < 0) result = -errno;
+  }
+  ::close(fd);
+  return result;
 }
 
 // No IPv6 on tapas's veth ends: their own router solicitations or MLD
@@ -290,12 +330,10 @@ std::string Loader::load(Programs& into) {
   bpf_program* out = bpf_object__find_program_by_name(object, "tapas_out");
   bpf_map* hooks = bpf_object__find_map_by_name(object, "tapas_hooks");
   if (!in || !out || !hooks) return fail("the bpf object lacks tapas's programs or maps", ENOENT);
-  bpf_program* encap = bpf_object__find_program_by_name(object, "tapas_encap");
   bpf_program* send = bpf_object__find_program_by_name(object, "tapas_send");
   bpf_map* tunnels = bpf_object__find_map_by_name(object, "tapas_tunnels");
   bpf_map* sequences = bpf_object__find_map_by_name(object, "tapas_sequences");
-  if (!encap || !send || !tunnels || !sequences) return fail("the bpf object lacks tapas's tunnel programs or maps", ENOENT);
-  into.prog_encap = bpf_program__fd(encap);
+  if (!send || !tunnels || !sequences) return fail("the bpf object lacks tapas's tunnel programs or maps", ENOENT);
   into.prog_send = bpf_program__fd(send);
   into.tunnels_fd = bpf_map__fd(tunnels);
   into.sequences_fd = bpf_map__fd(sequences);
@@ -675,8 +713,9 @@ std::string Loader::tunnel_for(const Installed& rule, const NetnsIdentity& ns, i
     uint32_t k = static_cast<uint32_t>(index);
     if (bpf_map_update_elem(t.tunnels_fd, &k, &entry, BPF_ANY) != 0) return failed("cannot fill the tunnels map: " + errno_text(errno));
   }
-  t.link_a = bpf_link_create(programs->second.prog_encap, t.ifindex_a, static_cast<bpf_attach_type>(kBpfTcxEgress), nullptr);
-  if (t.link_a < 0) return failed("cannot attach to the tunnel's veth (tcx): " + errno_text(errno));
+  for (const std::string& name : {t.name_a, t.name_b}) {
+    if ((err = clear_offloads(name)) != 0) return failed("cannot turn off the offloads of " + name + ": " + errno_text(-err));
+  }
   t.link_b = bpf_link_create(programs->second.prog_send, t.ifindex_b, static_cast<bpf_attach_type>(kBpfTcxIngress), nullptr);
   if (t.link_b < 0) return failed("cannot attach to the tunnel's veth (tcx): " + errno_text(errno));
   if ((err = set_up(t.ifindex_b)) != 0 || (err = set_up(t.ifindex_a)) != 0) return failed("cannot bring the tunnel's veth pair up: " + errno_text(-err));
@@ -686,9 +725,8 @@ std::string Loader::tunnel_for(const Installed& rule, const NetnsIdentity& ns, i
 }
 
 void Loader::drop_tunnel(Tunnel& t) {
-  if (t.link_a >= 0) ::close(t.link_a);
   if (t.link_b >= 0) ::close(t.link_b);
-  t.link_a = t.link_b = -1;
+  t.link_b = -1;
   for (int index : {t.ifindex_a, t.ifindex_b}) {
     uint32_t k = static_cast<uint32_t>(index);
     if (index != 0 && t.tunnels_fd >= 0) bpf_map_delete_elem(t.tunnels_fd, &k);

@@ -121,13 +121,13 @@ class Loader {
     int target = 0;  // the tap service port's ifindex, when installed
   };
   // A GRE rule's veth pair (see mirror.h, tapas_tunnel): a, the clone's
-  // target, with tapas_encap on its egress; b with tapas_send on its ingress.
+  // target, without offloads; b with tapas_send on its ingress.
   struct Tunnel {
     std::string netns;
     NetnsIdentity ns;
     std::string name_a, name_b;
     int ifindex_a = 0, ifindex_b = 0;
-    int link_a = -1, link_b = -1;
+    int link_b = -1;  // tapas_send on the second end's ingress
     std::string remote;
     uint32_t key = 0;
     bool erspan = false;
@@ -147,7 +147,7 @@ class Loader {
   struct Programs {
     bpf_object* object = nullptr;
     int prog_in = -1, prog_out = -1, hooks_fd = -1;
-    int prog_encap = -1, prog_send = -1, tunnels_fd = -1, sequences_fd = -1;
+    int prog_send = -1, tunnels_fd = -1, sequences_fd = -1;
     bool swept = false;  // veth pairs a killed tapas left in this namespace removed
     std::vector<std::string> keys;  // hook keys in its map (raw bytes), to delete stale ones
   };

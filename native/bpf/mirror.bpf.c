@@ -120,14 +120,10 @@ static __always_inline int mirror(struct __sk_buff *skb, __u32 direction) {
       if (!match) continue;
     }
     if (t->tunnel) {
-      // A GSO frame is one skb for many segments: prepended headers would
-      // make one oversized GRE packet (no helper segments it), so it is not
-      // copied, and counted as oversize. Its headers are written by
-      // tapas_encap, its MTU checked by tapas_send.
-      if (skb->gso_size != 0 || skb->gso_segs > 1) {
-        count(t->slot, bytes, COUNT_OVERSIZE);
-        continue;
-      }
+      // Into the tunnel's veth pair; tapas_send writes the headers and checks
+      // the MTU. That veth end has no offloads: a GSO frame (one skb for
+      // many segments) leaves it as wire-sized segments, each with its
+      // checksum, and each is encapsulated on its own.
       if (bpf_clone_redirect(skb, t->ifindex, 0) != 0) count(t->slot, bytes, COUNT_ERROR);
       continue;
     }
@@ -150,12 +146,12 @@ int tapas_out(struct __sk_buff *skb) { return mirror(skb, TAPAS_BPF_DIR_OUT); }
 SEC("tc")
 int tapas_in(struct __sk_buff *skb) { return mirror(skb, TAPAS_BPF_DIR_IN); }
 
-// The egress of a tunnel's first veth end: the clone of a mirrored frame
-// gets outer Ethernet (a placeholder: bpf_redirect_neigh writes the real
-// one), IPv4 and GRE (flags K, protocol 0x6558, the key) in front of it, or
-// GRE (flag S, 0x88BE, the tunnel's next sequence number) and the ERSPAN II
-// header, as native/encap.cc writes them. An offloaded VLAN tag goes back
-// into the inner frame. Anything that fails drops the copy, never more.
+// The clone of a mirrored frame gets outer Ethernet (a placeholder:
+// bpf_redirect_neigh writes the real one), IPv4 and GRE (flags K, protocol
+// 0x6558, the key) in front of it, or GRE (flag S, 0x88BE, the tunnel's next
+// sequence number) and the ERSPAN II header, as native/encap.cc writes them.
+// An offloaded VLAN tag goes back into the inner frame. Returns 0, or -1
+// when the copy cannot be made (the caller drops it, never more).
 struct outer_ip {
   __u8 eth_dst[6], eth_src[6];
   __be16 eth_type;
@@ -169,18 +165,13 @@ struct outer_ip {
   __be32 erspan[2];  // ERSPAN II only
 } __attribute__((packed));
 
-SEC("tc")
-int tapas_encap(struct __sk_buff *skb) {
-  __u32 ifindex = skb->ifindex;
-  struct tapas_tunnel *t = bpf_map_lookup_elem(&tapas_tunnels, &ifindex);
-  if (!t) return TC_ACT_SHOT;
-  __u32 slot = t->slot;
+static __always_inline int encapsulate(struct __sk_buff *skb, struct tapas_tunnel *t) {
   int erspan = t->erspan != 0;
   __u32 overhead = erspan ? TAPAS_ERSPAN_OVERHEAD : TAPAS_GRE_OVERHEAD;
   __u32 vlan_tci = skb->vlan_tci;
   __u32 vlan_proto = skb->vlan_proto;
   int tagged = skb->vlan_present;
-  if (tagged && bpf_skb_vlan_pop(skb) != 0) goto fail;
+  if (tagged && bpf_skb_vlan_pop(skb) != 0) return -1;
   __u32 tag = tagged ? 4 : 0;
   __u32 inner = skb->len + tag;
   // ERSPAN's vlan, en and cos, from the frame as on the wire.
@@ -188,16 +179,16 @@ int tapas_encap(struct __sk_buff *skb) {
   __be16 type = 0;
   if (erspan) {
     __u32 l3 = 14;
-    if (bpf_skb_load_bytes(skb, 12, &type, sizeof type) != 0) goto fail;
+    if (bpf_skb_load_bytes(skb, 12, &type, sizeof type) != 0) return -1;
     if (tagged) {
       vlan = vlan_tci & 0x0fff;
       en = 3;
     } else if (type == bpf_htons(ETH_P_8021Q) || type == bpf_htons(ETH_P_8021AD)) {
       __be16 tci;
-      if (bpf_skb_load_bytes(skb, 14, &tci, sizeof tci) != 0) goto fail;
+      if (bpf_skb_load_bytes(skb, 14, &tci, sizeof tci) != 0) return -1;
       vlan = bpf_ntohs(tci) & 0x0fff;
       en = 3;
-      if (bpf_skb_load_bytes(skb, 16, &type, sizeof type) != 0) goto fail;
+      if (bpf_skb_load_bytes(skb, 16, &type, sizeof type) != 0) return -1;
       l3 = 18;
     }
     __u8 head[2];
@@ -206,14 +197,14 @@ int tapas_encap(struct __sk_buff *skb) {
       if (type == bpf_htons(ETH_P_IPV6) && (head[0] >> 4) == 6) cos = ((head[0] & 0x0f) << 4 | head[1] >> 4) >> 5;
     }
   }
-  if (bpf_skb_change_head(skb, overhead + tag, 0) != 0) goto fail;
+  if (bpf_skb_change_head(skb, overhead + tag, 0) != 0) return -1;
   if (tagged) {
     // The inner MAC addresses move 4 bytes forward, the tag goes after them.
     __u8 macs[12];
-    if (bpf_skb_load_bytes(skb, overhead + 4, macs, sizeof macs) != 0) goto fail;
-    if (bpf_skb_store_bytes(skb, overhead, macs, sizeof macs, 0) != 0) goto fail;
+    if (bpf_skb_load_bytes(skb, overhead + 4, macs, sizeof macs) != 0) return -1;
+    if (bpf_skb_store_bytes(skb, overhead, macs, sizeof macs, 0) != 0) return -1;
     __be16 vlan_header[2] = {(__be16)vlan_proto, bpf_htons((__u16)vlan_tci)};
-    if (bpf_skb_store_bytes(skb, overhead + 12, vlan_header, sizeof vlan_header, 0) != 0) goto fail;
+    if (bpf_skb_store_bytes(skb, overhead + 12, vlan_header, sizeof vlan_header, 0) != 0) return -1;
   }
   struct outer_ip h = {
       // Locally administered unicast: bpf_redirect_neigh refuses multicast.
@@ -234,7 +225,7 @@ int tapas_encap(struct __sk_buff *skb) {
   if (erspan) {
     __u32 at = t->sequence;
     __u32 *sequence = bpf_map_lookup_elem(&tapas_sequences, &at);
-    if (!sequence) goto fail;
+    if (!sequence) return -1;
     h.gre_flags = bpf_htons(0x1000);
     h.gre_protocol = bpf_htons(0x88be);
     h.gre_word = bpf_htonl(__sync_fetch_and_add(sequence, 1));
@@ -249,18 +240,24 @@ int tapas_encap(struct __sk_buff *skb) {
   sum = (sum & 0xffff) + (sum >> 16);
   h.check = (__u16)~sum;
   if (erspan) {
-    if (bpf_skb_store_bytes(skb, 0, &h, TAPAS_ERSPAN_OVERHEAD, 0) != 0) goto fail;
+    if (bpf_skb_store_bytes(skb, 0, &h, TAPAS_ERSPAN_OVERHEAD, 0) != 0) return -1;
   } else {
-    if (bpf_skb_store_bytes(skb, 0, &h, TAPAS_GRE_OVERHEAD, 0) != 0) goto fail;
+    if (bpf_skb_store_bytes(skb, 0, &h, TAPAS_GRE_OVERHEAD, 0) != 0) return -1;
   }
-  return TC_ACT_OK;
-fail:
-  count(slot, 0, COUNT_ERROR);
-  return TC_ACT_SHOT;
+  // bpf_redirect_neigh sends only what the kernel takes for IPv4 or IPv6
+  // (skb->protocol), and that is still the inner frame's type, which no
+  // helper sets directly. Popping an 802.1Q tag sets it to the type that
+  // follows the tag: push two tags (the second moves the first into the
+  // data), pop both, and the protocol is the outer header's, IPv4.
+  if (bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), 0) != 0) return -1;
+  if (bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), 0) != 0) return -1;
+  if (bpf_skb_vlan_pop(skb) != 0) return -1;
+  if (bpf_skb_vlan_pop(skb) != 0) return -1;
+  return 0;
 }
 
-// The ingress of a tunnel's second veth end: the encapsulated copy, now an
-// IPv4 packet, goes to the underlay's interface by the namespace's routes.
+// The ingress of a tunnel's second veth end: the copy, encapsulated here,
+// goes to the underlay's interface by the namespace's routes.
 SEC("tc")
 int tapas_send(struct __sk_buff *skb) {
   __u32 ifindex = skb->ifindex;
@@ -269,6 +266,10 @@ int tapas_send(struct __sk_buff *skb) {
   __u32 slot = t->slot;
   int erspan = t->erspan != 0;
   __u32 overhead = erspan ? TAPAS_ERSPAN_OVERHEAD : TAPAS_GRE_OVERHEAD;
+  if (encapsulate(skb, t) != 0) {
+    count(slot, 0, COUNT_ERROR);
+    return TC_ACT_SHOT;
+  }
   __u64 inner = skb->len > overhead ? skb->len - overhead : 0;
   // Marked as tapas's own, as the AF_PACKET path's sockets mark theirs: the
   // mark also routes it (bpf_redirect_neigh looks the route up with it).

@@ -67,11 +67,11 @@ struct tapas_counters {
 
 // A GRE tunnel the kernel path writes (issue 12): the loader gives each such
 // rule a veth pair of its own in the source's namespace. The clone goes out
-// of the first end, whose egress program (tapas_encap) prepends outer
-// Ethernet, IPv4 and GRE (key); the second end receives it as an IPv4 packet
-// and its ingress program (tapas_send) redirects it to the underlay's
-// interface (bpf_fib_lookup, bpf_redirect_neigh). Keyed by the ifindex of
-// either end.
+// of the first end, which has no offloads (a GSO clone leaves it as
+// segments); the second end's ingress program (tapas_send) prepends outer
+// Ethernet, IPv4 and GRE (key) or ERSPAN II to each and redirects it to the
+// underlay's interface (bpf_fib_lookup, bpf_redirect_neigh). Keyed by the
+// ifindex of either end.
 struct tapas_tunnel {
   tapas_u32 slot;    // the rule's counters
   tapas_u32 local;   // outer source address, network order (resolved by the loader)

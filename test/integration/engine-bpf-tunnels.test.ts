@@ -185,29 +185,55 @@ describe.skipIf(!netnsAvailable)(`GRE written by the bpf data path (${netnsSkipR
     expect(running.stats().rules.find((r) => r.id === 'in')).toMatchObject({ datapath: 'bpf', packets: 2, oversize: 0, unavailable: 0 });
   });
 
-  it('does not send a GSO frame into a tunnel (one skb for many segments): counted as oversize; the TCP stream itself flows', async () => {
+  it('sends a GSO frame (one skb for many segments) as wire-sized segments, in order, each with a valid TCP checksum', async () => {
     await lab.exec(host, 'ip', ['addr', 'add', '10.97.0.1/24', 'dev', 'vmh']);
     await lab.exec(vm, 'ip', ['addr', 'add', '10.97.0.2/24', 'dev', 'vm0']);
-    const running = engine();
-    await running.apply(plan());
-    const capture = await lab.capture(collector, 'ul1');
-    // A TCP stream from the host to the VM: with TSO on the veth (its default) the host sends GSO skbs out of vmh (IN).
-    const server = 'import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(("10.97.0.2",5001));s.listen(1)\n'
-      + 'c,_=s.accept();n=0\nwhile True:\n  b=c.recv(65536)\n  if not b: break\n  n+=len(b)\nprint(n)';
-    const client = 'import socket,time\nfor i in range(50):\n  try:\n    c=socket.create_connection(("10.97.0.2",5001));break\n  except OSError: time.sleep(0.05)\n'
-      + 'c.sendall(b"x"*1000000);c.close()';
-    const received = lab.exec(vm, 'python3', ['-c', server]);
-    await lab.exec(host, 'python3', ['-c', client]);
-    expect(Number((await received).stdout.trim())).toBe(1000000);
-    const frames = await capture.stop(500);
-    const packets = tunnelPackets(frames);
-    // Every tunnel packet on the wire is a whole, valid one (no oversized GRE packet), and copies were made.
-    for (const frame of frames) expect(frame.length).toBeLessThanOrEqual(1514);
-    expect(packets.filter((p) => p.key === 202).length).toBeGreaterThan(0);  // the VM's ACKs (not GSO)
-    const stats = running.stats().rules.find((r) => r.id === 'in')!;
-    expect(stats.oversize).toBeGreaterThan(0);  // the host's GSO frames
-    expect(stats.unavailable).toBe(0);
-    await lab.exec(host, 'ip', ['addr', 'del', '10.97.0.1/24', 'dev', 'vmh']);
+    // An underlay with room for a 1514-byte segment and 42 bytes of headers.
+    await lab.exec(host, 'ip', ['link', 'set', 'ul0', 'mtu', '9000']);
+    await lab.exec(collector, 'ip', ['link', 'set', 'ul1', 'mtu', '9000']);
+    try {
+      const running = engine();
+      await running.apply(plan());
+      const capture = await lab.capture(collector, 'ul1');
+      const originals = await lab.capture(host, 'vmh', 'vmh-out', 'out');
+      // A TCP stream from the host to the VM: with TSO on the veth (its default) the host sends GSO skbs out of vmh (IN).
+      const server = 'import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(("10.97.0.2",5001));s.listen(1)\n'
+        + 'c,_=s.accept();n=0\nwhile True:\n  b=c.recv(65536)\n  if not b: break\n  n+=len(b)\nprint(n)';
+      const client = 'import socket,time\nfor i in range(50):\n  try:\n    c=socket.create_connection(("10.97.0.2",5001));break\n  except OSError: time.sleep(0.05)\n'
+        + 'c.sendall(b"x"*1000000);c.close()';
+      const received = lab.exec(vm, 'python3', ['-c', server]);
+      await lab.exec(host, 'python3', ['-c', client]);
+      expect(Number((await received).stdout.trim())).toBe(1000000);
+      const frames = await capture.stop(500);
+      // The originals really were GSO skbs: the capture on vmh sees frames above the MTU.
+      expect(Math.max(...(await originals.stop(0)).map((frame) => frame.length))).toBeGreaterThan(1514);
+      const copies = tunnelPackets(frames).filter((p) => p.key === 201);
+      const data = copies.map((p) => p.inner)
+        .filter((inner) => inner.readUInt16BE(12) === 0x0800 && inner[23] === 6);
+      const segments = data.map((inner) => {
+        const ipLength = inner.readUInt16BE(16);
+        const tcp = 14 + (inner[14]! & 0x0f) * 4;
+        return { length: inner.length, seq: inner.readUInt32BE(tcp + 4), payload: ipLength - (tcp - 14) - (inner[tcp + 12]! >> 4) * 4 };
+      });
+      // Wire-sized: no inner frame above the source's MTU; together they carry the stream, in the order sent.
+      for (const segment of segments) expect(segment.length).toBeLessThanOrEqual(1514);
+      const withData = segments.filter((s) => s.payload > 0);
+      expect(withData.reduce((sum, s) => sum + s.payload, 0)).toBe(1000000);
+      for (let i = 1; i < withData.length; i += 1) expect(withData[i]!.seq).toBe((withData[i - 1]!.seq + withData[i - 1]!.payload) >>> 0);
+      // The kernel filled in each segment's checksum (the original left it to the hardware).
+      const pcap = join(lab.dir, `bpf-gso-${Date.now()}.pcap`);
+      writePcap(pcap, frames);
+      const checks = await tsharkFields(pcap, ['tcp.checksum.status'], 'gre.key == 201 && tcp.len > 0', ['-o', 'tcp.check_checksum:TRUE']);
+      expect(checks.length).toBe(withData.length);
+      expect(checks.every((c) => c['tcp.checksum.status'] === '1')).toBe(true);  // 1: good
+      const stats = running.stats().rules.find((r) => r.id === 'in')!;
+      expect(stats).toMatchObject({ datapath: 'bpf', oversize: 0, unavailable: 0 });
+      expect(stats.packets).toBe(copies.length);  // the segments and the host's ARP
+    } finally {
+      await lab.exec(host, 'ip', ['link', 'set', 'ul0', 'mtu', '1500']);
+      await lab.exec(collector, 'ip', ['link', 'set', 'ul1', 'mtu', '1500']);
+      await lab.exec(host, 'ip', ['addr', 'del', '10.97.0.1/24', 'dev', 'vmh']);
+    }
   });
 
   it('never copies its own tunnel packets when the underlay itself is a mirrored source', async () => {
