@@ -215,6 +215,52 @@ void sweep_tunnels() {
   if_freenameindex(names);
 }
 
+// Whether the tc program prog_id is tapas's and was loaded by a tapas that
+// no longer runs (the pid in its tapas_owner map). Not known: false.
+bool left_by_a_dead_tapas(uint32_t prog_id) {
+  int fd = bpf_prog_get_fd_by_id(prog_id);
+  if (fd < 0) return false;
+  uint32_t map_ids[8] = {};
+  bpf_prog_info info{};
+  info.nr_map_ids = 8;
+  info.map_ids = reinterpret_cast<uintptr_t>(map_ids);
+  uint32_t length = sizeof info;
+  bool ours = bpf_obj_get_info_by_fd(fd, &info, &length) == 0 && std::strncmp(info.name, "tapas_", 6) == 0;
+  ::close(fd);
+  if (!ours) return false;
+  for (uint32_t i = 0; i < std::min<uint32_t>(info.nr_map_ids, 8); ++i) {
+    int map = bpf_map_get_fd_by_id(map_ids[i]);
+    if (map < 0) continue;
+    bpf_map_info map_info{};
+    uint32_t map_length = sizeof map_info;
+    const uint32_t zero = 0;
+    uint32_t pid = 0;
+    bool owner = bpf_obj_get_info_by_fd(map, &map_info, &map_length) == 0 && std::strcmp(map_info.name, "tapas_owner") == 0 &&
+                 bpf_map_lookup_elem(map, &zero, &pid) == 0;
+    ::close(map);
+    if (owner) return pid != 0 && pid != static_cast<uint32_t>(getpid()) && kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+  }
+  return false;
+}
+
+// tcx links go with their process; cls_bpf filters outlive it and go on
+// copying. Those at tapas's handle and priority in the thread's namespace
+// whose tapas no longer runs are removed; any other filter stays.
+void sweep_filters() {
+  struct if_nameindex* names = if_nameindex();
+  if (names == nullptr) return;
+  for (struct if_nameindex* n = names; n->if_index != 0; ++n) {
+    for (auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
+      LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(n->if_index), .attach_point = point);
+      LIBBPF_OPTS(bpf_tc_opts, query, .handle = kTcHandle, .priority = kTcPriority);
+      if (bpf_tc_query(&hook, &query) != 0 || !left_by_a_dead_tapas(query.prog_id)) continue;
+      LIBBPF_OPTS(bpf_tc_opts, leftover, .handle = kTcHandle, .priority = kTcPriority);
+      bpf_tc_detach(&hook, &leftover);
+    }
+  }
+  if_freenameindex(names);
+}
+
 // The address the namespace's routes would send from to reach remote.
 std::string local_address_for(const std::string& remote, uint32_t& local) {
   sockaddr_in to{};
@@ -334,6 +380,17 @@ std::string Loader::load(Programs& into) {
   bpf_map* tunnels = bpf_object__find_map_by_name(object, "tapas_tunnels");
   bpf_map* sequences = bpf_object__find_map_by_name(object, "tapas_sequences");
   if (!send || !tunnels || !sequences) return fail("the bpf object lacks tapas's tunnel programs or maps", ENOENT);
+  bpf_map* owner = bpf_object__find_map_by_name(object, "tapas_owner");
+  const uint32_t zero = 0, pid = static_cast<uint32_t>(getpid());
+  if (owner == nullptr || bpf_map_update_elem(bpf_map__fd(owner), &zero, &pid, BPF_ANY) != 0) {
+    return fail("cannot record the owner of the bpf programs", owner == nullptr ? ENOENT : errno);
+  }
+  // No program reads the owner map: bound to each, it is found from a filter's program.
+  for (bpf_program* program : {in, out, send}) {
+    if ((err = bpf_prog_bind_map(bpf_program__fd(program), bpf_map__fd(owner), nullptr)) != 0) {
+      return fail("cannot bind the owner map to the bpf programs", err);
+    }
+  }
   into.prog_send = bpf_program__fd(send);
   into.tunnels_fd = bpf_map__fd(tunnels);
   into.sequences_fd = bpf_map__fd(sequences);
@@ -388,6 +445,7 @@ std::string Loader::attach(Attached& s, const std::map<std::string, Attached>& p
       programs_.erase(key_of(s.ns));
       return error;
     }
+    sweep_filters();
   }
   const int prog_in = programs.prog_in, prog_out = programs.prog_out;
 

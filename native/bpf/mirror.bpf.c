@@ -40,6 +40,15 @@ struct {
   __type(value, __u32);
 } tapas_sequences SEC(".maps");
 
+// The pid of the tapas that loaded this copy: a cls_bpf filter outlives its
+// process, and the next tapas removes those whose owner no longer runs.
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u32);
+} tapas_owner SEC(".maps");
+
 // TC_ACT_UNSPEC is TCX_NEXT: go on with the next program or filter, and
 // pass the frame when there is none. Returned on every path.
 #define TAPAS_NEXT TC_ACT_UNSPEC

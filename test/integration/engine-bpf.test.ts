@@ -175,6 +175,41 @@ describe.skipIf(!netnsAvailable)(`the bpf data path (${netnsSkipReason})`, () =>
     expect(await tcFilters('vmh', 'egress')).toBe('');
   });
 
+  it('removes at start the cls_bpf filters a killed tapas left on ports it does not mirror, and never those of a tapas that runs', async () => {
+    // A tapas that attaches cls_bpf filters to vmh, then keeps running.
+    const child = lab.track(spawn(process.execPath, ['-e', `
+      const addon = require(${JSON.stringify(ADDON)});
+      const bpf = new addon.NativeBpf({ objectPath: ${JSON.stringify(OBJECT)}, attach: 'tc' });
+      bpf.apply(${JSON.stringify({ sources: [{ id: 'vm', ifname: 'vmh', netns: host }], rules: [{ id: 'r', sourceId: 'vm', sinkIfname: 'monh', sinkNetns: host, direction: 'BOTH' }] })})
+        .then(() => { console.log('attached'); setInterval(() => {}, 1000); });
+    `], { stdio: ['ignore', 'pipe', 'inherit'] }));
+    await new Promise<void>((resolve, reject) => {
+      createInterface({ input: child.stdout! }).on('line', (line) => line === 'attached' && resolve());
+      child.on('exit', (code) => reject(new Error(`the child exited with ${code}`)));
+    });
+    // Another source in the same namespace (mon2h into monh), not vmh.
+    const elsewhere: Plan = {
+      sources: [{ id: 'other', ifname: 'mon2h', netns: host }],
+      sinks: [{ id: 'monitor', kind: 'port', ifname: 'monh', netns: host }],
+      rules: [{ id: 'flow', sourceId: 'other', sinkId: 'monitor', direction: 'BOTH' }],
+    };
+    const first = engine();
+    await first.apply(elsewhere);
+    expect(await tcFilters('vmh', 'ingress')).toMatch(/handle 0x7470 tapas_out/);  // its owner runs: kept
+    await first.close();
+
+    child.kill('SIGKILL');
+    await new Promise((resolve) => child.once('exit', resolve));
+    const orphaned = await exchange('f');
+    expect(hex(orphaned.copies)).toEqual(hex([...orphaned.toVm, ...orphaned.fromVm]));  // the leftover copies on
+
+    const second = engine();
+    await second.apply(elsewhere);
+    expect(await tcFilters('vmh', 'ingress')).toBe('');
+    expect(await tcFilters('vmh', 'egress')).toBe('');
+    expect((await exchange('g')).copies).toEqual([]);
+  });
+
   it('runs on AF_PACKET, per rule and saying why, what the kernel path cannot serve', async () => {
     const running = engine();
     const stats = await running.apply({
