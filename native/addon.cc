@@ -840,6 +840,8 @@ class NativeBpf : public Napi::ObjectWrap<NativeBpf> {
         entry.Set("bytes", number(rules[i].bytes));
         entry.Set("errors", number(rules[i].errors));
         entry.Set("oversize", number(rules[i].oversize));
+        entry.Set("truncated", number(rules[i].truncated));
+        entry.Set("fragmented", number(rules[i].fragmented));
         rule_list.Set(static_cast<uint32_t>(i), entry);
       }
       Napi::Object result = Napi::Object::New(env);

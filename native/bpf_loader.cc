@@ -145,6 +145,17 @@ int delete_link(int ifindex) {
   return netlink_call(r);
 }
 
+bool mac_of(const std::string& ifname, uint8_t (&mac)[6]) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  ifreq request{};
+  std::snprintf(request.ifr_name, sizeof request.ifr_name, "%s", ifname.c_str());
+  bool ok = ioctl(fd, SIOCGIFHWADDR, &request) == 0;
+  if (ok) std::memcpy(mac, request.ifr_hwaddr.sa_data, 6);
+  ::close(fd);
+  return ok;
+}
+
 // Every offload of a tunnel veth end that can be turned off, off: the
 // kernel then segments a GSO clone on its way through (the copies are
 // wire-sized frames, each encapsulated on its own, with its own ERSPAN
@@ -195,7 +206,13 @@ void disable_ipv6(const std::string& ifname) { write_sysctl("/proc/sys/net/ipv6/
 // bpf_fib_lookup from the second end's ingress answers only where that
 // interface forwards (its own setting, not the namespace's). Nothing it
 // receives reaches the stack: tapas_send redirects or drops every packet.
-bool enable_forwarding(const std::string& ifname) { return write_sysctl("/proc/sys/net/ipv4/conf/" + ifname + "/forwarding"); }
+// And GRE copies above the path MTU go up the first end's stack to be
+// forwarded and fragmented; their source address is the host's own
+// (accept_local).
+bool enable_forwarding(const std::string& ifname) {
+  return write_sysctl("/proc/sys/net/ipv4/conf/" + ifname + "/forwarding") &&
+         write_sysctl("/proc/sys/net/ipv4/conf/" + ifname + "/accept_local");
+}
 
 // Tunnel veth ends are named tpg<pid>a<n> / tpg<pid>b<n>: those of a pid
 // that no longer runs were left by a killed tapas and are removed.
@@ -429,7 +446,7 @@ std::string Loader::attach(Attached& s, const std::map<std::string, Attached>& p
   if (!scope.ok()) return scope.error();
   s.ns = scope.identity();
   s.ifindex = static_cast<int>(if_nametoindex(s.spec.ifname.c_str()));
-  if (s.ifindex == 0) return "no interface " + describe(s.spec.ifname, s.spec.netns);
+  if (s.ifindex == 0) return describe(s.spec.ifname, s.spec.netns) + " does not exist";  // as the AF_PACKET path says
   // Two spellings of one interface would copy every frame twice: the later one is refused, as on AF_PACKET.
   s.same_as.clear();
   for (const auto& [id, other] : peers) {
@@ -743,12 +760,16 @@ std::string Loader::tunnel_for(const Installed& rule, const NetnsIdentity& ns, i
   if (t.ifindex_a == 0 || t.ifindex_b == 0) return failed("the tunnel's veth pair vanished");
   disable_ipv6(t.name_a);
   disable_ipv6(t.name_b);
-  if (!enable_forwarding(t.name_b)) return failed("cannot let " + t.name_b + " forward (bpf_fib_lookup needs it): " + errno_text(errno));
+  for (const std::string& name : {t.name_a, t.name_b}) {
+    if (!enable_forwarding(name)) return failed("cannot let " + name + " forward: " + errno_text(errno));
+  }
   tapas_tunnel entry{};
   entry.slot = t.slot;
   entry.local = local;
   inet_pton(AF_INET, t.remote.c_str(), &entry.remote);
   entry.key = t.key;
+  entry.ifindex_a = static_cast<uint32_t>(t.ifindex_a);
+  if (!mac_of(t.name_a, entry.mac_a)) return failed("cannot read the MAC address of " + t.name_a + ": " + errno_text(errno));
   t.erspan = rule.spec.erspan;
   t.session = rule.spec.erspan_session;
   t.index = rule.spec.erspan_index;
@@ -794,15 +815,17 @@ void Loader::drop_tunnel(Tunnel& t) {
   t.ifindex_a = t.ifindex_b = 0;
 }
 
-void Loader::read_counters(uint32_t slot, uint64_t& packets, uint64_t& bytes, uint64_t& errors, uint64_t& oversize) const {
+void Loader::read_counters(uint32_t slot, RuleState& into) const {
   std::vector<tapas_counters> per_cpu(static_cast<size_t>(cpus_));
-  packets = bytes = errors = oversize = 0;
+  into.packets = into.bytes = into.errors = into.oversize = into.truncated = into.fragmented = 0;
   if (bpf_map_lookup_elem(counters_fd_, &slot, per_cpu.data()) != 0) return;
   for (const tapas_counters& c : per_cpu) {
-    packets += c.packets;
-    bytes += c.bytes;
-    errors += c.errors;
-    oversize += c.oversize;
+    into.packets += c.packets;
+    into.bytes += c.bytes;
+    into.errors += c.errors;
+    into.oversize += c.oversize;
+    into.truncated += c.truncated;
+    into.fragmented += c.fragmented;
   }
 }
 
@@ -825,8 +848,12 @@ void Loader::read(std::vector<SourceState>& sources, std::vector<RuleState>& rul
     state.ok = !s.attach.empty();
     state.reason = s.reason;
     state.attach = s.attach;
-    uint64_t errors = 0, oversize = 0;
-    if (object_ != nullptr) read_counters(s.slot, state.packets, state.bytes, errors, oversize);
+    if (object_ != nullptr) {
+      RuleState counted;
+      read_counters(s.slot, counted);
+      state.packets = counted.packets;
+      state.bytes = counted.bytes;
+    }
     sources.push_back(std::move(state));
   }
   for (const Installed& r : rules_) {
@@ -834,7 +861,7 @@ void Loader::read(std::vector<SourceState>& sources, std::vector<RuleState>& rul
     state.id = r.spec.id;
     state.ok = r.reason.empty();
     state.reason = r.reason;
-    if (object_ != nullptr) read_counters(r.slot, state.packets, state.bytes, state.errors, state.oversize);
+    if (object_ != nullptr) read_counters(r.slot, state);
     rules.push_back(std::move(state));
   }
 }

@@ -66,6 +66,8 @@ struct RuleState {
   uint64_t bytes = 0;
   uint64_t errors = 0;  // copies the kernel could not make or send
   uint64_t oversize = 0;  // frames larger than the tap service port's MTU: not copied
+  uint64_t truncated = 0;  // ERSPAN copies cut to the path MTU (in packets too)
+  uint64_t fragmented = 0;  // GRE copies the IP stack fragmented (in packets too)
 };
 
 // How hooks are attached: tcx links where the kernel has them, else cls_bpf.
@@ -167,7 +169,8 @@ class Loader {
   uint32_t take_slot();  // kNoSlot when every slot is taken
   void free_slot(uint32_t slot);
   void read(std::vector<SourceState>& sources, std::vector<RuleState>& rules) const;
-  void read_counters(uint32_t slot, uint64_t& packets, uint64_t& bytes, uint64_t& errors, uint64_t& oversize) const;
+  // The slot's per-CPU counters, summed into the counting fields of into.
+  void read_counters(uint32_t slot, RuleState& into) const;
 
   mutable std::mutex mutex_;  // apply (a libuv pool thread), stats and close (the JavaScript thread)
   std::vector<SourceSpec> last_sources_;

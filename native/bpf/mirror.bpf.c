@@ -56,6 +56,8 @@ struct {
 #define COUNT_SENT 0
 #define COUNT_ERROR 1
 #define COUNT_OVERSIZE 2
+#define COUNT_TRUNCATED 3
+#define COUNT_FRAGMENTED 4
 
 static __always_inline void count(__u32 slot, __u64 bytes, int what) {
   struct tapas_counters *c = bpf_map_lookup_elem(&tapas_counters, &slot);
@@ -64,6 +66,10 @@ static __always_inline void count(__u32 slot, __u64 bytes, int what) {
     c->errors += 1;
   } else if (what == COUNT_OVERSIZE) {
     c->oversize += 1;
+  } else if (what == COUNT_TRUNCATED) {
+    c->truncated += 1;
+  } else if (what == COUNT_FRAGMENTED) {
+    c->fragmented += 1;
   } else {
     c->packets += 1;
     c->bytes += bytes;
@@ -141,7 +147,13 @@ static __always_inline int mirror(struct __sk_buff *skb, __u32 direction) {
       continue;
     }
     // Flags 0: the copy goes out of the target's egress, as sent on its wire.
+    // It carries tapas's mark, as the AF_PACKET path's copies do, so that a
+    // tapas watching the tap service port (either path) does not copy it
+    // again; the frame itself gets its own mark back.
+    __u32 mark = skb->mark;
+    skb->mark = TAPAS_OWN_TRAFFIC_MARK;
     long err = bpf_clone_redirect(skb, t->ifindex, 0);
+    skb->mark = mark;
     count(t->slot, bytes, err != 0 ? COUNT_ERROR : COUNT_SENT);
   }
   return TAPAS_NEXT;
@@ -291,6 +303,7 @@ int tapas_send(struct __sk_buff *skb) {
       .tot_len = (__u16)(skb->len - 14),
   };
   long rc = bpf_fib_lookup(skb, &fib, sizeof fib, BPF_FIB_LOOKUP_SKIP_NEIGH);
+  int cut = 0;
   if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && erspan && fib.mtu_result > overhead - 14) {
     // ERSPAN cuts the copy to the path MTU and sets T, as the AF_PACKET path does.
     __u32 mtu = fib.mtu_result;
@@ -305,6 +318,28 @@ int tapas_send(struct __sk_buff *skb) {
     if (bpf_skb_store_bytes(skb, 14 + 20 + 8 + 2, &flags, 1, 0) != 0) goto fail;
     fib.tot_len = (__u16)mtu;
     rc = bpf_fib_lookup(skb, &fib, sizeof fib, BPF_FIB_LOOKUP_SKIP_NEIGH);
+    cut = 1;
+  }
+  if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && !erspan) {
+    // GRE above the path MTU: no helper fragments, the IP stack does, as it
+    // does for the AF_PACKET path's raw socket. DF goes, the TTL is one
+    // more than 64 for the hop the stack forwards it, and the packet enters
+    // the first end (no program there), addressed to it: that end forwards
+    // and accepts the host's own source address (forwarding, accept_local),
+    // and it leaves by the route, in fragments.
+    __be16 old_word, new_word;
+    if (bpf_skb_load_bytes(skb, 14 + 6, &old_word, sizeof old_word) != 0) goto fail;
+    new_word = 0;  // no DF, no fragment offset
+    if (bpf_skb_store_bytes(skb, 14 + 6, &new_word, sizeof new_word, 0) != 0) goto fail;
+    if (bpf_l3_csum_replace(skb, 24, old_word, new_word, sizeof new_word) != 0) goto fail;
+    __be16 old_ttl, new_ttl = bpf_htons(65 << 8 | 47);
+    if (bpf_skb_load_bytes(skb, 14 + 8, &old_ttl, sizeof old_ttl) != 0) goto fail;
+    if (bpf_skb_store_bytes(skb, 14 + 8, &new_ttl, sizeof new_ttl, 0) != 0) goto fail;
+    if (bpf_l3_csum_replace(skb, 24, old_ttl, new_ttl, sizeof new_ttl) != 0) goto fail;
+    if (bpf_skb_store_bytes(skb, 0, t->mac_a, 6, 0) != 0) goto fail;
+    count(slot, inner, COUNT_SENT);
+    count(slot, inner, COUNT_FRAGMENTED);
+    return bpf_redirect(t->ifindex_a, BPF_F_INGRESS);
   }
   if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
     count(slot, inner, COUNT_OVERSIZE);
@@ -319,6 +354,7 @@ int tapas_send(struct __sk_buff *skb) {
     return TC_ACT_SHOT;
   }
   count(slot, inner, COUNT_SENT);
+  if (cut) count(slot, inner, COUNT_TRUNCATED);
   return bpf_redirect_neigh(fib.ifindex, 0, 0, 0);
 fail:
   count(slot, inner, COUNT_ERROR);

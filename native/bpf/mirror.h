@@ -63,6 +63,8 @@ struct tapas_counters {
   tapas_u64 bytes;
   tapas_u64 errors;  // bpf_clone_redirect failed: the copy is lost, the frame goes on
   tapas_u64 oversize;  // larger than the tap service port's MTU: not copied
+  tapas_u64 truncated;  // ERSPAN copies cut to the path MTU (T set); sent, and counted in packets too
+  tapas_u64 fragmented;  // GRE copies above the path MTU, handed to the IP stack to fragment; likewise
 };
 
 // A GRE tunnel the kernel path writes (issue 12): the loader gives each such
@@ -81,6 +83,11 @@ struct tapas_tunnel {
   tapas_u32 session;   // ERSPAN session id, 0-1023
   tapas_u32 index;     // ERSPAN index, 20 bits
   tapas_u32 sequence;  // ERSPAN: its counter in tapas_sequences (one per remote and session)
+  // GRE above the path MTU goes into the first end's ingress, addressed to
+  // it, for the IP stack to forward and fragment.
+  tapas_u32 ifindex_a;
+  tapas_u8 mac_a[6];
+  tapas_u8 pad[2];
 };
 
 #define TAPAS_BPF_MAX_TUNNELS 4096

@@ -40,6 +40,8 @@ export function splitPlan(plan: Plan): SplitPlan {
   const ruleIds = count(plan.rules);
   const fallback = new Map<string, string>();
   const served: RulePlan[] = [];
+  // A tap service port that is also a plan source (with rules or without) is a loop the AF_PACKET engine refuses.
+  const sourcePorts = new Set(plan.sources.map((s) => `${nsOf(s.netns)}\0${s.ifname}`));
   for (const rule of plan.rules) {
     const source = plan.sources.find((s) => s.id === rule.sourceId);
     const sink = plan.sinks.find((s) => s.id === rule.sinkId);
@@ -57,6 +59,8 @@ export function splitPlan(plan: Plan): SplitPlan {
     } else if (sink.kind !== 'port') {
       reason = sink.kind === 'file' ? 'the bpf data path does not write files'
         : `the bpf data path does not send to ${sink.kind === 'host' ? 'other hosts' : `${sink.kind.toUpperCase()} tunnels`} yet`;
+    } else if (sourcePorts.has(`${nsOf(sink.netns)}\0${sink.ifname}`)) {
+      reason = 'the plan check refuses it';
     } else if (nsOf(sink.netns) !== nsOf(source.netns)) {
       reason = 'the tap service port is in another network namespace than the source (a bpf clone stays in its namespace)';
     } else if ((rule.vlans?.length ?? 0) > MAX_VLAN_RANGES) {
@@ -115,25 +119,44 @@ export function openBpf(attach: BpfAttach = 'auto'): NativeBpf {
  * path's rules and the sources only it serves, and its copies added to the
  * port sinks' counters.
  */
-export function mergeStats(plan: Plan, split: SplitPlan, packet: EngineStats, bpf: NativeBpfStats): EngineStats {
+/** A kernel rule's counters when it took its present sink (see mergeStats). */
+export type SinkBaselines = Map<string, { sinkId: string; packets: number; bytes: number; errors: number; truncated: number; fragmented: number }>;
+
+/**
+ * A kernel rule counts for its whole life, as an AF_PACKET rule does, also
+ * across a change of its sink; a sink counts only the copies sent into it.
+ * `baselines` (kept by the caller between calls) remembers each rule's
+ * counters when it took its present sink.
+ */
+export function mergeStats(plan: Plan, split: SplitPlan, packet: EngineStats, bpf: NativeBpfStats, baselines: SinkBaselines = new Map()): EngineStats {
   const bpfRules = new Map(bpf.rules.map((r) => [r.id, r]));
   const bpfSources = new Map(bpf.sources.map((s) => [s.id, s]));
   const packetRules = new Map(packet.rules.map((r) => [r.id, r]));
   const packetSources = new Map(packet.sources.map((s) => [s.id, s]));
   const rules: RuleStats[] = [];
-  const added = new Map<string, { packets: number; bytes: number; errors: number }>();
+  const added = new Map<string, { packets: number; bytes: number; errors: number; truncated: number; fragmented: number }>();
   for (const rule of plan.rules) {
     const kernel = bpfRules.get(rule.id);
     if (kernel) {
       rules.push({
         id: rule.id, ok: kernel.ok, ...(kernel.reason === undefined ? {} : { reason: kernel.reason }),
         packets: kernel.packets, bytes: kernel.bytes, oversize: kernel.oversize, unavailable: kernel.errors,
-        filtered: 0, sampledOut: 0, truncated: 0, datapath: 'bpf',
+        filtered: 0, sampledOut: 0, truncated: kernel.truncated, datapath: 'bpf',
       });
-      const sum = added.get(rule.sinkId) ?? { packets: 0, bytes: 0, errors: 0 };
-      sum.packets += kernel.packets;
-      sum.bytes += kernel.bytes;
-      sum.errors += kernel.errors;
+      let base = baselines.get(rule.id);
+      // A rule seen before with another sink starts counting for this one now; a new rule (or one whose counters restarted) from zero.
+      if (!base || kernel.packets < base.packets || kernel.errors < base.errors) {
+        base = { sinkId: rule.sinkId, packets: 0, bytes: 0, errors: 0, truncated: 0, fragmented: 0 };
+      } else if (base.sinkId !== rule.sinkId) {
+        base = { sinkId: rule.sinkId, packets: kernel.packets, bytes: kernel.bytes, errors: kernel.errors, truncated: kernel.truncated, fragmented: kernel.fragmented };
+      }
+      baselines.set(rule.id, base);
+      const sum = added.get(rule.sinkId) ?? { packets: 0, bytes: 0, errors: 0, truncated: 0, fragmented: 0 };
+      sum.packets += kernel.packets - base.packets;
+      sum.bytes += kernel.bytes - base.bytes;
+      sum.errors += kernel.errors - base.errors;
+      sum.truncated += kernel.truncated - base.truncated;
+      sum.fragmented += kernel.fragmented - base.fragmented;
       added.set(rule.sinkId, sum);
       continue;
     }
@@ -161,9 +184,26 @@ export function mergeStats(plan: Plan, split: SplitPlan, packet: EngineStats, bp
   for (const packetSource of packet.sources) if (!sources.includes(packetSource)) sources.push(packetSource);
   const sinks: SinkStats[] = packet.sinks.map((sink) => {
     const sum = added.get(sink.id);
-    return sum ? { ...sink, packets: sink.packets + sum.packets, bytes: sink.bytes + sum.bytes, errors: sink.errors + sum.errors } : sink;
+    if (!sum) return sink;
+    return {
+      ...sink, packets: sink.packets + sum.packets, bytes: sink.bytes + sum.bytes, errors: sink.errors + sum.errors,
+      truncated: sink.truncated + sum.truncated, fragmented: sink.fragmented + sum.fragmented,
+    };
   });
   return { sources, sinks, rules, interfaces: packet.interfaces };
+}
+
+/** Before a plan is applied: a kernel rule of it that had another sink counts for its new one from its present counters. */
+export function rebaseSinks(plan: Plan, bpf: NativeBpfStats, baselines: SinkBaselines): void {
+  const counters = new Map(bpf.rules.map((r) => [r.id, r]));
+  for (const rule of plan.rules) {
+    const base = baselines.get(rule.id);
+    const kernel = counters.get(rule.id);
+    if (!base || !kernel || base.sinkId === rule.sinkId) continue;
+    baselines.set(rule.id, {
+      sinkId: rule.sinkId, packets: kernel.packets, bytes: kernel.bytes, errors: kernel.errors, truncated: kernel.truncated, fragmented: kernel.fragmented,
+    });
+  }
 }
 
 /** The same object as before for what did not change (stats() hands out unchanged entries and lists by identity). */

@@ -2,7 +2,7 @@ import {
   loadAddon, type EngineStats, type EngineStatsChanges, type NativeEngine, type RingSettings, type WorkerPriority,
 } from './native.js';
 import { Collector, type CollectorOptions } from './collector.js';
-import { mergeStats, openBpf, reuseUnchanged, splitPlan, type BpfAttach, type SplitPlan } from './bpf.js';
+import { mergeStats, openBpf, rebaseSinks, reuseUnchanged, splitPlan, type BpfAttach, type SinkBaselines, type SplitPlan } from './bpf.js';
 import type { NativeBpf } from './native.js';
 import type { HostSinkPlan, Plan, SinkPlan, TerminationPlan } from './plan.js';
 
@@ -75,6 +75,8 @@ export class Engine {
   /** The last plan and how it was split between the two data paths (datapath 'bpf'). */
   private split: { plan: Plan; split: SplitPlan } | undefined;
   private lastMerged: EngineStats | undefined;
+  /** Each kernel rule's counters when it took its present sink (datapath 'bpf'). */
+  private readonly sinkBaselines: SinkBaselines = new Map();
   private closed = false;
   /** The data path this engine runs: 'bpf' (with AF_PACKET for what the kernel cannot serve) or 'packet'. */
   readonly datapath: 'packet' | 'bpf';
@@ -139,6 +141,8 @@ export class Engine {
       nativePlan = split.packet;
       const packetPlan = nativePlan;
       run = this.applying.then(async () => {
+        // A rule that takes another sink counts for it from here.
+        rebaseSinks(plan, bpf.stats(), this.sinkBaselines);
         await bpf.apply(split.bpf);
         await this.native.apply(packetPlan);
         this.split = { plan: { ...rest, sinks: plan.sinks.map(tunnelToPeer) }, split };
@@ -176,7 +180,7 @@ export class Engine {
   /** With datapath 'bpf': the kernel path's counters merged in, unchanged entries kept as the same objects. */
   private withBpf(packet: EngineStats): EngineStats {
     if (!this.bpf || !this.split) return packet;
-    const merged = mergeStats(this.split.plan, this.split.split, packet, this.bpf.stats());
+    const merged = mergeStats(this.split.plan, this.split.split, packet, this.bpf.stats(), this.sinkBaselines);
     this.lastMerged = reuseUnchanged(merged, this.lastMerged);
     return this.lastMerged;
   }

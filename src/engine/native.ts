@@ -318,7 +318,7 @@ export interface NativeBpfPlan {
 
 export interface NativeBpfStats {
   sources: Array<{ id: string; ok: boolean; reason?: string; attach?: 'tcx' | 'tc'; packets: number; bytes: number }>;
-  rules: Array<{ id: string; ok: boolean; reason?: string; packets: number; bytes: number; errors: number; oversize: number }>;
+  rules: Array<{ id: string; ok: boolean; reason?: string; packets: number; bytes: number; errors: number; oversize: number; truncated: number; fragmented: number }>;
 }
 
 export interface NativeBpf {

@@ -85,6 +85,13 @@ describe.skipIf(!netnsAvailable)(`GRE written by the bpf data path (${netnsSkipR
   }
 
   const links = async () => (await lab.exec(host, 'ip', ['-o', 'link', 'show'])).stdout;
+  /** Frames the kernel dropped between tapas's tunnel veth ends. */
+  async function tunnelVethDrops(): Promise<number> {
+    const all = JSON.parse((await lab.exec(host, 'ip', ['-s', '-j', 'link', 'show'])).stdout) as Array<{
+      ifname: string; stats64: { rx: { dropped: number }; tx: { dropped: number } };
+    }>;
+    return all.filter((link) => /^tpg\d+[ab]\d+$/.test(link.ifname)).reduce((sum, link) => sum + link.stats64.rx.dropped + link.stats64.tx.dropped, 0);
+  }
 
   it('IN and OUT arrive under their own keys from the kernel, inner frames byte-identical, stats say bpf', async () => {
     const running = engine();
@@ -94,27 +101,29 @@ describe.skipIf(!netnsAvailable)(`GRE written by the bpf data path (${netnsSkipR
     }
     expect(await links()).toMatch(/tpg\d+a\d+/);
     const toVm = [1, 2, 3].map((n) => makeFrame({ dst: VM_MAC, src: HOST_MAC, stream: 'bg-i', sequence: n, length: 60 + n * 100 }));
-    // A full-size frame does not fit a 1500-byte underlay with 42 bytes of headers: counted as oversize, not sent.
+    // A full-size frame does not fit a 1500-byte underlay with 42 bytes of headers: the IP stack fragments it, as on AF_PACKET.
     const fromVm = [1, 2].map((n) => makeFrame({ dst: HOST_MAC, src: VM_MAC, stream: 'bg-o', sequence: n }));
     const big = makeFrame({ dst: HOST_MAC, src: VM_MAC, stream: 'bg-o', sequence: 3, length: 1514 });
     const { packets, pcap } = await mirror(toVm, [...fromVm, big]);
 
     expect(hex(packets.filter((p) => p.key === 201).map((p) => p.inner))).toEqual(hex(toVm));
-    expect(hex(packets.filter((p) => p.key === 202).map((p) => p.inner))).toEqual(hex(fromVm));
-    expect(packets).toHaveLength(toVm.length + fromVm.length);
+    expect(hex(packets.filter((p) => p.key === 202).map((p) => p.inner))).toEqual(hex([...fromVm, big]));  // reassembled
+    expect(packets).toHaveLength(toVm.length + fromVm.length + 1);
 
     const decoded = await tsharkFields(pcap, ['gre.key', 'gre.proto', 'ip.src', 'ip.dst', 'ip.checksum.status'], 'gre', ['-o', 'ip.check_checksum:TRUE']);
-    expect(decoded.map((d) => d['gre.key'])).toEqual(['0x000000c9', '0x000000c9', '0x000000c9', '0x000000ca', '0x000000ca']);
+    expect(decoded.map((d) => d['gre.key'])).toEqual(['0x000000c9', '0x000000c9', '0x000000c9', '0x000000ca', '0x000000ca', '0x000000ca']);
     for (const packet of decoded) {
       expect(packet).toMatchObject({ 'gre.proto': '0x6558', 'ip.src': HOST_UNDERLAY, 'ip.dst': COLLECTOR, 'ip.checksum.status': '1' }); // 1: good
     }
     const stats = await waitFor('the kernel counters', () => {
       const s = running.stats();
       const out = s.rules.find((r) => r.id === 'out');
-      return out && out.oversize >= 1 && out.packets >= 2 ? s : undefined;
+      return out && out.packets >= 3 ? s : undefined;
     });
     expect(stats.rules.find((r) => r.id === 'in')).toMatchObject({ datapath: 'bpf', packets: 3, oversize: 0, unavailable: 0 });
-    expect(stats.rules.find((r) => r.id === 'out')).toMatchObject({ datapath: 'bpf', packets: 2, oversize: 1, unavailable: 0 });
+    expect(stats.rules.find((r) => r.id === 'out')).toMatchObject({ datapath: 'bpf', packets: 3, oversize: 0, unavailable: 0 });
+    expect(stats.sinks.find((s) => s.id === 'gre-out')).toMatchObject({ packets: 3, fragmented: 1, errors: 0 });
+    expect(stats.sinks.find((s) => s.id === 'gre-in')).toMatchObject({ packets: 3, fragmented: 0, errors: 0 });
   });
 
   it('puts an offloaded VLAN tag back into the inner frame', async () => {
@@ -194,6 +203,9 @@ describe.skipIf(!netnsAvailable)(`GRE written by the bpf data path (${netnsSkipR
     try {
       const running = engine();
       await running.apply(plan());
+      // The collector's neighbour entry first: until it resolves, the kernel queues only ~200 KB of tunnel packets (unres_qlen_bytes).
+      await lab.sendFrames(host, 'vmh', [makeFrame({ dst: VM_MAC, src: HOST_MAC, stream: 'warm', sequence: 1 })]);
+      await waitFor('the first copy', () => (running.stats().rules.find((r) => r.id === 'in')!.packets > 0 ? true : undefined));
       const capture = await lab.capture(collector, 'ul1');
       const originals = await lab.capture(host, 'vmh', 'vmh-out', 'out');
       // A TCP stream from the host to the VM: with TSO on the veth (its default) the host sends GSO skbs out of vmh (IN).
@@ -218,8 +230,17 @@ describe.skipIf(!netnsAvailable)(`GRE written by the bpf data path (${netnsSkipR
       // Wire-sized: no inner frame above the source's MTU; together they carry the stream, in the order sent.
       for (const segment of segments) expect(segment.length).toBeLessThanOrEqual(1514);
       const withData = segments.filter((s) => s.payload > 0);
-      expect(withData.reduce((sum, s) => sum + s.payload, 0)).toBe(1000000);
-      for (let i = 1; i < withData.length; i += 1) expect(withData[i]!.seq).toBe((withData[i - 1]!.seq + withData[i - 1]!.payload) >>> 0);
+      // Segments a busy CPU's backlog drops between the tunnel's veth ends (netdev_max_backlog) are counted there, nowhere else.
+      const dropped = await tunnelVethDrops();
+      const copied = withData.reduce((sum, s) => sum + s.payload, 0);
+      if (dropped === 0) expect(copied).toBe(1000000);
+      else expect(copied).toBeGreaterThan(500000);
+      for (let i = 1; i < withData.length; i += 1) {
+        // In order: each segment follows the one before, or the gap of dropped ones.
+        const next = (withData[i - 1]!.seq + withData[i - 1]!.payload) >>> 0;
+        if (dropped === 0) expect(withData[i]!.seq).toBe(next);
+        else expect(((withData[i]!.seq - next) >>> 0) < 1000000).toBe(true);
+      }
       // The kernel filled in each segment's checksum (the original left it to the hardware).
       const pcap = join(lab.dir, `bpf-gso-${Date.now()}.pcap`);
       writePcap(pcap, frames);
@@ -228,7 +249,7 @@ describe.skipIf(!netnsAvailable)(`GRE written by the bpf data path (${netnsSkipR
       expect(checks.every((c) => c['tcp.checksum.status'] === '1')).toBe(true);  // 1: good
       const stats = running.stats().rules.find((r) => r.id === 'in')!;
       expect(stats).toMatchObject({ datapath: 'bpf', oversize: 0, unavailable: 0 });
-      expect(stats.packets).toBe(copies.length);  // the segments and the host's ARP
+      expect(stats.packets).toBe(copies.length + 1);  // the segments, the host's ARP and the first frame
     } finally {
       await lab.exec(host, 'ip', ['link', 'set', 'ul0', 'mtu', '1500']);
       await lab.exec(collector, 'ip', ['link', 'set', 'ul1', 'mtu', '1500']);

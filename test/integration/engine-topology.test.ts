@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { Engine, type Plan } from '../../src/engine/engine.js';
+import { Engine, type EngineOptions, type Plan } from '../../src/engine/engine.js';
 import { makeFrame, parseTestFrame, testFramesOf } from '../helpers/frames.js';
 import { Lab, netnsAvailable, netnsSkipReason, sleep, waitFor } from '../helpers/netns.js';
 
@@ -16,8 +16,13 @@ const byId = <T extends { id: string }>(list: T[], id: string): T => {
 /**
  * Two VMs (vm1h, vm2h) and two monitors (mon1h, mon2h) on one host namespace.
  */
-describe.skipIf(!netnsAvailable)(`sources, sinks and plan changes (${netnsSkipReason})`, () => {
-  const lab = new Lab('topo');
+const DATA_PATHS: Array<{ name: string; lab: string; options: EngineOptions }> = [
+  { name: 'AF_PACKET', lab: 'topo', options: {} },
+  { name: 'bpf', lab: 'topob', options: { datapath: 'bpf' } },
+];
+
+describe.skipIf(!netnsAvailable).each(DATA_PATHS)(`sources, sinks and plan changes, $name (${netnsSkipReason})`, ({ lab: labName, options }) => {
+  const lab = new Lab(labName);
   let host: string, vm1: string, vm2: string, mon1: string, mon2: string;
   let engine: Engine;
 
@@ -31,7 +36,7 @@ describe.skipIf(!netnsAvailable)(`sources, sinks and plan changes (${netnsSkipRe
     await lab.veth(host, 'vm2h', vm2, 'eth0');
     await lab.veth(host, 'mon1h', mon1, 'eth0');
     await lab.veth(host, 'mon2h', mon2, 'eth0');
-    engine = new Engine();
+    engine = new Engine(options);
   });
 
   afterAll(async () => {
@@ -139,7 +144,7 @@ describe.skipIf(!netnsAvailable)(`sources, sinks and plan changes (${netnsSkipRe
       sinks: [{ id: 'mon1', kind: 'port', ifname: 'mon1h', netns: host }],
       rules: [{ id: 'vm1-to-mon1', sourceId: 'vm1', sinkId: 'mon1', direction: 'OUT' }],
     });
-    const watcher = new Engine();
+    const watcher = new Engine(options);
     try {
       await watcher.apply({
         sources: [{ id: 'mon1-port', ifname: 'mon1h', netns: host }],

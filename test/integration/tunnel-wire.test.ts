@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { Engine, type Plan, type SinkPlan } from '../../src/engine/engine.js';
+import { Engine, type EngineOptions, type Plan, type SinkPlan } from '../../src/engine/engine.js';
 import { makeFrame } from '../helpers/frames.js';
 import { Lab, netnsAvailable, netnsSkipReason, sleep } from '../helpers/netns.js';
 import { tsharkFields, tunnelPackets, writePcap, type TunnelPacket } from './tunnel-decode.js';
@@ -35,8 +35,14 @@ function udpFrame(sourcePort: number): Buffer {
  * ul0 leads to a collector namespace. Nothing listens for GRE there: the wire
  * is read with tcpdump and decoded by tshark and by the test's own decoder.
  */
-describe.skipIf(!netnsAvailable)(`GRE and ERSPAN tunnels on the wire (${netnsSkipReason})`, () => {
-  const lab = new Lab('tun');
+const DATA_PATHS: Array<{ name: string; lab: string; options: EngineOptions }> = [
+  { name: 'AF_PACKET', lab: 'tun', options: {} },
+  { name: 'bpf', lab: 'tunb', options: { datapath: 'bpf' } },
+];
+
+describe.skipIf(!netnsAvailable).each(DATA_PATHS)(`GRE and ERSPAN tunnels on the wire, $name (${netnsSkipReason})`, ({ lab: labName, options }) => {
+  const bpf = options.datapath === 'bpf';
+  const lab = new Lab(labName);
   let host: string, vm: string, collector: string;
   let engine: Engine;
 
@@ -46,7 +52,7 @@ describe.skipIf(!netnsAvailable)(`GRE and ERSPAN tunnels on the wire (${netnsSki
     collector = await lab.namespace('col');
     await lab.veth(host, 'vmh', vm, 'vm0');
     await lab.underlay(host, HOST_UNDERLAY, collector, COLLECTOR);
-    engine = new Engine();
+    engine = new Engine(options);
   });
 
   afterAll(async () => {
@@ -198,7 +204,7 @@ describe.skipIf(!netnsAvailable)(`GRE and ERSPAN tunnels on the wire (${netnsSki
   });
 
   it('two workers draw ERSPAN sequence numbers from one counter per tunnel: no duplicates, no gaps', async () => {
-    const twoWorkers = new Engine({ workers: 2 });
+    const twoWorkers = new Engine({ ...options, workers: 2 });
     try {
       await twoWorkers.apply({
         sources: [{ id: 'vm', ifname: 'vmh', netns: host }],

@@ -138,7 +138,7 @@ describe('mergeStats', () => {
     };
     const merged = mergeStats(small, split, packet, {
       sources: [{ id: 'b', ok: true, attach: 'tcx', packets: 12, bytes: 1200 }],
-      rules: [{ id: 'b-mon', ok: true, packets: 5, bytes: 500, errors: 1, oversize: 2 }],
+      rules: [{ id: 'b-mon', ok: true, packets: 5, bytes: 500, errors: 1, oversize: 2, truncated: 0, fragmented: 0 }],
     });
     expect(merged.rules).toEqual([
       { id: 'b-mon', ok: true, packets: 5, bytes: 500, oversize: 2, unavailable: 1, filtered: 0, sampledOut: 0, truncated: 0, datapath: 'bpf' },
