@@ -16,7 +16,7 @@ import { clientFor, type ApiClient } from './client.js';
 import { UsageError } from './errors.js';
 import { table } from './output.js';
 
-/** With them, which data path counted them (bpf, packet) and why AF_PACKET's on an agent that runs bpf. */
+/** What a row's data path counted, which data path that is (bpf, packet) and why AF_PACKET's on an agent that runs bpf. */
 export interface Counters extends RuleDatapath {
   packets: number;
   bytes: number;
