@@ -12,7 +12,7 @@
  * termination (id = the tap service).
  */
 import type { Plan, RulePlan, SinkPlan, TerminationPlan } from '../engine/plan.js';
-import { addSelection, type Counters, type DesiredState, type Observation, type ObservedStatus } from '../model/observation.js';
+import { addSelection, datapathOf, type Counters, type DesiredState, type Observation, type ObservedStatus } from '../model/observation.js';
 import type { Port, ResourceKind, TapFlow, TapMirror, TapService } from '../model/resources.js';
 import { MIRROR_DIRECTIONS, VXLAN_DEFAULT_PORT, type MirrorDirection } from '../model/contract.js';
 import { parseVlanFilter } from '../model/vlan-filter.js';
@@ -125,6 +125,8 @@ export interface DataPathStats {
     id: string; ok?: boolean; reason?: string; packets: number; bytes: number; oversize: number; unavailable: number;
     /** What the rule's own stages took out or cut (absent: a data path without them). */
     filtered?: number; sampledOut?: number; truncated?: number;
+    /** Which data path runs the rule, and why AF_PACKET's when the kernel's could not (absent: AF_PACKET's, the engine's only one). */
+    datapath?: 'bpf' | 'packet'; datapathReason?: string;
   }>;
   /** Tunnels from other hosts' agents into local tap services (cluster mode), by tap service id. */
   terminations?: Array<Health & { packets: number; bytes?: number; errors: number }>;
@@ -142,6 +144,8 @@ const ruleCounters = (rule: DataPathStats['rules'][number]): Counters => ({
   ...(rule.filtered || rule.sampledOut || rule.truncated
     ? { selection: { filtered: rule.filtered ?? 0, sampled_out: rule.sampledOut ?? 0, truncated: rule.truncated ?? 0 } }
     : {}),
+  datapath: rule.datapath ?? 'packet',
+  ...(rule.datapathReason === undefined ? {} : { datapath_reason: rule.datapathReason }),
 });
 
 function sum(parts: readonly Counters[]): Counters {
@@ -152,9 +156,8 @@ function sum(parts: readonly Counters[]): Counters {
     for (const [cause, count] of Object.entries(part.drops)) total.drops[cause] = (total.drops[cause] ?? 0) + count;
     if (part.selection) total.selection = addSelection(total.selection, part.selection);
   }
-  return total;
+  return { ...total, ...datapathOf(parts) };
 }
-
 
 /**
  * What this host observes of every resource of its desired state, from the

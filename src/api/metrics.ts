@@ -19,6 +19,23 @@ export interface MetricsSources {
 
 const dropped = (counters: Counters) => Object.values(counters.drops).reduce((total, count) => total + count, 0);
 
+/**
+ * An info gauge read at scrape time: 1 for each series of a tap flow or tap
+ * mirror direction, labelled with the data path that runs it (bpf, packet).
+ */
+function observedDatapath<L extends string>(registry: Registry, name: string, help: string, labelNames: readonly L[],
+  series: () => Iterable<[Record<L, string>, Counters]>): void {
+  new Gauge({
+    name, help, labelNames: [...labelNames, 'datapath'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const [labels, counters] of series()) {
+        if (counters.datapath !== undefined) this.set({ ...labels, datapath: counters.datapath }, 1);
+      }
+    },
+  });
+}
+
 /** A counter whose value is read from elsewhere at scrape time. */
 function observedCounter<L extends string>(registry: Registry, name: string, help: string, labelNames: readonly L[],
   read: (set: (labels: Record<L, string>, value: number) => void) => void): void {
@@ -56,15 +73,18 @@ export class Metrics {
     });
 
     const flowLabels = ['tap_flow_id', 'tap_service_id', 'source_port', 'project_id', 'name', 'host'] as const;
+    function* flowSeries(): Iterable<[Record<(typeof flowLabels)[number], string>, Counters]> {
+      for (const flow of resources().tapFlows) {
+        for (const seen of sources.observationsOf('tap_flow', flow.id)) {
+          if (!seen.counters) continue;
+          yield [{ tap_flow_id: flow.id, tap_service_id: flow.tap_service_id, source_port: flow.source_port,
+            project_id: flow.project_id, name: flow.name, host: seen.host }, seen.counters];
+        }
+      }
+    }
     const eachFlow = (read: (counters: Counters) => number) =>
       (set: (labels: Record<(typeof flowLabels)[number], string>, value: number) => void) => {
-        for (const flow of resources().tapFlows) {
-          for (const seen of sources.observationsOf('tap_flow', flow.id)) {
-            if (!seen.counters) continue;
-            set({ tap_flow_id: flow.id, tap_service_id: flow.tap_service_id, source_port: flow.source_port,
-              project_id: flow.project_id, name: flow.name, host: seen.host }, read(seen.counters));
-          }
-        }
+        for (const [labels, counters] of flowSeries()) set(labels, read(counters));
       };
     observedCounter(registry, 'tapas_tap_flow_packets_total', 'Frames a tap flow mirrored to its tap service', flowLabels,
       eachFlow((counters) => counters.packets));
@@ -81,18 +101,23 @@ export class Metrics {
       flowLabels, eachFlow((counters) => counters.selection?.sampled_out ?? 0));
     observedCounter(registry, 'tapas_tap_flow_truncated_total', 'Frames a tap flow sent cut to its snaplen',
       flowLabels, eachFlow((counters) => counters.selection?.truncated ?? 0));
+    observedDatapath(registry, 'tapas_tap_flow_datapath', 'The data path that runs a tap flow on a host (label datapath: bpf or packet), always 1',
+      flowLabels, flowSeries);
 
     const mirrorLabels = ['tap_mirror_id', 'direction', 'remote_ip', 'mirror_type', 'project_id', 'name', 'host'] as const;
-    const eachMirror = (read: (counters: Counters) => number) =>
-      (set: (labels: Record<(typeof mirrorLabels)[number], string>, value: number) => void) => {
-        for (const mirror of resources().tapMirrors) {
-          for (const seen of sources.observationsOf('tap_mirror', mirror.id)) {
-            for (const [direction, counters] of Object.entries(seen.parts ?? {})) {
-              set({ tap_mirror_id: mirror.id, direction, remote_ip: mirror.remote_ip, mirror_type: mirror.mirror_type,
-                project_id: mirror.project_id, name: mirror.name, host: seen.host }, read(counters));
-            }
+    function* mirrorSeries(): Iterable<[Record<(typeof mirrorLabels)[number], string>, Counters]> {
+      for (const mirror of resources().tapMirrors) {
+        for (const seen of sources.observationsOf('tap_mirror', mirror.id)) {
+          for (const [direction, counters] of Object.entries(seen.parts ?? {})) {
+            yield [{ tap_mirror_id: mirror.id, direction, remote_ip: mirror.remote_ip, mirror_type: mirror.mirror_type,
+              project_id: mirror.project_id, name: mirror.name, host: seen.host }, counters];
           }
         }
+      }
+    }
+    const eachMirror = (read: (counters: Counters) => number) =>
+      (set: (labels: Record<(typeof mirrorLabels)[number], string>, value: number) => void) => {
+        for (const [labels, counters] of mirrorSeries()) set(labels, read(counters));
       };
     observedCounter(registry, 'tapas_tap_mirror_packets_total', 'Frames a tap mirror sent into its tunnel, per direction',
       mirrorLabels, eachMirror((counters) => counters.packets));
@@ -107,6 +132,8 @@ export class Metrics {
       mirrorLabels, eachMirror((counters) => counters.selection?.sampled_out ?? 0));
     observedCounter(registry, 'tapas_tap_mirror_truncated_total', 'Frames a tap mirror sent cut to its snaplen, per direction',
       mirrorLabels, eachMirror((counters) => counters.selection?.truncated ?? 0));
+    observedDatapath(registry, 'tapas_tap_mirror_datapath', 'The data path that runs a tap mirror direction on a host (label datapath: bpf or packet), always 1',
+      mirrorLabels, mirrorSeries);
 
     const portLabels = ['port_id', 'interface', 'host'] as const;
     const eachSource = (read: (counters: Counters) => number) =>

@@ -23,6 +23,9 @@ const rated = {
   },
   packets_per_second: rate,
   bits_per_second: rate,
+  // Tap flows and tap mirrors: the data path that runs them, and why AF_PACKET's when the agent runs bpf.
+  datapath: { type: 'string', enum: ['bpf', 'packet'] },
+  datapath_reason: { type: 'string' },
 };
 const string = { type: 'string' };
 const nullableString = { type: ['string', 'null'] };

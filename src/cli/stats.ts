@@ -1,6 +1,7 @@
 /**
  * `tapas stats [--watch]`: per tap flow and tap mirror, what the data path
- * mirrored — packets/s, bits/s, drops — next to the resource's status, from
+ * mirrored — packets/s, bits/s, drops, and the data path that runs it (bpf or
+ * packet, and why packet) — next to the resource's status, from
  * the daemon's stats report (GET /v2.0/taas/stats; --watch follows its
  * Server-Sent Events stream). Rates are the difference of two samples, over
  * the interval the user chose.
@@ -9,13 +10,14 @@
  */
 import { Command, Option } from 'commander';
 
-import type { Selection } from '../model/observation.js';
+import { datapathOf, type RuleDatapath, type Selection } from '../model/observation.js';
 import type { ResourceStats, StatsReport } from '../service/stats.js';
 import { clientFor, type ApiClient } from './client.js';
 import { UsageError } from './errors.js';
 import { table } from './output.js';
 
-export interface Counters {
+/** What a row's data path counted, which data path that is (bpf, packet) and why AF_PACKET's on an agent that runs bpf. */
+export interface Counters extends RuleDatapath {
   packets: number;
   bytes: number;
   drops: number;
@@ -63,6 +65,7 @@ export function sampleOf(report: StatsReport, at = Date.now()): Sample {
     counters: resource.packets === null ? null : {
       packets: resource.packets, bytes: resource.bytes ?? 0, drops: dropped(resource.drops),
       ...(resource.selection ? { selection: resource.selection } : {}),
+      ...datapathOf([resource]),
     },
   });
   const entries: StatsEntry[] = [
@@ -138,15 +141,40 @@ const selectionCell = (row: StatsRow): string => {
   return selection ? `${selection.filtered}/${selection.sampled_out}/${selection.truncated}` : '-';
 };
 
+/**
+ * The Datapath cell of each row (bpf, packet; `packet [n]` when it fell
+ * back from bpf) and the footnotes, one per distinct reason: `[n] why`.
+ */
+function datapathCells(rows: readonly StatsRow[]): { cells: string[]; footnotes: string[] } {
+  const reasons: string[] = [];
+  const cells = rows.map((row) => {
+    const { datapath, datapath_reason: reason } = row.counters ?? {};
+    if (datapath === undefined) return '-';
+    if (reason === undefined) return datapath;
+    if (!reasons.includes(reason)) reasons.push(reason);
+    return `${datapath} [${reasons.indexOf(reason) + 1}]`;
+  });
+  return { cells, footnotes: reasons.map((reason, index) => `[${index + 1}] ${reason}`) };
+}
+
 /** The table a person sees (one-shot, or each refresh of --watch on a terminal). */
 export function renderTable(rows: readonly StatsRow[], at: number, intervalSeconds: number): string {
   const title = `tapas stats  ${new Date(at).toISOString().replace(/\.\d+Z$/, 'Z')}  (rates over ${intervalSeconds} s)`;
   if (rows.length === 0) return `${title}\nno tap flows or tap mirrors`;
+  const headings = [...HEADINGS];
+  const columns = rows.map(cells);
+  // The data path's column when some row says one (a daemon from before it did not), its reasons as footnotes below.
+  const datapaths = datapathCells(rows);
+  if (rows.some((row) => row.counters?.datapath !== undefined)) {
+    headings.push('Datapath');
+    columns.forEach((row, index) => row.push(datapaths.cells[index]!));
+  }
   // The column of the selection stages only when some row has one (most hosts never use them).
   if (rows.some((row) => row.counters?.selection)) {
-    return `${title}\n${table([...HEADINGS, 'Filtered/Sampled out/Cut'], rows.map((row) => [...cells(row), selectionCell(row)]))}`;
+    headings.push('Filtered/Sampled out/Cut');
+    columns.forEach((row, index) => row.push(selectionCell(rows[index]!)));
   }
-  return `${title}\n${table(HEADINGS, rows.map(cells))}`;
+  return [title, table(headings, columns), ...datapaths.footnotes].join('\n');
 }
 
 const quoted = (text: string) => (/^[^\s"=]+$/.test(text) ? text : JSON.stringify(text));
@@ -162,6 +190,8 @@ export function renderLines(rows: readonly StatsRow[], at: number): string {
       `truncated=${row.counters.selection.truncated}`] : []),
     `pkt/s=${row.packets_per_second === null ? '-' : row.packets_per_second.toFixed(1)}`,
     `bit/s=${row.bits_per_second === null ? '-' : Math.round(row.bits_per_second)}`,
+    ...(row.counters?.datapath ? [`datapath=${row.counters.datapath}`] : []),
+    ...(row.counters?.datapath_reason ? [`datapath_reason=${quoted(row.counters.datapath_reason)}`] : []),
     ...(row.status_reason ? [`reason=${quoted(row.status_reason)}`] : []),
   ].join(' ')).join('\n');
 }
@@ -172,6 +202,7 @@ export function renderJson(rows: readonly StatsRow[], at: number, pretty: boolea
     resources: rows.map(({ counters, ...row }) => ({
       ...row, packets: counters?.packets ?? null, bytes: counters?.bytes ?? null, drops: counters?.drops ?? null,
       ...(counters?.selection ? { selection: counters.selection } : {}),
+      ...(counters ? datapathOf([counters]) : {}),
     })),
   };
   return JSON.stringify(body, null, pretty ? 2 : undefined);
@@ -260,7 +291,7 @@ export function registerStats(program: Command): void {
   program
     .command('stats')
     .configureHelp({ ...program.configureHelp(), showGlobalOptions: true })
-    .description('per tap flow and tap mirror: packets, packets/s, bits/s, drops and status, from the daemon\'s counters')
+    .description('per tap flow and tap mirror: packets, packets/s, bits/s, drops, data path and status, from the daemon\'s counters')
     .option('-w, --watch', 'keep refreshing: in place on a terminal, one line per resource and refresh into a pipe')
     .option('--interval <SECONDS>', 'time between samples (at most 60): rates are measured over it', positiveNumber('--interval', false, 60), 1)
     .option('--count <N>', 'with --watch: stop after N refreshes', positiveNumber('--count', true, 1_000_000))
@@ -269,10 +300,12 @@ export function registerStats(program: Command): void {
 Examples:
   tapas stats                          one table, rates over the next second
   tapas stats --watch                  live, until Ctrl-C
-  tapas stats --watch | grep tf_0      plain lines: name=... status=... packets=... pkt/s=... bit/s=...
+  tapas stats --watch | grep tf_0      plain lines: name=... status=... packets=... pkt/s=... bit/s=... datapath=...
   tapas stats -f json --watch --count 10
 
 The counters are what each host's data path reported (GET /v2.0/taas/stats, and /v2.0/taas/stats/stream
-for --watch); in token mode a project sees its own resources.`)
+for --watch); in token mode a project sees its own resources. Datapath: bpf (copied in the kernel) or packet
+(AF_PACKET); a rule an agent started with --datapath bpf runs on packet has a footnote [n] saying why
+(in JSON and the plain lines: datapath_reason).`)
     .action(runStats);
 }

@@ -43,8 +43,8 @@ export interface DesiredStateSource {
   subscribe(host: string, listener: () => void): () => void;
 }
 
-/** What a data path counted for one resource on one host. */
-export interface Counters {
+/** What a data path counted for one resource on one host (and, for a tap flow's or tap mirror's rules, which path counted it). */
+export interface Counters extends RuleDatapath {
   packets: number;
   bytes: number;
   /** Frames lost or refused, by cause (oversize, unavailable, capture, send_errors, ...). */
@@ -72,6 +72,25 @@ export function addSelection(a: Selection | undefined, b: Selection): Selection 
   };
 }
 
+/**
+ * Which data path runs a tap flow's or tap mirror's rules: the kernel's (tc
+ * eBPF, agents started with --datapath bpf) or AF_PACKET's.
+ */
+export interface RuleDatapath {
+  /** Absent from a part whose data path did not say, or from a sum of parts that run on different paths. */
+  datapath?: 'bpf' | 'packet';
+  /** With datapath 'packet' on an agent that runs bpf: why the kernel path cannot serve the rule (a filter, a file sink, ...). */
+  datapath_reason?: string;
+}
+
+/** Parts' data paths as one: the path they all run on and their reasons; nothing where they differ (each part says). */
+export function datapathOf(parts: readonly RuleDatapath[]): RuleDatapath {
+  const paths = new Set(parts.map((part) => part.datapath));
+  const [datapath] = paths;
+  if (paths.size !== 1 || datapath === undefined) return {};
+  const reasons = [...new Set(parts.flatMap((part) => (part.datapath_reason === undefined ? [] : [part.datapath_reason])))];
+  return { datapath, ...(reasons.length === 0 ? {} : { datapath_reason: reasons.join('; ') }) };
+}
 
 /** What the data path sees of a port's interface. */
 export interface InterfaceState {

@@ -3,13 +3,17 @@
  * host and in total, with rates: read from the agents' observations (never
  * from an engine), shown only for what the caller may see.
  */
-import { addSelection, type Counters, type Selection } from '../model/observation.js';
+import { addSelection, datapathOf, type Counters, type RuleDatapath, type Selection } from '../model/observation.js';
 import type { ResourceKind, Shown } from '../model/resources.js';
 import type { RequestContext } from './context.js';
 import type { ObservationBook, StoredObservation } from './observations.js';
 import type { TaasService } from './taas-service.js';
 
-export interface Rated {
+/**
+ * Tap flows and tap mirrors also say which data path counted them
+ * (`datapath`, bpf or packet) and why not the kernel's (`datapath_reason`).
+ */
+export interface Rated extends RuleDatapath {
   /** null while no host counts anything for it (not running, or not reported yet). */
   packets: number | null;
   bytes: number | null;
@@ -75,6 +79,7 @@ function rated(counters: Counters | undefined, rates?: { packets_per_second: num
     bytes: counters.bytes,
     drops: { ...counters.drops },
     ...(counters.selection ? { selection: { ...counters.selection } } : {}),
+    ...datapathOf([counters]),
     packets_per_second: rates?.packets_per_second ?? null,
     bits_per_second: rates?.bits_per_second ?? null,
   };
@@ -93,7 +98,7 @@ function total(parts: readonly Rated[]): Rated {
     sum.packets_per_second = part.packets_per_second === null || sum.packets_per_second === null ? null : sum.packets_per_second + part.packets_per_second;
     sum.bits_per_second = part.bits_per_second === null || sum.bits_per_second === null ? null : sum.bits_per_second + part.bits_per_second;
   }
-  return sum;
+  return { ...sum, ...datapathOf(counting) };
 }
 
 export class TaasStats {

@@ -93,6 +93,31 @@ describe('tapas stats rendering, on recorded counters', () => {
     expect(renderTable([], at, 1)).toBe('tapas stats  2026-01-02T03:04:05Z  (rates over 1 s)\nno tap flows or tap mirrors');
   });
 
+  it('adds a Datapath column when the report says one, with a footnote per reason a rule runs on packet', () => {
+    const at = Date.UTC(2026, 0, 2, 3, 4, 5);
+    const why = 'the bpf data path does not filter, sample or cut copies yet';
+    const flow = (id: string, name: string, datapath: 'bpf' | 'packet', reason?: string) => ({
+      ...owned, id, name, status: 'ACTIVE', status_reason: null, tap_service_id: 's1', source_port: 'p1', direction: 'IN',
+      ...rated(1, 100), datapath, ...(reason === undefined ? {} : { datapath_reason: reason }),
+    });
+    const report: StatsReport = {
+      ...RECORDED_REPORT,
+      tap_flows: [flow('f1', 'plain', 'bpf'), flow('f2', 'filtered', 'packet', why), flow('f3', 'sampled', 'packet', why)],
+      tap_mirrors: [],
+    };
+    const sampled = sampleOf(report, at);
+    expect(sampled.entries[1]!.counters).toEqual({ packets: 1, bytes: 100, drops: 0, datapath: 'packet', datapath_reason: why });
+    const lines = renderTable(rates(undefined, sampled), at, 1).split('\n');
+    expect(lines[2]).toMatch(/\| Drops \| Datapath +\|$/);
+    expect(lines[4]).toMatch(/\| plain +\|.*\| bpf +\|$/);
+    expect(lines[5]).toMatch(/\| filtered +\|.*\| packet \[1\] \|$/);
+    expect(lines[6]).toMatch(/\| sampled +\|.*\| packet \[1\] \|$/);
+    expect(lines.slice(8)).toEqual([`[1] ${why}`]);
+    expect(renderLines(rates(undefined, sampled), at).split('\n')[1]).toContain(`datapath=packet datapath_reason="${why}"`);
+    const json = JSON.parse(renderJson(rates(undefined, sampled), at, false));
+    expect(json.resources.map((r: any) => [r.datapath, r.datapath_reason])).toEqual([['bpf', undefined], ['packet', why], ['packet', why]]);
+  });
+
   it('renders plain key=value lines for a pipe, quoting what has spaces', () => {
     const at = Date.UTC(2026, 0, 2, 3, 4, 5, 678);
     expect(renderLines(rates(sample(at - 2000, 100, 10_000), sample(at, 300, 30_000)), at)).toBe([
@@ -175,7 +200,7 @@ describe('tapas stats against a running daemon', () => {
     expect(lines).toHaveLength(6);
     for (const [index, line] of lines.entries()) {
       expect(line).toMatch(index % 2 === 0
-        ? /^\S+Z tap_flow name=stats-tf id=\S+ direction=IN to=stats-ts status=ERROR packets=\S+ bytes=\S+ drops=\S+ pkt\/s=\S+ bit\/s=\S+ reason=".+"$/
+        ? /^\S+Z tap_flow name=stats-tf id=\S+ direction=IN to=stats-ts status=ERROR packets=\S+ bytes=\S+ drops=\S+ pkt\/s=\S+ bit\/s=\S+ datapath=packet reason=".+"$/
         : /^\S+Z tap_mirror name="stats tm" id=\S+ direction=OUT to="gre to 198\.51\.100\.3" status=\S+ packets=/);
     }
     const times = lines.filter((_, index) => index % 2 === 0).map((line) => Date.parse(line.split(' ')[0]!));

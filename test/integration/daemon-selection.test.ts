@@ -162,3 +162,81 @@ describe.skipIf(!netnsAvailable)(`filter, snaplen and sample_rate through the da
     expect(report.stats.rules[0]).toMatchObject({ packets: 5, filtered: 20, sampledOut: 5, truncated: 5 });
   });
 });
+
+/**
+ * `tapas serve --datapath bpf`: a plain tap flow runs in the kernel, one with
+ * a filter on AF_PACKET, each on real frames; GET /v2.0/taas/stats, tapas
+ * stats and /metrics say which path runs each and why the filtered one is not
+ * the kernel's.
+ */
+describe.skipIf(!netnsAvailable)(`each tap flow's data path through the daemon, --datapath bpf (${netnsSkipReason})`, () => {
+  const lab = new Lab('ddp');
+  let host: string, vm: string, mon1: string, mon2: string;
+  let daemon: DaemonProcess;
+  let api: ApiClient;
+
+  beforeAll(async () => {
+    host = await lab.namespace('host');
+    vm = await lab.namespace('vm');
+    mon1 = await lab.namespace('m1');
+    mon2 = await lab.namespace('m2');
+    await lab.veth(host, 'vmh', vm, 'vm0');
+    await lab.veth(host, 'm1h', mon1, 'm1');
+    await lab.veth(host, 'm2h', mon2, 'm2');
+    daemon = await DaemonProcess.start({ args: ['--datapath', 'bpf'] });
+    api = daemon.client();
+  });
+
+  afterAll(async () => {
+    await daemon?.stop();
+    daemon?.removeState();
+    await lab.cleanup();
+  });
+
+  it('a plain tap flow runs on bpf, one with a filter on packet with the reason, in the stats, tapas stats and /metrics', async () => {
+    const vmPort = await api.port('vm', 'vmh', host);
+    const service1 = await api.create(TS, { tap_service: { name: 's1', port_id: (await api.port('m1', 'm1h', host)).id } });
+    const service2 = await api.create(TS, { tap_service: { name: 's2', port_id: (await api.port('m2', 'm2h', host)).id } });
+    const plain = await api.create(TF, { tap_flow: { name: 'plain', source_port: vmPort.id, tap_service_id: service1.id, direction: 'OUT' } });
+    const filtered = await api.create(TF, { tap_flow: { name: 'filtered', source_port: vmPort.id, tap_service_id: service2.id, direction: 'OUT',
+      filter: 'udp dst port 2000' } });
+    for (const flow of [plain, filtered]) await until(api, `${TF}/${flow.id}`, (body) => body.tap_flow.status === 'ACTIVE');
+
+    // Real frames: the kernel copies all of them, AF_PACKET those the filter takes.
+    const frames = Array.from({ length: 20 }, (_, i) => udpFrame([1000, 2000][i % 2]!, i, 100));
+    const c1 = await lab.capture(mon1, 'm1');
+    const c2 = await lab.capture(mon2, 'm2');
+    await lab.sendFrames(vm, 'vm0', frames);
+    expect(ours(await c1.stop())).toEqual(frames.map((f) => f.toString('hex')));
+    expect(ours(await c2.stop())).toEqual(frames.filter((_, i) => i % 2 === 1).map((f) => f.toString('hex')));
+
+    const stats = await until(api, '/v2.0/taas/stats', (body) => {
+      const flows = body.stats.tap_flows as Array<{ id: string; packets: number | null }>;
+      return (flows.find((f) => f.id === plain.id)?.packets ?? 0) >= 20 && flows.find((f) => f.id === filtered.id)?.packets === 10;
+    });
+    const byId = new Map<string, any>(stats.stats.tap_flows.map((f: { id: string }) => [f.id, f]));
+    expect(byId.get(plain.id)).toMatchObject({ datapath: 'bpf' });
+    expect(byId.get(plain.id).datapath_reason).toBeUndefined();
+    expect(byId.get(plain.id).hosts[0]).toMatchObject({ datapath: 'bpf' });
+    expect(byId.get(filtered.id)).toMatchObject({ datapath: 'packet', datapath_reason: expect.stringMatching(/filter/) });
+    expect(byId.get(filtered.id).hosts[0]).toMatchObject({ datapath: 'packet', datapath_reason: byId.get(filtered.id).datapath_reason });
+    const reason = byId.get(filtered.id).datapath_reason as string;
+
+    const shown = await runCli(['--endpoint', daemon.url, 'stats']);
+    expect(shown.code, shown.stderr).toBe(0);
+    const lines = shown.stdout.split('\n');
+    expect(lines.find((line) => line.startsWith('| Kind'))).toContain('| Datapath');
+    expect(lines.find((line) => / plain /.test(line))).toMatch(/\| bpf +\|/);
+    expect(lines.find((line) => / filtered /.test(line))).toMatch(/\| packet \[1\] +\|/);
+    expect(lines).toContain(`[1] ${reason}`);
+    const json = await runCli(['--endpoint', daemon.url, 'stats', '-f', 'json']);
+    expect(json.code, json.stderr).toBe(0);
+    const resources = new Map<string, any>(JSON.parse(json.stdout).resources.map((r: { id: string }) => [r.id, r]));
+    expect(resources.get(plain.id)).toMatchObject({ datapath: 'bpf' });
+    expect(resources.get(filtered.id)).toMatchObject({ datapath: 'packet', datapath_reason: reason });
+
+    const metrics = String((await api.get('/metrics')).body);
+    expect(metrics).toMatch(new RegExp(`^tapas_tap_flow_datapath\\{[^}]*tap_flow_id="${plain.id}"[^}]*datapath="bpf"[^}]*\\} 1$`, 'm'));
+    expect(metrics).toMatch(new RegExp(`^tapas_tap_flow_datapath\\{[^}]*tap_flow_id="${filtered.id}"[^}]*datapath="packet"[^}]*\\} 1$`, 'm'));
+  });
+});

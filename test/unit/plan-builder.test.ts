@@ -125,8 +125,34 @@ describe('observe', () => {
       ['mon', 'ACTIVE'], ['vm', 'ACTIVE'], ['ts', 'ACTIVE'], ['f-in', 'ACTIVE'], ['f-out', 'ACTIVE'], ['tm', 'ACTIVE'],
     ]);
     expect(seen.get('vm')).toMatchObject({ interface: { mac: '02:00:00:00:00:01', mtu: 1500 }, counters: { packets: 10, drops: { capture: 2 } } });
-    expect(seen.get('f-in')!.counters).toEqual({ packets: 3, bytes: 300, drops: { oversize: 1, unavailable: 0 } });
+    expect(seen.get('f-in')!.counters).toEqual({ packets: 3, bytes: 300, drops: { oversize: 1, unavailable: 0 }, datapath: 'packet' });
     expect(seen.get('tm')).toMatchObject({ counters: { packets: 6, bytes: 600, drops: { oversize: 2 } }, parts: { IN: { packets: 3 }, OUT: { packets: 3 } } });
+  });
+
+  it('says which data path runs each rule and why AF_PACKET\'s: packet when the data path does not say, one path over a mirror\'s directions', () => {
+    const why = 'the bpf data path does not filter, sample or cut copies yet';
+    const stats: DataPathStats = {
+      ...healthy,
+      rules: healthy.rules.map((rule) => (rule.id === 'f-in' ? { ...rule, datapath: 'bpf' as const }
+        : rule.id === 'f-out' ? rule
+        : { ...rule, datapath: 'packet' as const, datapathReason: why })),
+    };
+    const seen = byId(observe(snapshot(), 'h', stats));
+    expect(seen.get('f-in')!.counters).toMatchObject({ datapath: 'bpf' });
+    expect(seen.get('f-in')!.counters!.datapath_reason).toBeUndefined();
+    expect(seen.get('f-out')!.counters).toMatchObject({ datapath: 'packet' });
+    expect(seen.get('f-out')!.counters!.datapath_reason).toBeUndefined();
+    expect(seen.get('tm')).toMatchObject({
+      counters: { datapath: 'packet', datapath_reason: why },
+      parts: { IN: { datapath: 'packet', datapath_reason: why }, OUT: { datapath: 'packet', datapath_reason: why } },
+    });
+    // Directions on different paths: the sum says none, each direction says its own.
+    const split: DataPathStats = { ...stats, rules: stats.rules.map((rule) => (rule.id === 'tm/IN' ? { ...rule, datapath: 'bpf' as const, datapathReason: undefined } : rule)) };
+    const mirror = byId(observe(snapshot(), 'h', split)).get('tm')!;
+    expect(mirror.counters!.datapath).toBeUndefined();
+    expect(mirror.parts).toMatchObject({ IN: { datapath: 'bpf' }, OUT: { datapath: 'packet', datapath_reason: why } });
+    // The observation stays plain JSON (an etcd value in cluster mode).
+    expect(JSON.parse(JSON.stringify(mirror))).toEqual(mirror);
   });
 
   it('carries what the rules\' stages took as counters.selection, summed over a mirror\'s directions; absent while all are 0', () => {
@@ -135,7 +161,7 @@ describe('observe', () => {
       rules: healthy.rules.map((rule, i) => ({ ...rule, filtered: i === 1 ? 0 : 4, sampledOut: i === 1 ? 0 : 5, truncated: i === 1 ? 0 : 2 })),
     };
     const seen = byId(observe(snapshot(), 'h', stats));
-    expect(seen.get('f-in')!.counters).toEqual({ packets: 3, bytes: 300, drops: { oversize: 1, unavailable: 0 }, selection: { filtered: 4, sampled_out: 5, truncated: 2 } });
+    expect(seen.get('f-in')!.counters).toEqual({ packets: 3, bytes: 300, drops: { oversize: 1, unavailable: 0 }, selection: { filtered: 4, sampled_out: 5, truncated: 2 }, datapath: 'packet' });
     expect(seen.get('f-out')!.counters!.selection).toBeUndefined();
     expect(seen.get('tm')).toMatchObject({
       counters: { selection: { filtered: 8, sampled_out: 10, truncated: 4 } }, parts: { IN: { selection: { filtered: 4 } } },
