@@ -37,3 +37,17 @@ export function pathAboveBaselineNs(results: Results, size: number, trial: Trial
   const path = trial.generatorCpuNs + trial.ksoftirqdNs + (Number.isFinite(trial.mirrorCpuNs) ? trial.mirrorCpuNs : 0);
   return (path - perOffered * trial.offered) / trial.mirrored;
 }
+
+/**
+ * The whole host's CPU (all cores, softirq included: wall × CPUs − idle)
+ * above what the same offered load costs with no mirror, per mirrored
+ * packet: the issue's "marginal CPU of the whole host". The baseline is the
+ * median per offered frame of the no-mirror trials at the same requested
+ * rate (`baseline`, for the scale runs, given directly).
+ */
+export function hostAboveBaselineNs(results: Results, size: number, trial: Trial, baseline?: Trial[]): number {
+  const trials = baseline ?? point(sizeOf(byId(results, 'none'), size), trial.target)?.trials ?? [];
+  const perOffered = spread(trials.map((t) => (t.hostBusyNs ?? NaN) / t.offered)).median;
+  if (!Number.isFinite(perOffered) || trial.mirrored <= 0 || trial.hostBusyNs === undefined) return NaN;
+  return (trial.hostBusyNs - perOffered * trial.offered) / trial.mirrored;
+}

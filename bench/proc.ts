@@ -81,6 +81,28 @@ export function cpuNs(pid: number): number {
   return total;
 }
 
+/**
+ * The whole host's CPU time not idle so far, in ns, on a clock of its own:
+ * wall time × CPUs − (idle + iowait + steal) from /proc/stat. The idle
+ * figures come from the kernel's tickless idle accounting, exact to the
+ * microsecond; user/system/softirq are tick samples, and a tick restarted
+ * after idle misses the short bursts of packet work completely on this
+ * kernel (no IRQ time accounting): summing those would read ~0 for work
+ * that keeps a core a third busy. Subtract two readings for a window.
+ */
+export function hostBusyNs(): number {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const [, , , idle = 0, iowait = 0, , , steal = 0] = fields;
+  const tickNs = 1e9 / 100;  // USER_HZ
+  return Number(process.hrtime.bigint()) * cpuCount() - (idle + iowait + steal) * tickNs;
+}
+
+let cpus: number | undefined;
+function cpuCount(): number {
+  cpus ??= readFileSync('/proc/stat', 'utf8').split('\n').filter((line) => /^cpu\d+ /.test(line)).length;
+  return cpus;
+}
+
 /** Resident memory of a process in KiB (VmRSS). */
 export function rssKiB(pid: number): number {
   try {

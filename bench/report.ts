@@ -2,7 +2,7 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
-import { byId, lossFreeRate, over, pathAboveBaselineNs, perPacketNs, point, sizeOf } from './derive.js';
+import { byId, hostAboveBaselineNs, lossFreeRate, over, pathAboveBaselineNs, perPacketNs, point, sizeOf } from './derive.js';
 import type { ContenderResult, Results, ScaleRun } from './results.js';
 import { spread, type Spread } from './stats.js';
 import { sizeLabel } from './traffic.js';
@@ -49,7 +49,6 @@ export function targets(results: Results): Target[] {
   const dl = lossFreeRate(results, 'daemonlogger', size).median;
   const erspan = lossFreeRate(results, 'tapas-erspan', size).median;
   const cpu = (id: string) => over(point(sizeOf(byId(results, id), size), REFERENCE_RATE), perPacketNs).median;
-  const pathCpu = (id: string) => over(point(sizeOf(byId(results, id), size), REFERENCE_RATE), (t) => pathAboveBaselineNs(results, size, t)).median;
   const p99 = (id: string) => spread(sizeOf(byId(results, id), size)?.latency?.map((r) => r.p99) ?? []).median;
   const lowLatency = Number.isFinite(p99('tapas-low-latency'));
   const latency = lowLatency ? p99('tapas-low-latency') : p99('tapas');
@@ -75,12 +74,42 @@ export function targets(results: Results): Target[] {
     ratioTarget(`CPU per packet, ${lastN} sources ÷ 1 source`, scaleCpu(last) / scaleCpu(first), undefined, 1.1,
       `${fixed(scaleCpu(last), 0)} vs ${fixed(scaleCpu(first), 0)} ns`),
     ratioTarget(`apply of ${lastN} sources ÷ 2 s`, apply / 2, undefined, 1, `${fixed(apply, 3)} s`),
-    // Issue 12: the kernel data path, by the whole path's marginal CPU (its copies are made in softirq, outside the process).
-    ratioTarget(`whole-path CPU per mirrored packet at ${kpps(REFERENCE_RATE)} kpps, tapas --datapath bpf ÷ tc mirred`,
-      pathCpu('tapas-bpf') / pathCpu('tc'), undefined, 1.2, `${fixed(pathCpu('tapas-bpf'), 0)} vs ${fixed(pathCpu('tc'), 0)} ns`),
-    ratioTarget(`whole-path CPU per mirrored packet at ${kpps(REFERENCE_RATE)} kpps, tapas --datapath bpf ÷ tapas`,
-      pathCpu('tapas-bpf') / pathCpu('tapas'), undefined, 0.6, `${fixed(pathCpu('tapas-bpf'), 0)} vs ${fixed(pathCpu('tapas'), 0)} ns`),
+    // Issue 12: the kernel data path, by the host's marginal CPU (its copies are made in softirq, outside any process).
+    ...bpfTargets(results, size),
   ];
+}
+
+/** Issue 12's targets for `tapas --datapath bpf`: host marginal CPU at 100 kpps and flat out, rate, tunnels, latency, scale. */
+function bpfTargets(results: Results, size: number): Target[] {
+  const host = (id: string, target: number | null) =>
+    over(point(sizeOf(byId(results, id), size), target), (t) => hostAboveBaselineNs(results, size, t)).median;
+  const bpfRate = lossFreeRate(results, 'tapas-bpf', size).median;
+  const tcRate = lossFreeRate(results, 'tc', size).median;
+  const p99 = spread(sizeOf(byId(results, 'tapas-bpf'), size)?.latency?.map((r) => r.p99) ?? []).median;
+  const scale = results.scale.filter((s) => !s.failed && s.bpf && !s.bpf.failed);
+  const first = scale.find((s) => s.sources === 1);
+  const last = scale[scale.length - 1];
+  const scaleHost = (s: ScaleRun | undefined) => spread(s?.bpf?.trials.map((t) => hostAboveBaselineNs(results, size, t, s.baseline)) ?? []).median;
+  const list: Target[] = [];
+  for (const target of [REFERENCE_RATE, null]) {
+    const at = target === null ? 'flat out (unpaced)' : `${kpps(target)} kpps`;
+    for (const [peer, label, goal] of [['tc', 'tc mirred', 1.2], ['tapas', 'tapas (AF_PACKET)', 0.6], ['daemonlogger', 'daemonlogger', 0.5]] as const) {
+      list.push(ratioTarget(`host CPU per mirrored packet ${at}, tapas --datapath bpf ÷ ${label}`, host('tapas-bpf', target) / host(peer, target),
+        undefined, goal, `${fixed(host('tapas-bpf', target), 0)} vs ${fixed(host(peer, target), 0)} ns`));
+    }
+  }
+  list.push(ratioTarget('64 B loss-free rate, tapas --datapath bpf ÷ tc mirred', bpfRate / tcRate, 1, undefined,
+    `${kpps(bpfRate)} vs ${kpps(tcRate)} kpps${sizeOf(byId(results, 'tapas-bpf'), size)?.search?.bound === 'generator' ? ' (generator limit: a lower bound)' : ''}`));
+  for (const [id, label] of [['tapas-bpf-gre', 'GRE'], ['tapas-bpf-erspan', 'ERSPAN']] as const) {
+    list.push(ratioTarget(`host CPU per mirrored packet at ${kpps(REFERENCE_RATE)} kpps, bpf ${label} ÷ bpf local port`,
+      host(id, REFERENCE_RATE) / host('tapas-bpf', REFERENCE_RATE), undefined, 1.5,
+      `${fixed(host(id, REFERENCE_RATE), 0)} vs ${fixed(host('tapas-bpf', REFERENCE_RATE), 0)} ns`));
+  }
+  list.push(ratioTarget(`added latency p99 at ${kpps(results.settings.latencyRate)} kpps, tapas --datapath bpf ÷ 100 µs`, p99 / 100, undefined, 1,
+    `${fixed(p99, 1)} µs`));
+  list.push(ratioTarget(`host CPU per packet, tapas --datapath bpf, ${last?.sources ?? 256} sources ÷ 1 source`, scaleHost(last) / scaleHost(first),
+    undefined, 1.1, `${fixed(scaleHost(last), 0)} vs ${fixed(scaleHost(first), 0)} ns`));
+  return list;
 }
 
 function sweepTables(results: Results, size: number): string {
@@ -99,10 +128,17 @@ function sweepTables(results: Results, size: number): string {
     [c.label, ...rates.map((r) => withSpread(over(point(sizeOf(c, size), r), perPacketNs), (v) => fixed(v, 0)))]);
   const path = measured(results.contenders).map((c) =>
     [c.label, ...rates.map((r) => withSpread(over(point(sizeOf(c, size), r), (t) => pathAboveBaselineNs(results, size, t)), (v) => fixed(v, 0)))]);
+  const host = measured(results.contenders).map((c) =>
+    [c.label, ...rates.map((r) => withSpread(over(point(sizeOf(c, size), r), (t) => hostAboveBaselineNs(results, size, t)), (v) => fixed(v, 0)))]);
   const header = ['requested rate →', ...rates.map(rateLabel)];
   return [
     `#### Offered rate reached at the source port (kpps)\n\n${table(header, offered)}`,
     `#### Mirrored ÷ offered (%)\n\n${table(header, ratio)}`,
+    `#### CPU of the whole host above the no-mirror baseline, per mirrored packet (ns)\n\n` +
+      'All cores, softirq included: wall time × CPUs − idle (the kernel\'s tickless idle accounting) during the trial, ' +
+      'minus what the same offered load costs with no mirror (per offered frame, the median of its trials). ' +
+      'Every contender, the kernel\'s mirrors and tapas\'s bpf path included, is measured this way. ' +
+      'It counts everything the host runs, other work on the shared machine too: compare within a column.\n\n' + table(header, host),
     `#### CPU of the mirroring process per mirrored packet (ns)\n\n${table(header, cpu)}`,
     `#### CPU of the whole path above the no-mirror baseline, per mirrored packet (ns)\n\n` +
       'Generator + mirroring process + ksoftirqd, minus what the same offered load costs with no mirror. ' +
@@ -150,7 +186,7 @@ function scaleTable(results: Results): string {
   const first = results.scale.find((s) => s.sources === 1 && !s.failed);
   const firstCpu = spread(first?.trials.map(perPacketNs) ?? []).median;
   const rows = results.scale.map((s) => {
-    if (s.failed) return [String(s.sources), `failed: ${s.failed}`, '', '', '', '', '', '', '', ''];
+    if (s.failed) return [String(s.sources), `failed: ${s.failed}`, '', '', '', '', '', '', '', '', '', '', '', ''];
     const cpu = spread(s.trials.map(perPacketNs));
     const perSource = first && s.sources > 1 ? (s.rssKiB - first.rssKiB) / (s.sources - 1) : NaN;
     return [
@@ -165,10 +201,14 @@ function scaleTable(results: Results): string {
       withSpread(cpu, (v) => fixed(v, 0)),
       fixed(cpu.median / firstCpu, 2),
       String(s.ringDrops),
+      withSpread(spread(s.trials.map((t) => hostAboveBaselineNs(results, 60, t, s.baseline))), (v) => fixed(v, 0)),
+      s.bpf?.failed ? `failed: ${s.bpf.failed}` : withSpread(spread(s.bpf?.trials.map((t) => 100 * (1 - t.loss)) ?? []), (v) => v.toFixed(2)),
+      withSpread(spread(s.bpf?.trials.map((t) => hostAboveBaselineNs(results, 60, t, s.baseline)) ?? []), (v) => fixed(v, 0)),
     ];
   });
   return table(['sources', 'apply (ms)', 'close (ms)', 'launch → all mirrored (s)', 'RSS (MiB)', 'RSS per extra source (MiB)',
-    'ring per source (MiB)', 'mirrored ÷ offered (%)', 'CPU per packet (ns)', '÷ 1 source', 'ring drops'], rows);
+    'ring per source (MiB)', 'mirrored ÷ offered (%)', 'CPU per packet (ns)', '÷ 1 source', 'ring drops',
+    'host CPU per packet above no mirror (ns)', 'bpf: mirrored ÷ offered (%)', 'bpf: host CPU per packet above no mirror (ns)'], rows);
 }
 
 function tapasTable(results: Results): string {
@@ -192,9 +232,9 @@ gen ──g0═s0── mir ──d0═m0── mon      local port: copies coun
 - **Contenders**, one after the other in the mirror namespace on the same interfaces: \`tapas mirror --source s0 --direction OUT --to d0\` (or \`--gre\`/\`--erspan\` to the collector; defaults: 1 worker, TPACKET_V3 ring of 16 × 128 KiB, 1 ms block timeout; "tapas --low-latency" hands each frame over at once, TPACKET_V2), \`tc\` clsact + \`u32 match u32 0 0 action mirred egress mirror dev d0\` on s0 ingress, nftables netdev ingress \`dup to "d0"\`, \`daemonlogger -i s0 -o d0\`, \`netsniff-ng --in s0 --out d0 --ring-size 2MiB\` (its default ring cannot be allocated in a namespace; its TX ring is flushed by a 10 µs interval timer, \`-k\`, left at the default). Mirroring processes are not pinned (the generator is, to CPU 0). Each run starts the mirror, shows it delivers copies, warms it up (one unrecorded trial), then measures.
 - **Repeats**: everything ${s.repeats}×; figures are the median with (min–max). The contenders take turns: repetition 1 of every contender, then repetition 2, and so on, each repetition a fresh start of the mirror, so that a noisy minute on the shared machine does not land on one contender only.
 - **Loss-free rate**: < ${s.lossFree * 100}% loss with at least 90% of the requested rate reached. Each repetition's sweep brackets it (highest loss-free sweep rate, next rate), then ${s.searchSteps} bisection steps give the highest loss-free offered rate that repetition saw. When even the unpaced generator sees no loss the figure is the generator's limit (a lower bound).
-- **CPU**: the mirroring process's on-CPU time from the scheduler (sum of \`/proc/PID/task/*/schedstat\` over its threads, ns resolution) between the trial's start and end, divided by mirrored packets. It includes softirq work the kernel does in that process's context (e.g. delivering its copies to the monitor). The kernel's mirrors have no process: their work runs in softirq, mostly in the sender's context (this kernel has no IRQ time accounting, so it is charged to the interrupted task); the "whole path above baseline" table shows it as generator + mirror + ksoftirqd CPU (the generator's from wait4 rusage) minus the same with no mirror.
+- **CPU**: the mirroring process's on-CPU time from the scheduler (sum of \`/proc/PID/task/*/schedstat\` over its threads, ns resolution) between the trial's start and end, divided by mirrored packets. It includes softirq work the kernel does in that process's context (e.g. delivering its copies to the monitor). The kernel's mirrors have no process: their work runs in softirq, mostly in the sender's context (this kernel has no IRQ time accounting, so it is charged to the interrupted task); the "whole path above baseline" table shows it as generator + mirror + ksoftirqd CPU (the generator's from wait4 rusage) minus the same with no mirror. The **host** figure, the one issue 12's targets use, is the whole machine's: wall time × CPUs − (idle + iowait + steal) from \`/proc/stat\` between the trial's start and end, minus the no-mirror run's per offered frame, per mirrored packet. Its idle part comes from the kernel's tickless idle accounting (exact); the user/system/softirq columns of \`/proc/stat\` are tick samples that miss sub-tick bursts of packet work entirely here, so they are not used. tapas --datapath bpf is \`tapas mirror … --datapath bpf\` (tc programs on s0, tcx links; \`--gre\`/\`--erspan\` written by BPF through tapas's veth pair).
 - **Latency**: at ${kpps(s.latencyRate)} kpps, ${s.latencyFrames} frames, ${s.latencyRepeats}×. tcpdump on s0 (originals) and on m0/c0 (copies) write kernel receive timestamps in nanoseconds; both are taken by the same kernel clock at the same point (the veth's netif_rx), so copy − original is what the mirror adds (plus the copy's own veth hop). Frames are paired by their IPv4 id, which trafgen counts up per frame; GRE and ERSPAN copies are decapsulated first.
-- **Scale**: N veth pairs g<i>═s<i> into one destination. For each N: \`Engine.apply\` of the plan \`tapas mirror\` would build, timed in a fresh process (\`bench/apply-probe.ts\`, ${s.scaleRepeats}×) with the VmRSS it adds; then \`tapas mirror\` with N sources under ${kpps(s.scaleRate)} kpps of 64 B frames in total, sent round-robin over all N sources by a paced Python sender (\`bench/tools/multi-send.py\`) for ${s.scaleSeconds} s, ${s.scaleRepeats}×: CPU per mirrored packet, VmRSS, ring drops. The block timeout is tapas's default for N sources: 1 ms up to 32 sources, 1 ms more per 32, at most 8 ms. "launch → all mirrored" is from starting \`tapas mirror\` until one frame through every source came out (includes Node's start).
+- **Scale**: N veth pairs g<i>═s<i> into one destination. For each N: \`Engine.apply\` of the plan \`tapas mirror\` would build, timed in a fresh process (\`bench/apply-probe.ts\`, ${s.scaleRepeats}×) with the VmRSS it adds; then \`tapas mirror\` with N sources under ${kpps(s.scaleRate)} kpps of 64 B frames in total, sent round-robin over all N sources by a paced Python sender (\`bench/tools/multi-send.py\`) for ${s.scaleSeconds} s, ${s.scaleRepeats}×: CPU per mirrored packet, VmRSS, ring drops; then the same load with no mirror (the host baseline) and under \`tapas mirror --datapath bpf\` (host CPU per packet above that baseline). The block timeout is tapas's default for N sources: 1 ms up to 32 sources, 1 ms more per 32, at most 8 ms. "launch → all mirrored" is from starting \`tapas mirror\` until one frame through every source came out (includes Node's start).
 - The machine is shared (2 cores, other engineers' builds and tests): absolute figures move from run to run; compare ratios within one run.`;
 }
 

@@ -35,6 +35,8 @@ export interface Trial {
   mirrorCpuNs: number;
   generatorCpuNs: number;
   ksoftirqdNs: number;
+  /** The whole host's CPU time not idle during the trial (all cores, softirq included; proc.ts hostBusyNs); absent in older results. */
+  hostBusyNs?: number;
 }
 
 export interface RatePoint {
@@ -89,6 +91,9 @@ export interface ScaleRun {
   trials: Trial[];
   ringDrops: number;
   failed?: string;
+  /** The same load with no mirror (hostBusyNs per offered frame is the baseline) and under `tapas mirror --datapath bpf`. */
+  baseline?: Trial[];
+  bpf?: { trials: Trial[]; failed?: string };
 }
 
 export interface Results {

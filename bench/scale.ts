@@ -8,7 +8,7 @@ import { join } from 'node:path';
 
 import { MIRROR_CPU, captureDrops, stopProcess, type TapasInstall, type TapasReport } from './contenders.js';
 import type { Progress } from './progress.js';
-import { cpuNs, nsRun, rssKiB, sleep, start } from './proc.js';
+import { cpuNs, hostBusyNs, nsRun, rssKiB, sleep, start } from './proc.js';
 import type { ScaleRun, Settings, Trial } from './results.js';
 import { multiSend } from './traffic.js';
 import { buildScale, counters, type Namespaces, type ScaleTopology } from './topology.js';
@@ -34,7 +34,8 @@ async function applyProbe(topology: ScaleTopology, tapas: TapasInstall, sources:
 }
 
 export function scaleUnits(settings: Settings): number {
-  return settings.scaleCounts.length * (2 * settings.scaleRepeats + 1);
+  // apply probes, the AF_PACKET run (+1 for its stop), the no-mirror baseline, the bpf run (+1)
+  return settings.scaleCounts.length * (4 * settings.scaleRepeats + 2);
 }
 
 export async function runScale(spaces: Namespaces, settings: Settings, tapas: TapasInstall, progress: Progress): Promise<ScaleRun[]> {
@@ -61,7 +62,30 @@ export async function runScale(spaces: Namespaces, settings: Settings, tapas: Ta
         progress.step();
       }
       progress.phase(`scale: tapas mirror with ${n} source${n > 1 ? 's' : ''}`);
-      await mirrorRun(topology, tapas, settings, sources, generators, run, progress);
+      await mirrorRun(topology, tapas, settings, sources, generators, run.trials, run, progress);
+      // CI's quick run checks the harness within its two minutes: the host baseline and the bpf series for the largest N only.
+      if (settings.quick && n !== Math.max(...settings.scaleCounts)) {
+        progress.step(2 * settings.scaleRepeats + 1);
+        continue;
+      }
+      progress.phase(`scale: the same load with no mirror, ${n} source${n > 1 ? 's' : ''}`);
+      run.baseline = [];
+      for (let repeat = 0; repeat < settings.scaleRepeats; repeat += 1) {
+        run.baseline.push(await loadTrial(topology, settings, generators));
+        progress.step();
+      }
+      if (tapas.options.bpf) {
+        progress.phase(`scale: tapas mirror --datapath bpf with ${n} source${n > 1 ? 's' : ''}`);
+        run.bpf = { trials: [] };
+        try {
+          await mirrorRun(topology, tapas, settings, sources, generators, run.bpf.trials, undefined, progress, ['--datapath', 'bpf']);
+        } catch (error) {
+          run.bpf.failed = (error as Error).message;
+          progress.note(`scale ${n}, bpf: ${run.bpf.failed}`);
+        }
+      } else {
+        progress.step(settings.scaleRepeats + 1);
+      }
     } catch (error) {
       run.failed = (error as Error).message;
       progress.note(`scale ${n}: ${run.failed}`);
@@ -70,13 +94,31 @@ export async function runScale(spaces: Namespaces, settings: Settings, tapas: Ta
   return runs;
 }
 
+/** One timed load over all generators: offered and mirrored counts, the host's busy time. */
+async function loadTrial(topology: ScaleTopology, settings: Settings, generators: string[], pid?: number): Promise<Trial> {
+  const n = generators.length;
+  const count = Math.round(settings.scaleRate * settings.scaleSeconds);
+  const before = { ...(await sums(topology, n)), cpu: pid === undefined ? NaN : cpuNs(pid), host: hostBusyNs() };
+  const sent = await multiSend(topology.gen, generators, 60, count, settings.scaleRate);
+  await sleep(300);
+  const after = { ...(await sums(topology, n)), cpu: pid === undefined ? NaN : cpuNs(pid), host: hostBusyNs() };
+  const offered = after.offered - before.offered;
+  const mirrored = after.mirrored - before.mirrored;
+  return {
+    target: settings.scaleRate, offered, mirrored, seconds: sent.seconds,
+    offeredRate: offered / sent.seconds, mirroredRate: mirrored / sent.seconds,
+    loss: offered > 0 ? Math.max(0, 1 - mirrored / offered) : NaN,
+    mirrorCpuNs: after.cpu - before.cpu, generatorCpuNs: sent.cpuSeconds * 1e9, ksoftirqdNs: NaN, hostBusyNs: after.host - before.host,
+  };
+}
+
 async function mirrorRun(topology: ScaleTopology, tapas: TapasInstall, settings: Settings, sources: string[],
-  generators: string[], run: ScaleRun, progress: Progress): Promise<void> {
+  generators: string[], trials: Trial[], run: ScaleRun | undefined, progress: Progress, extra: string[] = []): Promise<void> {
   const n = sources.length;
   const maxSeconds = 120 + settings.scaleRepeats * (settings.scaleSeconds + 5);
   const launched = Date.now();
   const child = start('ip', ['netns', 'exec', topology.mir, 'taskset', '-c', MIRROR_CPU, join(tapas.root, 'bin/tapas'), 'mirror',
-    ...sources.flatMap((source) => ['--source', source]), '--direction', 'OUT', '--to', 'd0',
+    ...sources.flatMap((source) => ['--source', source]), '--direction', 'OUT', '--to', 'd0', ...extra,
     '-f', 'json'], { timeoutMs: (maxSeconds + 30) * 1000 });
   try {
     // Ready when one frame through every source comes out: n copies at the monitor.
@@ -90,30 +132,17 @@ async function mirrorRun(topology: ScaleTopology, tapas: TapasInstall, settings:
       if (after.mirrored - before.mirrored >= after.offered - before.offered && after.offered > before.offered) break;
       if (Date.now() > deadline) throw new Error(`${n} sources were not all mirrored within 30 s of launch`);
     }
-    run.launchToMirroringSeconds = (Date.now() - launched) / 1000;
+    if (run) run.launchToMirroringSeconds = (Date.now() - launched) / 1000;
     for (let repeat = 0; repeat < settings.scaleRepeats; repeat += 1) {
-      const count = Math.round(settings.scaleRate * settings.scaleSeconds);
-      const before = { ...(await sums(topology, n)), cpu: cpuNs(child.pid) };
-      const sent = await multiSend(topology.gen, generators, 60, count, settings.scaleRate);
-      await sleep(300);
-      const after = { ...(await sums(topology, n)), cpu: cpuNs(child.pid) };
-      run.rssKiB = rssKiB(child.pid);
-      const offered = after.offered - before.offered;
-      const mirrored = after.mirrored - before.mirrored;
-      const trial: Trial = {
-        target: settings.scaleRate, offered, mirrored, seconds: sent.seconds,
-        offeredRate: offered / sent.seconds, mirroredRate: mirrored / sent.seconds,
-        loss: offered > 0 ? Math.max(0, 1 - mirrored / offered) : NaN,
-        mirrorCpuNs: after.cpu - before.cpu, generatorCpuNs: sent.cpuSeconds * 1e9, ksoftirqdNs: NaN,
-      };
-      run.trials.push(trial);
+      trials.push(await loadTrial(topology, settings, generators, child.pid));
+      if (run) run.rssKiB = rssKiB(child.pid);
       progress.step();
     }
   } finally {
     const stdout = await stopProcess(child, 'SIGINT', 'tapas mirror').catch(() => '');
     try {
       const report = JSON.parse(stdout) as TapasReport;
-      run.ringDrops = report.stats.sources.reduce((sum, source) => sum + captureDrops(source), 0);
+      if (run) run.ringDrops = report.stats.sources.reduce((sum, source) => sum + captureDrops(source), 0);
     } catch {
       // the error that brought us here says more than a missing report
     }

@@ -5,7 +5,7 @@
  */
 import type { Contender, Running } from './contenders.js';
 import { TimestampCapture, pairDelays } from './latency.js';
-import { cpuNs, sleep } from './proc.js';
+import { cpuNs, hostBusyNs, sleep } from './proc.js';
 import type { LatencyRun, RatePoint, SearchResult, Settings, Trial } from './results.js';
 import { quantile, spread } from './stats.js';
 import { counters, type MainTopology } from './topology.js';
@@ -19,6 +19,7 @@ interface Snapshot {
   mirrored: number;
   mirrorCpuNs: number;
   ksoftirqdNs: number;
+  hostBusyNs: number;
 }
 
 export class Session {
@@ -50,6 +51,7 @@ export class Session {
       mirrored: await this.sinkCount(),
       mirrorCpuNs: this.running.pid === undefined ? NaN : cpuNs(this.running.pid),
       ksoftirqdNs: this.ksoftirqd.reduce((sum, pid) => sum + (cpuNs(pid) || 0), 0),
+      hostBusyNs: hostBusyNs(),
     };
   }
 
@@ -104,6 +106,7 @@ export class Session {
       mirrorCpuNs: after.mirrorCpuNs - before.mirrorCpuNs,
       generatorCpuNs: sent.cpuSeconds * 1e9,
       ksoftirqdNs: after.ksoftirqdNs - before.ksoftirqdNs,
+      hostBusyNs: after.hostBusyNs - before.hostBusyNs,
     };
   }
 

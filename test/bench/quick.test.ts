@@ -15,9 +15,9 @@ interface QuickResults {
   contenders: Array<{
     id: string;
     skipped?: string;
-    sizes: Array<{ size: number; failed?: string; sweep: Array<{ trials: Array<{ offered: number; mirrored: number }> }> }>;
+    sizes: Array<{ size: number; failed?: string; sweep: Array<{ trials: Array<{ offered: number; mirrored: number; hostBusyNs?: number }> }> }>;
   }>;
-  scale: Array<{ sources: number; failed?: string; applySeconds: number[] }>;
+  scale: Array<{ sources: number; failed?: string; applySeconds: number[]; baseline?: unknown[]; bpf?: { failed?: string; trials: Array<{ mirrored: number }> } }>;
 }
 
 describe.skipIf(!netnsAvailable)(`npm run bench -- --quick (${netnsSkipReason})`, () => {
@@ -53,5 +53,14 @@ describe.skipIf(!netnsAvailable)(`npm run bench -- --quick (${netnsSkipReason})`
     expect(tc?.sizes[0]?.sweep.flatMap((p) => p.trials).every((t) => t.mirrored > 0)).toBe(true);
     expect(results.scale.length).toBeGreaterThan(0);
     expect(results.scale.every((s) => !s.failed && s.applySeconds.length > 0)).toBe(true);
+    // The kernel data path ran too, and every trial has the host's busy time (the issue-12 figures).
+    const bpf = results.contenders.find((c) => c.id === 'tapas-bpf');
+    expect(bpf?.skipped).toBeUndefined();
+    expect(bpf?.sizes[0]?.sweep.flatMap((p) => p.trials).every((t) => t.mirrored > 0 && (t.hostBusyNs ?? 0) > 0)).toBe(true);
+    const largest = results.scale[results.scale.length - 1]!;
+    expect(largest.baseline?.length).toBeGreaterThan(0);
+    expect(largest.bpf?.failed).toBeUndefined();
+    expect(largest.bpf?.trials.every((t) => t.mirrored > 0)).toBe(true);
+    expect(report).toContain('tapas --datapath bpf ÷ tc mirred');
   }, 240_000);
 });
