@@ -79,6 +79,12 @@ function usage(message?: string): never {
   --tapas DIR    the tapas checkout to measure (built; default this one)
   --only IDS     contenders: ${CONTENDERS.map((c) => c.id).join(', ')}
   --no-scale     skip the 1..256 sources runs
+  --sizes LIST   frame sizes on the veth, e.g. 60 (default 60,1514)
+  --rates LIST   paced rates in frames/s, and/or "unpaced", e.g. 100000,unpaced
+                 (default: a sweep per size)
+  --seconds S    seconds per trial and per scale trial (default 1 and 2); the
+                 host's CPU figures are differences of whole-host totals, so
+                 longer trials make them steadier
   --render       measure nothing: write report.md and the chart again from
                  the results.json in --out (after a change to the report)
 `);
@@ -92,6 +98,9 @@ function parseOptions(argv: string[]): Options {
   let only: Set<string> | undefined;
   let scale = true;
   let render = false;
+  let sizes: number[] | undefined;
+  let rates: Array<number | null> | undefined;
+  let seconds: number | undefined;
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i]!;
     const value = () => argv[++i] ?? usage(`${arg} needs a value`);
@@ -101,12 +110,32 @@ function parseOptions(argv: string[]): Options {
     else if (arg === '--only') only = new Set(value().split(','));
     else if (arg === '--no-scale') scale = false;
     else if (arg === '--render') render = true;
+    else if (arg === '--sizes') {
+      sizes = value().split(',').map(Number);
+      if (sizes.some((size) => !Number.isInteger(size) || size < 60 || size > 1514)) usage('--sizes takes frame sizes from 60 to 1514');
+    } else if (arg === '--rates') {
+      rates = value().split(',').map((rate) => (rate === 'unpaced' ? null : Number(rate)));
+      if (rates.some((rate) => rate !== null && !(rate > 0 && rate <= 1_000_000))) usage('--rates takes frames/s up to 1,000,000, or unpaced');
+    } else if (arg === '--seconds') {
+      seconds = Number(value());
+      if (!(seconds > 0 && seconds <= 60)) usage('--seconds takes 0 to 60');
+    }
     else if (arg === '--help' || arg === '-h') usage();
     else usage(`unknown argument ${arg}`);
   }
   for (const id of only ?? []) if (!CONTENDERS.some((c) => c.id === id)) usage(`unknown contender ${id}`);
+  let settings = quick ? QUICK : FULL;
+  if (sizes) settings = { ...settings, sizes };
+  if (rates) settings = { ...settings, rates: Object.fromEntries(settings.sizes.map((size) => [size, rates])) };
+  if (seconds !== undefined) {
+    const scaled = (count: number) => Math.round(count * seconds! / settings.trialSeconds);
+    settings = {
+      ...settings, trialSeconds: seconds, scaleSeconds: seconds,
+      unpacedCount: Object.fromEntries(Object.entries(settings.unpacedCount).map(([size, count]) => [size, scaled(count)])),
+    };
+  }
   return {
-    settings: quick ? QUICK : FULL,
+    settings,
     out: out ?? join(ROOT, 'bench/results', quick ? 'quick' : ''),
     tapasRoot,
     only,

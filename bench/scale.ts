@@ -69,6 +69,8 @@ export async function runScale(spaces: Namespaces, settings: Settings, tapas: Ta
         continue;
       }
       progress.phase(`scale: the same load with no mirror, ${n} source${n > 1 ? 's' : ''}`);
+      // Not while the kernel still frees the stopped mirror's rings: that work would land in the baseline.
+      await sleep(3000);
       run.baseline = [];
       for (let repeat = 0; repeat < settings.scaleRepeats; repeat += 1) {
         run.baseline.push(await loadTrial(topology, settings, generators));

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <set>
@@ -193,25 +194,35 @@ int clear_offloads(const std::string& ifname) {
   return result;
 }
 
-// No IPv6 on tapas's veth ends: their own router solicitations or MLD
-// reports would otherwise be encapsulated and sent to the collector.
-bool write_sysctl(const std::string& path) {
+bool write_sysctl(const std::string& path, char value = '1') {
   int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) return false;
-  bool ok = write(fd, "1", 1) == 1;
+  bool ok = write(fd, &value, 1) == 1;
   ::close(fd);
   return ok;
 }
+// A sysctl's integer value, or -1.
+int read_sysctl(const std::string& path) {
+  char text[16] = {};
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, text, sizeof text - 1);
+  ::close(fd);
+  return n > 0 ? std::atoi(text) : -1;
+}
+// No IPv6 on tapas's veth ends: their own router solicitations or MLD
+// reports would otherwise be encapsulated and sent to the collector.
 void disable_ipv6(const std::string& ifname) { write_sysctl("/proc/sys/net/ipv6/conf/" + ifname + "/disable_ipv6"); }
 // bpf_fib_lookup from the second end's ingress answers only where that
 // interface forwards (its own setting, not the namespace's). Nothing it
 // receives reaches the stack: tapas_send redirects or drops every packet.
 // And GRE copies above the path MTU go up the first end's stack to be
 // forwarded and fragmented; their source address is the host's own
-// (accept_local).
+// (accept_local), which a strict reverse-path filter would refuse.
 bool enable_forwarding(const std::string& ifname) {
   return write_sysctl("/proc/sys/net/ipv4/conf/" + ifname + "/forwarding") &&
-         write_sysctl("/proc/sys/net/ipv4/conf/" + ifname + "/accept_local");
+         write_sysctl("/proc/sys/net/ipv4/conf/" + ifname + "/accept_local") &&
+         write_sysctl("/proc/sys/net/ipv4/conf/" + ifname + "/rp_filter", '0');
 }
 
 // Tunnel veth ends are named tpg<pid>a<n> / tpg<pid>b<n>: those of a pid
@@ -769,6 +780,8 @@ std::string Loader::tunnel_for(const Installed& rule, const NetnsIdentity& ns, i
   inet_pton(AF_INET, t.remote.c_str(), &entry.remote);
   entry.key = t.key;
   entry.ifindex_a = static_cast<uint32_t>(t.ifindex_a);
+  // The reverse-path filter in effect is the higher of all and the interface's (0 here).
+  entry.fragment = read_sysctl("/proc/sys/net/ipv4/conf/all/rp_filter") == 1 ? 0 : 1;
   if (!mac_of(t.name_a, entry.mac_a)) return failed("cannot read the MAC address of " + t.name_a + ": " + errno_text(errno));
   t.erspan = rule.spec.erspan;
   t.session = rule.spec.erspan_session;

@@ -320,7 +320,7 @@ int tapas_send(struct __sk_buff *skb) {
     rc = bpf_fib_lookup(skb, &fib, sizeof fib, BPF_FIB_LOOKUP_SKIP_NEIGH);
     cut = 1;
   }
-  if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && !erspan) {
+  if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && !erspan && t->fragment) {
     // GRE above the path MTU: no helper fragments, the IP stack does, as it
     // does for the AF_PACKET path's raw socket. DF goes, the TTL is one
     // more than 64 for the hop the stack forwards it, and the packet enters

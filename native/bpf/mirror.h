@@ -87,7 +87,10 @@ struct tapas_tunnel {
   // it, for the IP stack to forward and fragment.
   tapas_u32 ifindex_a;
   tapas_u8 mac_a[6];
-  tapas_u8 pad[2];
+  // 0 where the host's strict reverse-path filter (conf/all/rp_filter 1)
+  // would drop such a packet on the first end: counted as oversize instead.
+  tapas_u8 fragment;
+  tapas_u8 pad;
 };
 
 #define TAPAS_BPF_MAX_TUNNELS 4096
