@@ -114,19 +114,16 @@ export function openBpf(attach: BpfAttach = 'auto'): NativeBpf {
   }
 }
 
-/**
- * The plan's stats, in plan order: the AF_PACKET engine's entries, the bpf
- * path's rules and the sources only it serves, and its copies added to the
- * port sinks' counters.
- */
 /** A kernel rule's counters when it took its present sink (see mergeStats). */
 export type SinkBaselines = Map<string, { sinkId: string; packets: number; bytes: number; errors: number; truncated: number; fragmented: number }>;
 
 /**
- * A kernel rule counts for its whole life, as an AF_PACKET rule does, also
- * across a change of its sink; a sink counts only the copies sent into it.
- * `baselines` (kept by the caller between calls) remembers each rule's
- * counters when it took its present sink.
+ * The plan's stats, in plan order: the AF_PACKET engine's entries, the bpf
+ * path's rules and the sources only it serves, and its copies added to the
+ * sinks' counters. A kernel rule counts for its whole life, as an AF_PACKET
+ * rule does, also across a change of its sink; a sink counts only the
+ * copies sent into it. `baselines` (kept by the caller between calls)
+ * remembers each rule's counters when it took its present sink.
  */
 export function mergeStats(plan: Plan, split: SplitPlan, packet: EngineStats, bpf: NativeBpfStats, baselines: SinkBaselines = new Map()): EngineStats {
   const bpfRules = new Map(bpf.rules.map((r) => [r.id, r]));
