@@ -114,8 +114,10 @@ export function openBpf(attach: BpfAttach = 'auto'): NativeBpf {
   }
 }
 
-/** A kernel rule's counters when it took its present sink (see mergeStats). */
-export type SinkBaselines = Map<string, { sinkId: string; packets: number; bytes: number; errors: number; truncated: number; fragmented: number }>;
+/** A kernel rule's counters when it took its present sink, by rule id (none: from zero). See mergeStats and rebaseSinks. */
+export type SinkBaselines = Map<string, SinkCounts>;
+type SinkCounts = { packets: number; bytes: number; errors: number; truncated: number; fragmented: number };
+const NO_COUNTS: SinkCounts = { packets: 0, bytes: 0, errors: 0, truncated: 0, fragmented: 0 };
 
 /**
  * The plan's stats, in plan order: the AF_PACKET engine's entries, the bpf
@@ -131,7 +133,7 @@ export function mergeStats(plan: Plan, split: SplitPlan, packet: EngineStats, bp
   const packetRules = new Map(packet.rules.map((r) => [r.id, r]));
   const packetSources = new Map(packet.sources.map((s) => [s.id, s]));
   const rules: RuleStats[] = [];
-  const added = new Map<string, { packets: number; bytes: number; errors: number; truncated: number; fragmented: number }>();
+  const added = new Map<string, SinkCounts>();
   for (const rule of plan.rules) {
     const kernel = bpfRules.get(rule.id);
     if (kernel) {
@@ -140,15 +142,10 @@ export function mergeStats(plan: Plan, split: SplitPlan, packet: EngineStats, bp
         packets: kernel.packets, bytes: kernel.bytes, oversize: kernel.oversize, unavailable: kernel.errors,
         filtered: 0, sampledOut: 0, truncated: kernel.truncated, datapath: 'bpf',
       });
-      let base = baselines.get(rule.id);
-      // A rule seen before with another sink starts counting for this one now; a new rule (or one whose counters restarted) from zero.
-      if (!base || kernel.packets < base.packets || kernel.errors < base.errors) {
-        base = { sinkId: rule.sinkId, packets: 0, bytes: 0, errors: 0, truncated: 0, fragmented: 0 };
-      } else if (base.sinkId !== rule.sinkId) {
-        base = { sinkId: rule.sinkId, packets: kernel.packets, bytes: kernel.bytes, errors: kernel.errors, truncated: kernel.truncated, fragmented: kernel.fragmented };
-      }
-      baselines.set(rule.id, base);
-      const sum = added.get(rule.sinkId) ?? { packets: 0, bytes: 0, errors: 0, truncated: 0, fragmented: 0 };
+      // Counters below the baseline restarted (the rule left the kernel path and came back): from zero.
+      const recorded = baselines.get(rule.id);
+      const base = recorded && kernel.packets >= recorded.packets && kernel.errors >= recorded.errors ? recorded : NO_COUNTS;
+      const sum = added.get(rule.sinkId) ?? { ...NO_COUNTS };
       sum.packets += kernel.packets - base.packets;
       sum.bytes += kernel.bytes - base.bytes;
       sum.errors += kernel.errors - base.errors;
@@ -190,16 +187,19 @@ export function mergeStats(plan: Plan, split: SplitPlan, packet: EngineStats, bp
   return { sources, sinks, rules, interfaces: packet.interfaces };
 }
 
-/** Before a plan is applied: a kernel rule of it that had another sink counts for its new one from its present counters. */
-export function rebaseSinks(plan: Plan, bpf: NativeBpfStats, baselines: SinkBaselines): void {
+/**
+ * Before `next` replaces `previous`: a rule that takes another sink counts
+ * for it from its present counters, a new rule from zero.
+ */
+export function rebaseSinks(previous: Plan | undefined, next: Plan, bpf: NativeBpfStats, baselines: SinkBaselines): void {
   const counters = new Map(bpf.rules.map((r) => [r.id, r]));
-  for (const rule of plan.rules) {
-    const base = baselines.get(rule.id);
+  const sinkBefore = new Map(previous?.rules.map((r) => [r.id, r.sinkId]) ?? []);
+  for (const rule of next.rules) {
+    const was = sinkBefore.get(rule.id);
+    if (was === rule.sinkId) continue;
     const kernel = counters.get(rule.id);
-    if (!base || !kernel || base.sinkId === rule.sinkId) continue;
-    baselines.set(rule.id, {
-      sinkId: rule.sinkId, packets: kernel.packets, bytes: kernel.bytes, errors: kernel.errors, truncated: kernel.truncated, fragmented: kernel.fragmented,
-    });
+    if (was === undefined || !kernel) baselines.delete(rule.id);
+    else baselines.set(rule.id, { packets: kernel.packets, bytes: kernel.bytes, errors: kernel.errors, truncated: kernel.truncated, fragmented: kernel.fragmented });
   }
 }
 

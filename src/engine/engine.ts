@@ -142,7 +142,7 @@ export class Engine {
       const packetPlan = nativePlan;
       run = this.applying.then(async () => {
         // A rule that takes another sink counts for it from here.
-        rebaseSinks(plan, bpf.stats(), this.sinkBaselines);
+        rebaseSinks(this.split?.plan, plan, bpf.stats(), this.sinkBaselines);
         await bpf.apply(split.bpf);
         await this.native.apply(packetPlan);
         this.split = { plan: { ...rest, sinks: plan.sinks.map(tunnelToPeer) }, split };
