@@ -27,7 +27,7 @@ import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
-import { cpuNs, rssKiB, run, sleep } from './proc.js';
+import { cpuNs, hostTicks, rssKiB, run, sleep } from './proc.js';
 import { quantile } from './stats.js';
 import { Namespaces, removeStaleNamespaces } from './topology.js';
 
@@ -225,9 +225,7 @@ function cpuWindow(before: ReturnType<typeof cpuSample>, after: ReturnType<typeo
 
 /** The whole host's CPU by kind (/proc/stat) and softirq counts (/proc/softirqs), summed over cores. */
 function hostSample(): { ticks: Record<string, number>; softirqs: Record<string, number> } {
-  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const names = ['user', 'nice', 'system', 'idle', 'iowait', 'irq', 'softirq', 'steal'];
-  const ticks = Object.fromEntries(names.map((name, i) => [name, fields[i] ?? 0]));
+  const { ticks } = hostTicks();
   const softirqs: Record<string, number> = {};
   for (const line of readFileSync('/proc/softirqs', 'utf8').split('\n').slice(1)) {
     const [name, ...counts] = line.trim().split(/\s+/);

@@ -91,16 +91,21 @@ export function cpuNs(pid: number): number {
  * that keeps a core a third busy. Subtract two readings for a window.
  */
 export function hostBusyNs(): number {
-  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const [, , , idle = 0, iowait = 0, , , steal = 0] = fields;
+  const { ticks, cpus } = hostTicks();
   const tickNs = 1e9 / 100;  // USER_HZ
-  return Number(process.hrtime.bigint()) * cpuCount() - (idle + iowait + steal) * tickNs;
+  return Number(process.hrtime.bigint()) * cpus - (ticks.idle! + ticks.iowait! + ticks.steal!) * tickNs;
 }
 
-let cpus: number | undefined;
-function cpuCount(): number {
-  cpus ??= readFileSync('/proc/stat', 'utf8').split('\n').filter((line) => /^cpu\d+ /.test(line)).length;
-  return cpus;
+const CPU_TIME_KINDS = ['user', 'nice', 'system', 'idle', 'iowait', 'irq', 'softirq', 'steal'];
+
+/** The whole host's CPU time by kind from /proc/stat, in USER_HZ ticks summed over cores, and the number of cores. */
+export function hostTicks(): { ticks: Record<string, number>; cpus: number } {
+  const lines = readFileSync('/proc/stat', 'utf8').split('\n');
+  const fields = lines[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return {
+    ticks: Object.fromEntries(CPU_TIME_KINDS.map((kind, i) => [kind, fields[i] ?? 0])),
+    cpus: lines.filter((line) => /^cpu\d+ /.test(line)).length,
+  };
 }
 
 /** Resident memory of a process in KiB (VmRSS). */
