@@ -269,7 +269,9 @@ static __always_inline int encapsulate(struct __sk_buff *skb, struct tapas_tunne
   // (skb->protocol), and that is still the inner frame's type, which no
   // helper sets directly. Popping an 802.1Q tag sets it to the type that
   // follows the tag: push two tags (the second moves the first into the
-  // data), pop both, and the protocol is the outer header's, IPv4.
+  // data), pop both, and the protocol is the outer header's, IPv4. An
+  // IPv4 inner frame, the usual case, already has it.
+  if (skb->protocol == bpf_htons(ETH_P_IP)) return 0;
   if (bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), 0) != 0) return -1;
   if (bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), 0) != 0) return -1;
   if (bpf_skb_vlan_pop(skb) != 0) return -1;
