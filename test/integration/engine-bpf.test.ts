@@ -5,7 +5,7 @@
  * killed tapas left, which rules fall back to AF_PACKET and why, and that the
  * original traffic flows all along.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 
@@ -146,8 +146,8 @@ describe.skipIf(!netnsAvailable)(`the bpf data path (${netnsSkipReason})`, () =>
     await lab.exec(host, 'tc', ['filter', 'del', 'dev', 'vmh', 'ingress', 'pref', '100']);
   });
 
-  it('replaces the cls_bpf filters a killed tapas left, so that every frame is copied once', async () => {
-    // A tapas process that attaches and is killed: its filters outlive it (tcx links would not).
+  /** Another tapas process whose cls_bpf filters on vmh copy to monh; it runs until killed. */
+  async function otherTapasOnVmh(): Promise<ChildProcess> {
     const child = lab.track(spawn(process.execPath, ['-e', `
       const addon = require(${JSON.stringify(ADDON)});
       const bpf = new addon.NativeBpf({ objectPath: ${JSON.stringify(OBJECT)}, attach: 'tc' });
@@ -158,6 +158,12 @@ describe.skipIf(!netnsAvailable)(`the bpf data path (${netnsSkipReason})`, () =>
       createInterface({ input: child.stdout! }).on('line', (line) => line === 'attached' && resolve());
       child.on('exit', (code) => reject(new Error(`the child exited with ${code}`)));
     });
+    return child;
+  }
+
+  it('replaces the cls_bpf filters a killed tapas left, so that every frame is copied once', async () => {
+    // A tapas process that attaches and is killed: its filters outlive it (tcx links would not).
+    const child = await otherTapasOnVmh();
     child.kill('SIGKILL');
     await new Promise((resolve) => child.once('exit', resolve));
     expect(await tcFilters('vmh', 'ingress')).toMatch(/handle 0x7470 tapas_out/);
@@ -177,16 +183,7 @@ describe.skipIf(!netnsAvailable)(`the bpf data path (${netnsSkipReason})`, () =>
 
   it('removes at start the cls_bpf filters a killed tapas left on ports it does not mirror, and never those of a tapas that runs', async () => {
     // A tapas that attaches cls_bpf filters to vmh, then keeps running.
-    const child = lab.track(spawn(process.execPath, ['-e', `
-      const addon = require(${JSON.stringify(ADDON)});
-      const bpf = new addon.NativeBpf({ objectPath: ${JSON.stringify(OBJECT)}, attach: 'tc' });
-      bpf.apply(${JSON.stringify({ sources: [{ id: 'vm', ifname: 'vmh', netns: host }], rules: [{ id: 'r', sourceId: 'vm', sinkIfname: 'monh', sinkNetns: host, direction: 'BOTH' }] })})
-        .then(() => { console.log('attached'); setInterval(() => {}, 1000); });
-    `], { stdio: ['ignore', 'pipe', 'inherit'] }));
-    await new Promise<void>((resolve, reject) => {
-      createInterface({ input: child.stdout! }).on('line', (line) => line === 'attached' && resolve());
-      child.on('exit', (code) => reject(new Error(`the child exited with ${code}`)));
-    });
+    const child = await otherTapasOnVmh();
     // Another source in the same namespace (mon2h into monh), not vmh.
     const elsewhere: Plan = {
       sources: [{ id: 'other', ifname: 'mon2h', netns: host }],
