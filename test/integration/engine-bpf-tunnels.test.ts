@@ -12,7 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 import { Engine, type Plan } from '../../src/engine/engine.js';
 import { makeFrame } from '../helpers/frames.js';
-import { Lab, netnsAvailable, netnsSkipReason, waitFor } from '../helpers/netns.js';
+import { Lab, netnsAvailable, netnsSkipReason, sleep, waitFor } from '../helpers/netns.js';
 import { tsharkFields, tunnelPackets, writePcap, type TunnelPacket } from './tunnel-decode.js';
 
 const VM_MAC = '02:00:00:00:0b:01';
@@ -85,12 +85,12 @@ describe.skipIf(!netnsAvailable)(`GRE written by the bpf data path (${netnsSkipR
   }
 
   const links = async () => (await lab.exec(host, 'ip', ['-o', 'link', 'show'])).stdout;
-  /** Frames the kernel dropped between tapas's tunnel veth ends. */
+  /** Frames the kernel dropped between tapas's tunnel veth ends and on the underlay (a full backlog). */
   async function tunnelVethDrops(): Promise<number> {
     const all = JSON.parse((await lab.exec(host, 'ip', ['-s', '-j', 'link', 'show'])).stdout) as Array<{
       ifname: string; stats64: { rx: { dropped: number }; tx: { dropped: number } };
     }>;
-    return all.filter((link) => /^tpg\d+[ab]\d+$/.test(link.ifname)).reduce((sum, link) => sum + link.stats64.rx.dropped + link.stats64.tx.dropped, 0);
+    return all.filter((link) => /^(tpg\d+[ab]\d+|ul0)$/.test(link.ifname)).reduce((sum, link) => sum + link.stats64.rx.dropped + link.stats64.tx.dropped, 0);
   }
 
   it('IN and OUT arrive under their own keys from the kernel, inner frames byte-identical, stats say bpf', async () => {
@@ -195,6 +195,8 @@ describe.skipIf(!netnsAvailable)(`GRE written by the bpf data path (${netnsSkipR
   });
 
   it('sends a GSO frame (one skb for many segments) as wire-sized segments, in order, each with a valid TCP checksum', async () => {
+    // Five or so 64 KB GSO skbs: enough to see segmentation, few enough that tcpdump keeps every copy on a busy host.
+    const STREAM = 300_000;
     await lab.exec(host, 'ip', ['addr', 'add', '10.97.0.1/24', 'dev', 'vmh']);
     await lab.exec(vm, 'ip', ['addr', 'add', '10.97.0.2/24', 'dev', 'vm0']);
     // An underlay with room for a 1514-byte segment and 42 bytes of headers.
@@ -206,17 +208,22 @@ describe.skipIf(!netnsAvailable)(`GRE written by the bpf data path (${netnsSkipR
       // The collector's neighbour entry first: until it resolves, the kernel queues only ~200 KB of tunnel packets (unres_qlen_bytes).
       await lab.sendFrames(host, 'vmh', [makeFrame({ dst: VM_MAC, src: HOST_MAC, stream: 'warm', sequence: 1 })]);
       await waitFor('the first copy', () => (running.stats().rules.find((r) => r.id === 'in')!.packets > 0 ? true : undefined));
+      for (let tries = 0; !(await lab.exec(host, 'ip', ['neigh', 'show', COLLECTOR])).stdout.includes('lladdr'); tries += 1) {
+        if (tries > 100) throw new Error('the collector\'s neighbour entry did not resolve');
+        await sleep(50);
+      }
       const capture = await lab.capture(collector, 'ul1');
       const originals = await lab.capture(host, 'vmh', 'vmh-out', 'out');
       // A TCP stream from the host to the VM: with TSO on the veth (its default) the host sends GSO skbs out of vmh (IN).
       const server = 'import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(("10.97.0.2",5001));s.listen(1)\n'
         + 'c,_=s.accept();n=0\nwhile True:\n  b=c.recv(65536)\n  if not b: break\n  n+=len(b)\nprint(n)';
       const client = 'import socket,time\nfor i in range(50):\n  try:\n    c=socket.create_connection(("10.97.0.2",5001));break\n  except OSError: time.sleep(0.05)\n'
-        + 'c.sendall(b"x"*1000000);c.close()';
+        + `c.sendall(b"x"*${STREAM});c.close()`;
       const received = lab.exec(vm, 'python3', ['-c', server]);
       await lab.exec(host, 'python3', ['-c', client]);
-      expect(Number((await received).stdout.trim())).toBe(1000000);
-      const frames = await capture.stop(500);
+      expect(Number((await received).stdout.trim())).toBe(STREAM);
+      // tcpdump writes a burst of 700 full-size frames (and the originals' capture its own) behind the kernel: give it time.
+      const frames = await capture.stop(2000);
       // The originals really were GSO skbs: the capture on vmh sees frames above the MTU.
       expect(Math.max(...(await originals.stop(0)).map((frame) => frame.length))).toBeGreaterThan(1514);
       const copies = tunnelPackets(frames).filter((p) => p.key === 201);
@@ -230,16 +237,16 @@ describe.skipIf(!netnsAvailable)(`GRE written by the bpf data path (${netnsSkipR
       // Wire-sized: no inner frame above the source's MTU; together they carry the stream, in the order sent.
       for (const segment of segments) expect(segment.length).toBeLessThanOrEqual(1514);
       const withData = segments.filter((s) => s.payload > 0);
-      // Segments a busy CPU's backlog drops between the tunnel's veth ends (netdev_max_backlog) are counted there, nowhere else.
+      // Segments a busy CPU's backlog drops (netdev_max_backlog) on the tunnel's veth or the underlay are counted there, nowhere else.
       const dropped = await tunnelVethDrops();
       const copied = withData.reduce((sum, s) => sum + s.payload, 0);
-      if (dropped === 0) expect(copied).toBe(1000000);
-      else expect(copied).toBeGreaterThan(500000);
+      if (dropped === 0) expect(copied).toBe(STREAM);
+      else expect(copied).toBeGreaterThan(STREAM / 2);
       for (let i = 1; i < withData.length; i += 1) {
         // In order: each segment follows the one before, or the gap of dropped ones.
         const next = (withData[i - 1]!.seq + withData[i - 1]!.payload) >>> 0;
         if (dropped === 0) expect(withData[i]!.seq).toBe(next);
-        else expect(((withData[i]!.seq - next) >>> 0) < 1000000).toBe(true);
+        else expect(((withData[i]!.seq - next) >>> 0) < STREAM).toBe(true);
       }
       // The kernel filled in each segment's checksum (the original left it to the hardware).
       const pcap = join(lab.dir, `bpf-gso-${Date.now()}.pcap`);
